@@ -1,0 +1,45 @@
+-- delivery_claim: claims up to $1 due deliveries and commits them as 'sending'
+-- before any request is made. $2 = now, $3 = webhooks to skip (already at
+-- their in-flight cap in this dispatcher), $4 = lease in seconds, $5 = at most
+-- this many rows per webhook in one claim (fairness across endpoints).
+-- The attempt counter is incremented here: it is the claim's fencing token.
+-- Locks the claimed rows (SKIP LOCKED); reads due rows only, through
+-- deliveries_due_idx, in a window of 4 x $1 candidates. Claims nothing while
+-- the queue is paused.
+WITH candidates AS (
+    SELECT d.id, d.webhook_id, d.next_attempt_at
+    FROM postbox.deliveries d
+    WHERE d.status IN ('pending', 'retrying')
+      AND d.next_attempt_at <= $2
+      AND d.webhook_id <> ALL ($3::uuid[])
+      AND NOT (SELECT paused FROM postbox.queue_state)
+    ORDER BY d.next_attempt_at
+    LIMIT 4 * $1::bigint
+), ranked AS (
+    SELECT c.id, c.next_attempt_at,
+           row_number() OVER (PARTITION BY c.webhook_id ORDER BY c.next_attempt_at) AS rank_in_webhook
+    FROM candidates c
+), due AS (
+    SELECT d.id
+    FROM postbox.deliveries d
+    JOIN ranked r ON r.id = d.id
+    WHERE r.rank_in_webhook <= $5::bigint
+      AND d.status IN ('pending', 'retrying')
+    ORDER BY r.next_attempt_at
+    LIMIT $1::bigint
+    FOR UPDATE OF d SKIP LOCKED
+)
+UPDATE postbox.deliveries d
+SET status = 'sending',
+    attempts = d.attempts + 1,
+    lease_expires_at = $2 + make_interval(secs => $4),
+    updated_at = $2
+FROM due, postbox.webhooks w, postbox.events e
+WHERE d.id = due.id
+  AND w.id = d.webhook_id
+  AND e.id = d.event_id
+RETURNING d.id, d.webhook_id, d.event_id, d.event_type, d.attempts,
+          e.payload::text AS payload, e.created_at AS event_created_at,
+          w.url, w.secret,
+          CASE WHEN w.previous_secret_expires_at > $2 THEN w.previous_secret END AS previous_secret,
+          w.headers, w.max_retries, w.retry_delay_seconds, w.active

@@ -1,0 +1,536 @@
+//! The dispatcher: claim -> send -> complete.
+//!
+//! - The producer loop (`run`) fans committed events out into deliveries,
+//!   claims due deliveries (committed as `sending` under a lease before any
+//!   request starts) up to the free concurrency slots, and spawns one task per
+//!   claim. It wakes on NOTIFY (see `listener`), on a freed slot, or on a poll
+//!   timer that also covers the next due retry.
+//! - Each task makes one signed attempt (`sender`) and turns it into a
+//!   `Completion` (`retry`), handed to the completer.
+//! - The completer writes outcomes in batches, guarded by the fencing token.
+//!
+//! No transaction and no pool connection is held across an HTTP request.
+
+pub mod listener;
+pub mod retry;
+pub mod sender;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::clock::SharedClock;
+use crate::store::{ClaimedDelivery, Completion, DeliveryStatus, Store, StoreError};
+use retry::Attempt;
+use sender::{Sender, SenderConfig};
+
+/// Dispatcher settings; `config::DispatchArgs` fills them from flags and env.
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    /// Deliveries in flight at once in this dispatcher.
+    pub concurrency: usize,
+    /// Deliveries in flight at once to one webhook (endpoint isolation).
+    pub endpoint_concurrency: usize,
+    /// Deliveries started per second by this dispatcher; 0 = unlimited.
+    pub rate_limit: u32,
+    pub request_timeout: Duration,
+    pub allow_private_targets: bool,
+    pub require_https: bool,
+    pub shutdown_timeout: Duration,
+    /// Longest sleep without a wake-up (missed notifications, due retries).
+    pub poll_interval: Duration,
+    /// Events fanned out per statement, and the most rows one claim takes.
+    pub batch_size: usize,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        DispatchConfig {
+            concurrency: 128,
+            endpoint_concurrency: 32,
+            rate_limit: 0,
+            request_timeout: Duration::from_secs(15),
+            allow_private_targets: false,
+            require_https: false,
+            shutdown_timeout: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+            batch_size: 500,
+        }
+    }
+}
+
+impl DispatchConfig {
+    /// How long a claim stays valid: two request timeouts plus a margin for
+    /// queueing and the completion write. A dispatcher that dies loses its
+    /// claims to the rescue after this long.
+    pub fn lease(&self) -> Duration {
+        self.request_timeout * 2 + Duration::from_secs(30)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What `run_once` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OnceReport {
+    pub events_fanned_out: i64,
+    pub deliveries_created: i64,
+    pub attempts: usize,
+    pub rescued: u64,
+}
+
+#[derive(Default)]
+struct InFlight {
+    /// delivery id -> (webhook id, attempt)
+    deliveries: HashMap<Uuid, (Uuid, i32)>,
+    per_webhook: HashMap<Uuid, usize>,
+}
+
+struct Shared {
+    store: Store,
+    sender: Sender,
+    clock: SharedClock,
+    config: DispatchConfig,
+    inflight: Mutex<InFlight>,
+    slot_freed: Notify,
+}
+
+pub struct Dispatcher {
+    shared: Arc<Shared>,
+}
+
+impl Dispatcher {
+    pub fn new(store: Store, config: DispatchConfig, clock: SharedClock) -> Result<Dispatcher, DispatchError> {
+        let sender = Sender::new(
+            SenderConfig {
+                request_timeout: config.request_timeout,
+                allow_private_targets: config.allow_private_targets,
+                require_https: config.require_https,
+            },
+            clock.clone(),
+        )?;
+        Ok(Dispatcher {
+            shared: Arc::new(Shared {
+                store,
+                sender,
+                clock,
+                config,
+                inflight: Mutex::new(InFlight::default()),
+                slot_freed: Notify::new(),
+            }),
+        })
+    }
+
+    /// One synchronous pass for tests and tools: rescue, fan out, claim one
+    /// batch, send it, record the outcomes.
+    pub async fn run_once(&self) -> Result<OnceReport, DispatchError> {
+        let s = &self.shared;
+        let now = s.clock.now();
+        let rescued = s.store.delivery_rescue_expired(now, 1000).await?;
+        let fan = s.store.event_fanout_many(s.config.batch_size as i64, now).await?;
+        let claimed = s
+            .store
+            .delivery_claim(
+                s.config.concurrency.min(s.config.batch_size) as i64,
+                now,
+                &[],
+                s.config.lease(),
+                s.config.endpoint_concurrency as i64,
+            )
+            .await?;
+        let attempts = claimed.len();
+        let completions =
+            futures_util::future::join_all(claimed.iter().map(|d| s.attempt(d))).await;
+        s.store.delivery_complete_many(&completions, s.clock.now()).await?;
+        Ok(OnceReport {
+            events_fanned_out: fan.events,
+            deliveries_created: fan.deliveries,
+            attempts,
+            rescued,
+        })
+    }
+
+    /// Runs until `shutdown` fires, then stops claiming, lets in-flight
+    /// requests finish within `shutdown_timeout`, records every outcome, and
+    /// gives back what it could not finish.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), DispatchError> {
+        let s = self.shared.clone();
+        let wake = Arc::new(Notify::new());
+        let listener_stop = CancellationToken::new();
+        let listener = tokio::spawn(listener::run(
+            s.store.url().to_string(),
+            wake.clone(),
+            listener_stop.clone(),
+        ));
+        let (tx, rx) = mpsc::channel::<Completion>(s.config.concurrency.max(1) * 2);
+        let completer = tokio::spawn(run_completer(s.store.clone(), rx, s.clock.clone()));
+        let permits = Arc::new(Semaphore::new(s.config.concurrency.max(1)));
+        let mut tasks = JoinSet::new();
+        let mut limiter = RateLimiter::new(s.config.rate_limit);
+        let mut waiting_flag: Option<bool> = None;
+        let mut armed = false;
+        let mut barrier_clear = false;
+        let mut last_rescue: Option<Instant> = None;
+        let mut error_backoff = Duration::from_millis(100);
+        tracing::info!(
+            concurrency = s.config.concurrency,
+            endpoint_concurrency = s.config.endpoint_concurrency,
+            rate_limit = s.config.rate_limit,
+            "dispatcher started"
+        );
+
+        while !shutdown.is_cancelled() {
+            while tasks.try_join_next().is_some() {}
+            let pass = async {
+                if last_rescue.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+                    last_rescue = Some(Instant::now());
+                    let n = s.store.delivery_rescue_expired(s.clock.now(), 1000).await?;
+                    if n > 0 {
+                        tracing::warn!(rescued = n, "requeued deliveries whose lease expired");
+                    }
+                }
+                let free = permits.available_permits();
+                if free == 0 {
+                    return Ok::<_, StoreError>(Pass::Full);
+                }
+                let batch = s.config.batch_size.max(1);
+                let fan = s.store.event_fanout_many(batch as i64, s.clock.now()).await?;
+                let mut limit = free.min(batch);
+                if let Some(allowed) = limiter.available() {
+                    limit = limit.min(allowed);
+                }
+                if limit == 0 {
+                    return Ok(Pass::RateLimited);
+                }
+                let skip = s.saturated_webhooks();
+                let claimed = s
+                    .store
+                    .delivery_claim(
+                        limit as i64,
+                        s.clock.now(),
+                        &skip,
+                        s.config.lease(),
+                        s.config.endpoint_concurrency as i64,
+                    )
+                    .await?;
+                limiter.take(claimed.len());
+                metrics::histogram!("postbox_claim_batch_size").record(claimed.len() as f64);
+                let n = claimed.len();
+                for d in claimed {
+                    let permit = permits.clone().try_acquire_owned().expect("claimed within free slots");
+                    s.track(&d);
+                    tasks.spawn(execute(s.clone(), d, permit, tx.clone()));
+                }
+                let backlog = fan.events as usize == batch || (n > 0 && n == limit);
+                Ok(if backlog {
+                    Pass::Backlog
+                } else if fan.events > 0 || n > 0 {
+                    Pass::Some
+                } else {
+                    Pass::Idle
+                })
+            };
+            let pass = match pass.await {
+                Ok(p) => {
+                    error_backoff = Duration::from_millis(100);
+                    p
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = error_backoff.as_millis() as u64, "dispatcher pass failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(error_backoff) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                    error_backoff = (error_backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            metrics::gauge!("postbox_dispatcher_in_flight")
+                .set((s.config.concurrency - permits.available_permits()) as f64);
+            match pass {
+                Pass::Full => {
+                    tokio::select! {
+                        _ = s.slot_freed.notified() => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                }
+                Pass::RateLimited => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(limiter.until_next()) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                }
+                Pass::Backlog => {
+                    armed = false;
+                    // Busy: producers need not pay for a NOTIFY.
+                    if waiting_flag != Some(false) && s.store.queue_state_set_waiting(false).await.is_ok() {
+                        waiting_flag = Some(false);
+                    }
+                }
+                Pass::Some => armed = false,
+                Pass::Idle if !armed => {
+                    // Say we wait, make sure no producer missed it, look once more.
+                    if waiting_flag != Some(true) {
+                        if let Err(e) = s.store.queue_state_set_waiting(true).await {
+                            tracing::warn!(error = %e, "cannot set the wake-up flag");
+                        } else {
+                            waiting_flag = Some(true);
+                        }
+                    }
+                    barrier_clear = waiting_flag == Some(true)
+                        && s.store.queue_wakeup_barrier().await.unwrap_or(false);
+                    armed = true;
+                }
+                Pass::Idle => {
+                    armed = false;
+                    let sleep = if barrier_clear {
+                        s.sleep_until_due().await
+                    } else {
+                        // A producer may have missed the flag: look again soon.
+                        Duration::from_millis(10)
+                    };
+                    tokio::select! {
+                        _ = wake.notified() => {}
+                        _ = s.slot_freed.notified() => {}
+                        _ = tokio::time::sleep(sleep) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                }
+            }
+        }
+
+        tracing::info!(in_flight = tasks.len(), "dispatcher stopping: no more claims");
+        let deadline = s.config.shutdown_timeout;
+        let drained = tokio::time::timeout(deadline, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok();
+        if !drained {
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+            let abandoned: Vec<(Uuid, i32)> = {
+                let inflight = s.inflight.lock().expect("in-flight lock");
+                inflight.deliveries.iter().map(|(id, (_, a))| (*id, *a)).collect()
+            };
+            let now = s.clock.now();
+            let completions: Vec<Completion> = abandoned
+                .iter()
+                .map(|(id, attempt)| Completion {
+                    delivery_id: *id,
+                    attempt: *attempt,
+                    status: DeliveryStatus::Retrying,
+                    next_attempt_at: Some(now),
+                    response_code: None,
+                    response_body: None,
+                    error_message: Some("dispatcher shut down before the endpoint answered".into()),
+                    started_at: now,
+                    duration_ms: 0,
+                })
+                .collect();
+            match s.store.delivery_complete_many(&completions, now).await {
+                Ok(n) => tracing::warn!(requeued = n, "shutdown deadline passed; requeued unfinished deliveries"),
+                Err(e) => tracing::error!(error = %e, "cannot requeue unfinished deliveries; their leases will expire"),
+            }
+        }
+        drop(tx);
+        let _ = completer.await;
+        listener_stop.cancel();
+        let _ = listener.await;
+        if waiting_flag == Some(true) {
+            // Nobody may be listening any more; producers stop notifying until
+            // a dispatcher says it waits again.
+            let _ = s.store.queue_state_set_waiting(false).await;
+        }
+        tracing::info!("dispatcher stopped");
+        Ok(())
+    }
+}
+
+enum Pass {
+    /// Every slot is busy.
+    Full,
+    /// The per-dispatcher rate limit allows nothing now.
+    RateLimited,
+    /// A full batch came back: there is more.
+    Backlog,
+    /// Some work, less than a batch.
+    Some,
+    /// Nothing to do.
+    Idle,
+}
+
+impl Shared {
+    fn track(&self, d: &ClaimedDelivery) {
+        let mut f = self.inflight.lock().expect("in-flight lock");
+        f.deliveries.insert(d.id, (d.webhook_id, d.attempt));
+        *f.per_webhook.entry(d.webhook_id).or_default() += 1;
+    }
+
+    fn untrack(&self, d: &ClaimedDelivery) {
+        let mut f = self.inflight.lock().expect("in-flight lock");
+        f.deliveries.remove(&d.id);
+        if let Some(n) = f.per_webhook.get_mut(&d.webhook_id) {
+            *n -= 1;
+            if *n == 0 {
+                f.per_webhook.remove(&d.webhook_id);
+            }
+        }
+    }
+
+    /// Webhooks at their in-flight cap: the next claim skips them.
+    fn saturated_webhooks(&self) -> Vec<Uuid> {
+        let f = self.inflight.lock().expect("in-flight lock");
+        f.per_webhook
+            .iter()
+            .filter(|(_, n)| **n >= self.config.endpoint_concurrency)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// How long to sleep when idle: until the next due retry, at most the poll interval.
+    async fn sleep_until_due(&self) -> Duration {
+        let poll = self.config.poll_interval;
+        match self.store.delivery_next_due().await {
+            Ok(Some(due)) => until(due, self.clock.now()).min(poll),
+            Ok(None) => poll,
+            Err(_) => poll,
+        }
+    }
+
+    /// Makes one attempt and decides the delivery's next state.
+    async fn attempt(&self, d: &ClaimedDelivery) -> Completion {
+        let attempt = if d.webhook_active {
+            self.sender.send(d).await
+        } else {
+            Attempt {
+                started_at: self.clock.now(),
+                error: Some("webhook is disabled: not sent".into()),
+                ..Default::default()
+            }
+        };
+        let now = self.clock.now();
+        let completion = retry::complete(d, &attempt, now, rand::random::<f64>());
+        let outcome = completion.status.as_str();
+        metrics::counter!("postbox_deliveries_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("postbox_attempt_duration_seconds")
+            .record(f64::from(attempt.duration_ms) / 1000.0);
+        if completion.status == DeliveryStatus::Success {
+            let latency = (now - d.event_created_at).num_milliseconds().max(0) as f64 / 1000.0;
+            metrics::histogram!("postbox_delivery_latency_seconds").record(latency);
+        }
+        tracing::debug!(
+            delivery_id = %d.id, event_id = %d.event_id, webhook_id = %d.webhook_id,
+            attempt = d.attempt, status = ?attempt.status, outcome, duration_ms = attempt.duration_ms,
+            error = attempt.error.as_deref().unwrap_or(""), "attempt finished"
+        );
+        if attempt.gone() {
+            match self
+                .store
+                .webhook_disable(d.webhook_id, "endpoint answered 410 Gone", now)
+                .await
+            {
+                Ok(true) => tracing::warn!(webhook_id = %d.webhook_id, "webhook disabled: endpoint answered 410 Gone"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(webhook_id = %d.webhook_id, error = %e, "cannot disable webhook after 410"),
+            }
+        }
+        completion
+    }
+}
+
+fn until(at: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+    (at - now).to_std().unwrap_or(Duration::ZERO)
+}
+
+async fn execute(
+    shared: Arc<Shared>,
+    d: ClaimedDelivery,
+    permit: OwnedSemaphorePermit,
+    completions: mpsc::Sender<Completion>,
+) {
+    let completion = shared.attempt(&d).await;
+    // Hand the outcome over before freeing the slot, so that shutdown's
+    // flush sees every finished attempt.
+    let _ = completions.send(completion).await;
+    shared.untrack(&d);
+    drop(permit);
+    shared.slot_freed.notify_one();
+}
+
+/// Writes outcomes in batches: whatever has arrived while the previous write
+/// ran goes in the next one. A failed write is retried; if the database stays
+/// away, the leases expire and the rescue sends those deliveries again.
+async fn run_completer(store: Store, mut rx: mpsc::Receiver<Completion>, clock: SharedClock) {
+    let mut batch = Vec::with_capacity(1024);
+    while rx.recv_many(&mut batch, 1024).await > 0 {
+        let mut delay = Duration::from_millis(50);
+        for attempt in 1..=8 {
+            match store.delivery_complete_many(&batch, clock.now()).await {
+                Ok(_) => break,
+                Err(e) if attempt == 8 => {
+                    tracing::error!(error = %e, outcomes = batch.len(), "giving up recording outcomes; the lease rescue will resend them");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, outcomes = batch.len(), "recording outcomes failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
+/// A token bucket: `rate` starts per second, bursts of at most `rate`.
+struct RateLimiter {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimiter {
+    fn new(rate: u32) -> RateLimiter {
+        RateLimiter {
+            rate: f64::from(rate),
+            tokens: f64::from(rate).min(1.0),
+            last: Instant::now(),
+        }
+    }
+
+    /// Whole starts allowed now, or `None` when unlimited.
+    fn available(&mut self) -> Option<usize> {
+        if self.rate <= 0.0 {
+            return None;
+        }
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate.max(1.0));
+        self.last = now;
+        Some(self.tokens.floor() as usize)
+    }
+
+    fn take(&mut self, n: usize) {
+        if self.rate > 0.0 {
+            self.tokens -= n as f64;
+        }
+    }
+
+    fn until_next(&self) -> Duration {
+        if self.rate <= 0.0 {
+            return Duration::ZERO;
+        }
+        Duration::from_secs_f64(((1.0 - self.tokens).max(0.0) / self.rate).max(0.001))
+    }
+}

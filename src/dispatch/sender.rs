@@ -1,0 +1,268 @@
+//! One signed HTTP attempt: builds the body and headers of SPEC section 4,
+//! sends it through a long-lived client (keep-alive pools, no redirects, a
+//! resolver that refuses non-public addresses unless allowed), reads at most
+//! 16 KiB of the answer, and turns whatever happens into an `Attempt`.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::clock::SharedClock;
+use crate::dispatch::retry::{parse_retry_after, Attempt};
+use crate::net;
+use crate::signing::{signature_header, SigningKey};
+use crate::store::ClaimedDelivery;
+
+/// How much of a response body is kept.
+pub const MAX_RESPONSE_BODY: usize = 16 * 1024;
+
+/// Header names Postbox sets itself; custom headers may not use them.
+pub const RESERVED_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "transfer-encoding",
+    "connection",
+    "host",
+    "user-agent",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "x-webhook-event",
+    "x-webhook-delivery",
+    "x-webhook-attempt",
+];
+
+pub const USER_AGENT: &str = concat!("postbox/", env!("CARGO_PKG_VERSION"));
+
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    pub request_timeout: Duration,
+    pub allow_private_targets: bool,
+    pub require_https: bool,
+}
+
+#[derive(Clone)]
+pub struct Sender {
+    client: reqwest::Client,
+    config: SenderConfig,
+    clock: SharedClock,
+}
+
+/// The request body: byte-identical on every attempt of an event.
+pub fn event_body(d: &ClaimedDelivery) -> Bytes {
+    let ts = d.event_created_at.format("%Y-%m-%dT%H:%M:%S%.3fZ");
+    let ty = serde_json::to_string(&d.event_type).expect("a string serializes");
+    Bytes::from(format!(
+        "{{\"id\":\"{}\",\"type\":{},\"timestamp\":\"{}\",\"data\":{}}}",
+        d.event_id, ty, ts, d.payload
+    ))
+}
+
+/// Text safe to store in Postgres: valid UTF-8 without NUL characters.
+pub fn storable_text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).replace('\0', "\u{FFFD}")
+}
+
+impl Sender {
+    pub fn new(config: SenderConfig, clock: SharedClock) -> Result<Sender, reqwest::Error> {
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .user_agent(USER_AGENT)
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true);
+        if !config.allow_private_targets {
+            builder = builder.dns_resolver(net::guarded_resolver());
+        }
+        Ok(Sender {
+            client: builder.build()?,
+            config,
+            clock,
+        })
+    }
+
+    /// Why this URL may not be called now, if it may not.
+    fn refusal(&self, url: &str) -> Option<String> {
+        let parsed = match url::Url::parse(url) {
+            Ok(u) => u,
+            Err(e) => return Some(format!("invalid URL: {e}")),
+        };
+        match parsed.scheme() {
+            "https" => {}
+            "http" if self.config.require_https => {
+                return Some("blocked target: http:// URLs are refused (POSTBOX_REQUIRE_HTTPS)".into())
+            }
+            "http" => {}
+            other => return Some(format!("unsupported URL scheme {other}")),
+        }
+        net::literal_target_refusal(&parsed, self.config.allow_private_targets)
+    }
+
+    fn headers(&self, d: &ClaimedDelivery, body: &[u8], timestamp: i64) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        // Custom headers first, so that nothing below can be overridden.
+        if let Some(custom) = d.headers.as_object() {
+            for (name, value) in custom {
+                let (Some(value), Ok(name)) = (value.as_str(), HeaderName::try_from(name.as_str())) else {
+                    continue;
+                };
+                if RESERVED_HEADERS.contains(&name.as_str()) {
+                    continue;
+                }
+                if let Ok(v) = HeaderValue::from_str(value) {
+                    h.insert(name, v);
+                }
+            }
+        }
+        let mut keys = Vec::with_capacity(2);
+        for secret in std::iter::once(&d.secret).chain(d.previous_secret.as_ref()) {
+            if let Ok(k) = SigningKey::from_secret(secret) {
+                keys.push(k);
+            }
+        }
+        let msg_id = d.event_id.to_string();
+        let sig = signature_header(&keys, &msg_id, timestamp, body);
+        let set = |h: &mut HeaderMap, name: &'static str, value: String| {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                h.insert(name, v);
+            }
+        };
+        set(&mut h, "content-type", "application/json".into());
+        set(&mut h, "webhook-id", msg_id);
+        set(&mut h, "webhook-timestamp", timestamp.to_string());
+        set(&mut h, "webhook-signature", sig);
+        set(&mut h, "user-agent", USER_AGENT.into());
+        set(&mut h, "x-webhook-event", d.event_type.clone());
+        set(&mut h, "x-webhook-delivery", d.id.to_string());
+        set(&mut h, "x-webhook-attempt", d.attempt.to_string());
+        h
+    }
+
+    /// Makes one attempt. Never fails: every problem becomes part of the `Attempt`.
+    pub async fn send(&self, d: &ClaimedDelivery) -> Attempt {
+        let started_at = self.clock.now();
+        let t0 = Instant::now();
+        let mut attempt = Attempt {
+            started_at,
+            ..Default::default()
+        };
+        if let Some(reason) = self.refusal(&d.url) {
+            attempt.error = Some(reason);
+            return attempt;
+        }
+        let body = event_body(d);
+        let headers = self.headers(d, &body, started_at.timestamp());
+        let request = self.client.post(&d.url).headers(headers).body(body).send();
+        let result = tokio::time::timeout(self.config.request_timeout, async {
+            let response = request.await?;
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, started_at));
+            let mut kept = Vec::new();
+            let mut stream = response.bytes_stream();
+            while kept.len() < MAX_RESPONSE_BODY {
+                match stream.next().await {
+                    Some(Ok(chunk)) => {
+                        let room = MAX_RESPONSE_BODY - kept.len();
+                        kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    }
+                    Some(Err(e)) => return Err(e),
+                    None => break,
+                }
+            }
+            Ok::<_, reqwest::Error>((status, retry_after, kept))
+        })
+        .await;
+        attempt.duration_ms = t0.elapsed().as_millis().min(i32::MAX as u128) as i32;
+        match result {
+            Err(_) => {
+                attempt.error = Some(format!(
+                    "timed out after {} ms",
+                    self.config.request_timeout.as_millis()
+                ))
+            }
+            Ok(Err(e)) => attempt.error = Some(describe(&e)),
+            Ok(Ok((status, retry_after, kept))) => {
+                attempt.status = Some(status);
+                attempt.body = Some(storable_text(&kept));
+                if !(200..300).contains(&status) {
+                    attempt.error = Some(format!("endpoint answered HTTP {status}"));
+                    if status == 429 || status == 503 {
+                        attempt.retry_after = retry_after;
+                    }
+                }
+            }
+        }
+        attempt
+    }
+}
+
+/// A reqwest error as one line, with its causes (DNS, TLS, refused, blocked).
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "response body failed"
+    } else {
+        "request failed"
+    };
+    let mut msg = kind.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    storable_text(msg.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use uuid::Uuid;
+
+    #[test]
+    fn body_embeds_the_payload_verbatim() {
+        let d = ClaimedDelivery {
+            id: Uuid::nil(),
+            webhook_id: Uuid::nil(),
+            event_id: Uuid::parse_str("f47ac10b-58cc-4372-a567-0e02b2c3d479").unwrap(),
+            event_type: "project.updated".into(),
+            attempt: 1,
+            payload: r#"{"id": 42, "big": 123456789012345678901234567890}"#.into(),
+            event_created_at: chrono::Utc.with_ymd_and_hms(2026, 11, 28, 19, 47, 22).unwrap()
+                + chrono::Duration::milliseconds(123),
+            url: "http://x".into(),
+            secret: "whsec_AAAA".into(),
+            previous_secret: None,
+            headers: serde_json::json!({}),
+            max_retries: 3,
+            retry_delay_seconds: 60,
+            webhook_active: true,
+        };
+        let body = event_body(&d);
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            r#"{"id":"f47ac10b-58cc-4372-a567-0e02b2c3d479","type":"project.updated","timestamp":"2026-11-28T19:47:22.123Z","data":{"id": 42, "big": 123456789012345678901234567890}}"#
+        );
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["data"]["id"], 42);
+    }
+
+    #[test]
+    fn stored_text_has_no_nul_and_is_utf8() {
+        assert_eq!(storable_text(b"a\0b\xff"), "a\u{FFFD}b\u{FFFD}");
+    }
+}

@@ -1,0 +1,349 @@
+//! The only module that talks to Postgres. One function per statement in
+//! `sql/`, named after its file; statements are prepared once per connection
+//! and always parameterised. Migrations live in `migrations/`.
+
+mod types;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+pub use types::{ClaimedDelivery, Completion, DeliveryStatus, FanoutResult};
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// The NOTIFY channel that wakes dispatchers.
+pub const WAKEUP_CHANNEL: &str = "postbox_wakeup";
+
+/// Errors of the store layer: which operation failed, and the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid database URL: {0}")]
+    Config(String),
+    #[error("cannot get a database connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("{op}: {source}")]
+    Db {
+        op: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("migrations failed: {0}")]
+    Migrate(#[from] refinery::Error),
+}
+
+impl StoreError {
+    /// The SQLSTATE of a database error, if this is one.
+    pub fn sql_state(&self) -> Option<&str> {
+        match self {
+            StoreError::Db { source, .. } => source.code().map(|c| c.code()),
+            _ => None,
+        }
+    }
+
+    /// The database's own message (for errors raised by our SQL functions).
+    pub fn db_message(&self) -> Option<&str> {
+        match self {
+            StoreError::Db { source, .. } => source.as_db_error().map(|e| e.message()),
+            _ => None,
+        }
+    }
+}
+
+fn db(op: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
+    move |source| StoreError::Db { op, source }
+}
+
+macro_rules! sql {
+    ($name:literal) => {
+        include_str!(concat!("../../sql/", $name, ".sql"))
+    };
+}
+
+/// A handle on the database: a connection pool plus the statements.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    url: String,
+}
+
+impl Store {
+    /// Builds a pool of at most `max_size` connections. Connects lazily.
+    pub fn connect(url: &str, max_size: usize) -> Result<Store, StoreError> {
+        let pg: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| StoreError::Config(e.to_string()))?;
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_size.max(1))
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        Ok(Store {
+            pool,
+            url: url.to_string(),
+        })
+    }
+
+    /// The URL this store connects to (for dedicated connections such as LISTEN).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub async fn client(&self) -> Result<Object, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Applies the embedded migrations; running it again changes nothing.
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
+        let mut client = self.client().await?;
+        // Concurrent `migrate` runs (several replicas starting at once) take turns.
+        client
+            .execute("SELECT pg_advisory_lock(7138400190000002)", &[])
+            .await
+            .map_err(db("migrate: lock"))?;
+        let report = embedded::migrations::runner()
+            .set_migration_table_name("postbox_schema_history")
+            .run_async(&mut **client)
+            .await;
+        let _ = client
+            .execute("SELECT pg_advisory_unlock(7138400190000002)", &[])
+            .await;
+        Ok(report?.applied_migrations().len())
+    }
+
+    /// True when the database answers a trivial query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client.simple_query("SELECT 1").await.map_err(db("ping"))?;
+        Ok(())
+    }
+
+    pub async fn event_publish(
+        &self,
+        event_type: &str,
+        payload: &serde_json::Value,
+        owner_id: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<Uuid, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(sql!("event_publish"))
+            .await
+            .map_err(db("event_publish"))?;
+        let row = client
+            .query_one(&stmt, &[&event_type, payload, &owner_id, &idempotency_key])
+            .await
+            .map_err(db("event_publish"))?;
+        Ok(row.get(0))
+    }
+
+    pub async fn event_fanout_many(
+        &self,
+        limit: i64,
+        now: DateTime<Utc>,
+    ) -> Result<FanoutResult, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(sql!("event_fanout_many"))
+            .await
+            .map_err(db("event_fanout_many"))?;
+        let row = client
+            .query_one(&stmt, &[&limit, &now])
+            .await
+            .map_err(db("event_fanout_many"))?;
+        Ok(FanoutResult {
+            events: row.get(0),
+            deliveries: row.get(1),
+        })
+    }
+
+    pub async fn delivery_claim(
+        &self,
+        limit: i64,
+        now: DateTime<Utc>,
+        skip_webhooks: &[Uuid],
+        lease: Duration,
+        per_webhook: i64,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(sql!("delivery_claim"))
+            .await
+            .map_err(db("delivery_claim"))?;
+        let lease_secs = lease.as_secs_f64();
+        let rows = client
+            .query(
+                &stmt,
+                &[&limit, &now, &skip_webhooks, &lease_secs, &per_webhook],
+            )
+            .await
+            .map_err(db("delivery_claim"))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ClaimedDelivery {
+                id: r.get("id"),
+                webhook_id: r.get("webhook_id"),
+                event_id: r.get("event_id"),
+                event_type: r.get("event_type"),
+                attempt: r.get("attempts"),
+                payload: r.get("payload"),
+                event_created_at: r.get("event_created_at"),
+                url: r.get("url"),
+                secret: r.get("secret"),
+                previous_secret: r.get("previous_secret"),
+                headers: r.get("headers"),
+                max_retries: r.get("max_retries"),
+                retry_delay_seconds: r.get("retry_delay_seconds"),
+                webhook_active: r.get("active"),
+            })
+            .collect())
+    }
+
+    /// Records many outcomes in one round trip; returns how many applied
+    /// (an outcome whose lease was lost applies nothing).
+    pub async fn delivery_complete_many(
+        &self,
+        outcomes: &[Completion],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        if outcomes.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<Uuid> = outcomes.iter().map(|o| o.delivery_id).collect();
+        let attempts: Vec<i32> = outcomes.iter().map(|o| o.attempt).collect();
+        let statuses: Vec<DeliveryStatus> = outcomes.iter().map(|o| o.status).collect();
+        let next: Vec<Option<DateTime<Utc>>> = outcomes.iter().map(|o| o.next_attempt_at).collect();
+        let codes: Vec<Option<i32>> = outcomes.iter().map(|o| o.response_code).collect();
+        let bodies: Vec<Option<&str>> = outcomes.iter().map(|o| o.response_body.as_deref()).collect();
+        let errors: Vec<Option<&str>> = outcomes.iter().map(|o| o.error_message.as_deref()).collect();
+        let started: Vec<DateTime<Utc>> = outcomes.iter().map(|o| o.started_at).collect();
+        let durations: Vec<i32> = outcomes.iter().map(|o| o.duration_ms).collect();
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(sql!("delivery_complete_many"))
+            .await
+            .map_err(db("delivery_complete_many"))?;
+        client
+            .execute(
+                &stmt,
+                &[
+                    &ids, &attempts, &statuses, &next, &codes, &bodies, &errors, &started,
+                    &durations, &now,
+                ],
+            )
+            .await
+            .map_err(db("delivery_complete_many"))
+    }
+
+    /// Returns claimed-but-unsent deliveries to the queue (shutdown).
+    pub async fn delivery_release_many(
+        &self,
+        claims: &[(Uuid, i32)],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        if claims.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<Uuid> = claims.iter().map(|c| c.0).collect();
+        let attempts: Vec<i32> = claims.iter().map(|c| c.1).collect();
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(sql!("delivery_release_many"))
+            .await
+            .map_err(db("delivery_release_many"))?;
+        client
+            .execute(&stmt, &[&ids, &attempts, &now])
+            .await
+            .map_err(db("delivery_release_many"))
+    }
+
+    /// Requeues up to `limit` deliveries whose lease expired; returns how many.
+    pub async fn delivery_rescue_expired(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(sql!("delivery_rescue_expired"))
+            .await
+            .map_err(db("delivery_rescue_expired"))?;
+        client
+            .execute(&stmt, &[&now, &limit])
+            .await
+            .map_err(db("delivery_rescue_expired"))
+    }
+
+    /// The earliest instant at which queued work becomes due, if any.
+    pub async fn delivery_next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(sql!("delivery_next_due"))
+            .await
+            .map_err(db("delivery_next_due"))?;
+        let row = client
+            .query_one(&stmt, &[])
+            .await
+            .map_err(db("delivery_next_due"))?;
+        Ok(row.get(0))
+    }
+
+    pub async fn queue_state_set_waiting(&self, waiting: bool) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(sql!("queue_state_set_waiting"))
+            .await
+            .map_err(db("queue_state_set_waiting"))?;
+        client
+            .execute(&stmt, &[&waiting])
+            .await
+            .map_err(db("queue_state_set_waiting"))?;
+        Ok(())
+    }
+
+    /// See `sql/queue_wakeup_barrier.sql`.
+    pub async fn queue_wakeup_barrier(&self) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(sql!("queue_wakeup_barrier"))
+            .await
+            .map_err(db("queue_wakeup_barrier"))?;
+        let row = client
+            .query_one(&stmt, &[])
+            .await
+            .map_err(db("queue_wakeup_barrier"))?;
+        Ok(row.get(0))
+    }
+
+    pub async fn webhook_disable(
+        &self,
+        id: Uuid,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(sql!("webhook_disable"))
+            .await
+            .map_err(db("webhook_disable"))?;
+        let n = client
+            .execute(&stmt, &[&id, &reason, &now])
+            .await
+            .map_err(db("webhook_disable"))?;
+        Ok(n > 0)
+    }
+}

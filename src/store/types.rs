@@ -1,0 +1,101 @@
+//! Row types shared by the store and its callers, and the Rust twin of the
+//! SQL enum `postbox.delivery_status`.
+
+use chrono::{DateTime, Utc};
+use postgres_types::{FromSql, ToSql};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// `postbox.delivery_status`: exactly the five states of SPEC section 3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ToSql, FromSql, Serialize, Deserialize)]
+#[postgres(name = "delivery_status")]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// Queued, due at `next_attempt_at`.
+    #[postgres(name = "pending")]
+    Pending,
+    /// Claimed by a dispatcher; a request is in flight under a lease.
+    #[postgres(name = "sending")]
+    Sending,
+    #[postgres(name = "success")]
+    Success,
+    /// Retries spent: the dead letter.
+    #[postgres(name = "failed")]
+    Failed,
+    /// A failed attempt; waiting for the next one at `next_attempt_at`.
+    #[postgres(name = "retrying")]
+    Retrying,
+}
+
+impl DeliveryStatus {
+    pub const ALL: [DeliveryStatus; 5] = [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Sending,
+        DeliveryStatus::Success,
+        DeliveryStatus::Failed,
+        DeliveryStatus::Retrying,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Sending => "sending",
+            DeliveryStatus::Success => "success",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Retrying => "retrying",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DeliveryStatus> {
+        DeliveryStatus::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for DeliveryStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A delivery claimed for sending, with everything the request needs.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub id: Uuid,
+    pub webhook_id: Uuid,
+    pub event_id: Uuid,
+    pub event_type: String,
+    /// The attempt number this claim holds (1 = first): the fencing token.
+    pub attempt: i32,
+    /// The event's payload as stored, as JSON text.
+    pub payload: String,
+    pub event_created_at: DateTime<Utc>,
+    pub url: String,
+    pub secret: String,
+    /// Still signing during a rotation's grace period.
+    pub previous_secret: Option<String>,
+    pub headers: serde_json::Value,
+    pub max_retries: i32,
+    pub retry_delay_seconds: i32,
+    pub webhook_active: bool,
+}
+
+/// The recorded result of one attempt, ready for `delivery_complete_many`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub delivery_id: Uuid,
+    pub attempt: i32,
+    pub status: DeliveryStatus,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub response_code: Option<i32>,
+    pub response_body: Option<String>,
+    pub error_message: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i32,
+}
+
+/// What one fan-out batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FanoutResult {
+    pub events: i64,
+    pub deliveries: i64,
+}

@@ -1,0 +1,8 @@
+//! Integration tests: a real Postgres (one database per test) and real HTTP
+//! over loopback.
+
+#[allow(dead_code)]
+mod support;
+
+mod pipeline;
+mod publish;

@@ -1,0 +1,211 @@
+//! One fresh database per test, cloned from a migrated template.
+//!
+//! The server is `DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/postgres).
+//! When nothing answers there, a throwaway cluster is started with the
+//! installed PostgreSQL binaries (initdb, pg_ctl) under the temp directory.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use sha2::{Digest, Sha256};
+use tokio_postgres::NoTls;
+
+pub struct TestDb {
+    pub url: String,
+    pub name: String,
+    admin_url: String,
+}
+
+fn server_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let url = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+        if answers(&url) {
+            return url;
+        }
+        eprintln!("no PostgreSQL answers at {url}; starting a throwaway cluster");
+        start_throwaway_cluster()
+    })
+}
+
+fn answers(url: &str) -> bool {
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            matches!(
+                tokio::time::timeout(std::time::Duration::from_secs(3), tokio_postgres::connect(&url, NoTls)).await,
+                Ok(Ok(_))
+            )
+        })
+    })
+    .join()
+    .unwrap_or(false)
+}
+
+fn pg_bin(name: &str) -> Option<PathBuf> {
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin").join(name))
+        .filter(|p| p.exists())
+        .collect();
+    candidates.sort();
+    candidates.pop().or_else(|| {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join(name))
+                .find(|p| p.exists())
+        })
+    })
+}
+
+fn start_throwaway_cluster() -> String {
+    let (Some(initdb), Some(pg_ctl)) = (pg_bin("initdb"), pg_bin("pg_ctl")) else {
+        panic!(
+            "tests need PostgreSQL: none answers at DATABASE_URL and no initdb/pg_ctl is installed. \
+             Install it (Debian/Ubuntu: apt-get install postgresql) or set DATABASE_URL to a server."
+        );
+    };
+    let port = 54329;
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    if answers(&url) {
+        return url;
+    }
+    let dir = std::env::temp_dir().join("postbox-test-pg");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // initdb refuses to run as root: run the cluster as the postgres user then.
+    let as_root = unsafe_is_root();
+    if as_root {
+        let _ = Command::new("chown").args(["-R", "postgres", dir.to_str().unwrap()]).status();
+    }
+    let run = |bin: &PathBuf, args: &[&str]| {
+        let mut cmd = if as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(bin);
+            c
+        } else {
+            Command::new(bin)
+        };
+        let status = cmd.args(args).status().expect("run PostgreSQL binary");
+        assert!(status.success(), "{} {:?} failed", bin.display(), args);
+    };
+    let data = dir.join("data");
+    run(&initdb, &["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "-E", "UTF8"]);
+    let opts = format!("-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off", dir.display());
+    run(&pg_ctl, &["-D", data.to_str().unwrap(), "-o", &opts, "-l", dir.join("log").to_str().unwrap(), "-w", "start"]);
+    url
+}
+
+fn unsafe_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn with_db(url: &str, db: &str) -> String {
+    let (base, _) = url.rsplit_once('/').expect("a database URL ends in /dbname");
+    let query = url.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+    format!("{base}/{db}{query}")
+}
+
+fn template_name() -> String {
+    let mut h = Sha256::new();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
+    files.sort();
+    for f in files {
+        h.update(std::fs::read(&f).unwrap());
+    }
+    format!("postbox_tpl_{}", &hex::encode(h.finalize())[..12])
+}
+
+async fn ensure_template(admin_url: &str) -> String {
+    let name = template_name();
+    let (client, conn) = tokio_postgres::connect(admin_url, NoTls).await.expect("connect to the test server");
+    tokio::spawn(conn);
+    client.execute("SELECT pg_advisory_lock(7138400190000099)", &[]).await.unwrap();
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .unwrap()
+        .is_some();
+    if !exists {
+        let building = format!("{name}_building");
+        client.batch_execute(&format!("DROP DATABASE IF EXISTS {building}")).await.unwrap();
+        client.batch_execute(&format!("CREATE DATABASE {building}")).await.unwrap();
+        let store = postbox::store::Store::connect(&with_db(admin_url, &building), 1).unwrap();
+        store.migrate().await.expect("migrations apply to a fresh database");
+        drop(store);
+        client
+            .batch_execute(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{building}' AND pid <> pg_backend_pid()"
+            ))
+            .await
+            .unwrap();
+        client.batch_execute(&format!("ALTER DATABASE {building} RENAME TO {name}")).await.unwrap();
+    }
+    client.execute("SELECT pg_advisory_unlock(7138400190000099)", &[]).await.unwrap();
+    name
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let admin_url = server_url().to_string();
+        let template = ensure_template(&admin_url).await;
+        let name = format!("postbox_test_{}", uuid::Uuid::new_v4().simple());
+        let (client, conn) = tokio_postgres::connect(&admin_url, NoTls).await.unwrap();
+        tokio::spawn(conn);
+        // CREATE DATABASE ... TEMPLATE fails while another session copies the same template.
+        let mut tries = 0;
+        loop {
+            match client.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}")).await {
+                Ok(()) => break,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    let _ = e;
+                    tokio::time::sleep(std::time::Duration::from_millis(20 + tries * 10)).await;
+                }
+                Err(e) => panic!("cannot create test database: {e}"),
+            }
+        }
+        TestDb {
+            url: with_db(&admin_url, &name),
+            name,
+            admin_url,
+        }
+    }
+
+    pub fn store(&self) -> postbox::store::Store {
+        postbox::store::Store::connect(&self.url, 8).unwrap()
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.url, NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin = self.admin_url.clone();
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                if let Ok((client, conn)) = tokio_postgres::connect(&admin, NoTls).await {
+                    tokio::spawn(conn);
+                    let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                }
+            })
+        })
+        .join();
+    }
+}
