@@ -23,8 +23,9 @@ pub fn shutdown_on_signals() -> CancellationToken {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("install SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("install SIGTERM handler");
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = term.recv() => {}
@@ -57,8 +58,9 @@ pub async fn serve(
             ))
         }
     };
-    let maintenance_schedule = crate::config::parse_schedule(&args.maintenance.maintenance_schedule)
-        .map_err(AppError::Config)?;
+    let maintenance_schedule =
+        crate::config::parse_schedule(&args.maintenance.maintenance_schedule)
+            .map_err(AppError::Config)?;
     let store = Store::connect(&args.db.database_url, args.db.db_pool_size)?;
     if !args.no_migrate {
         let applied = store.migrate().await?;
@@ -69,6 +71,18 @@ pub async fn serve(
         store: store.clone(),
         jwt_secret,
         metrics: metrics.clone(),
+        stripe_webhook_secret: args
+            .api
+            .stripe_webhook_secret
+            .clone()
+            .filter(|s| !s.is_empty()),
+        clerk_webhook_secret: args
+            .api
+            .clerk_webhook_secret
+            .clone()
+            .filter(|s| !s.is_empty()),
+        allow_private_targets: args.dispatch.allow_private_targets,
+        require_https: args.dispatch.require_https,
     };
 
     let mut roles = tokio::task::JoinSet::new();
@@ -77,7 +91,10 @@ pub async fn serve(
             Some(l) => l,
             None => TcpListener::bind(args.api.listen)
                 .await
-                .map_err(|source| AppError::Bind { addr: args.api.listen, source })?,
+                .map_err(|source| AppError::Bind {
+                    addr: args.api.listen,
+                    source,
+                })?,
         };
         tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "API listening");
         let routes = api::routes(state.clone());
@@ -114,6 +131,12 @@ pub async fn serve(
     }
     if !args.no_maintenance {
         let _ = maintenance_schedule;
+        let (store, margs, stop) = (store.clone(), args.maintenance.clone(), shutdown.clone());
+        roles.spawn(async move {
+            crate::maintenance::run(store, margs, stop)
+                .await
+                .map_err(AppError::from)
+        });
     }
 
     let mut result = Ok(());
@@ -131,5 +154,5 @@ pub async fn serve(
             }
         }
     }
-    Ok(result?)
+    result
 }

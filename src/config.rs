@@ -10,10 +10,19 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::dispatch::DispatchConfig;
 
 #[derive(Debug, Parser)]
-#[command(name = "postbox", version, about = "Transactional outbox to signed webhooks, with Postgres as the only dependency")]
+#[command(
+    name = "postbox",
+    version,
+    about = "Transactional outbox to signed webhooks, with Postgres as the only dependency"
+)]
 pub struct Cli {
     /// Log format: pretty for people, json for one JSON object per line. RUST_LOG filters.
-    #[arg(long, env = "POSTBOX_LOG_FORMAT", default_value = "pretty", global = true)]
+    #[arg(
+        long,
+        env = "POSTBOX_LOG_FORMAT",
+        default_value = "pretty",
+        global = true
+    )]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
@@ -46,7 +55,12 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct DbArgs {
     /// The application's database; postbox lives in its schema `postbox`
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@localhost:5432/postgres", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@localhost:5432/postgres",
+        hide_env_values = true
+    )]
     pub database_url: String,
     /// Connections in the pool
     #[arg(long, env = "POSTBOX_DB_POOL_SIZE", default_value_t = 16)]
@@ -128,7 +142,11 @@ pub struct MaintenanceArgs {
     #[arg(long, env = "POSTBOX_RETENTION_FAILED", default_value = "7d", value_parser = parse_duration)]
     pub retention_failed: Duration,
     /// Cron expression for the maintenance jobs (6 fields with seconds, or 5-field unix cron)
-    #[arg(long, env = "POSTBOX_MAINTENANCE_SCHEDULE", default_value = "0 * * * * *")]
+    #[arg(
+        long,
+        env = "POSTBOX_MAINTENANCE_SCHEDULE",
+        default_value = "0 * * * * *"
+    )]
     pub maintenance_schedule: String,
 }
 
@@ -257,7 +275,9 @@ pub struct BenchArgs {
 /// Parses `500ms`, `15s`, `10m`, `24h`, `5d`, `1w`, or plain seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let value: f64 = num
         .parse()
@@ -269,9 +289,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" | "hr" | "hrs" => value * 3600.0,
         "d" | "day" | "days" => value * 86400.0,
         "w" => value * 7.0 * 86400.0,
-        other => return Err(format!("`{other}` is not a duration unit: use ms, s, m, h, d or w")),
+        other => {
+            return Err(format!(
+                "`{other}` is not a duration unit: use ms, s, m, h, d or w"
+            ))
+        }
     };
-    if !secs.is_finite() || secs < 0.0 || secs > 10.0 * 365.0 * 86400.0 {
+    if !secs.is_finite() || !(0.0..=10.0 * 365.0 * 86400.0).contains(&secs) {
         return Err(format!("`{s}` is out of range"));
     }
     Ok(Duration::from_secs_f64(secs))
@@ -299,7 +323,10 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("15s").unwrap(), Duration::from_secs(15));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("5d").unwrap(), Duration::from_secs(5 * 86400));
+        assert_eq!(
+            parse_duration("5d").unwrap(),
+            Duration::from_secs(5 * 86400)
+        );
         assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86400));
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
         assert!(parse_duration("soon").is_err());
@@ -322,7 +349,9 @@ mod tests {
     #[test]
     fn dispatch_defaults_agree_with_the_library() {
         let cli = Cli::try_parse_from(["postbox", "serve"]).unwrap();
-        let Command::Serve(serve) = cli.command else { panic!() };
+        let Command::Serve(serve) = cli.command else {
+            panic!()
+        };
         let from_cli = serve.dispatch.to_config();
         let lib = DispatchConfig::default();
         assert_eq!(from_cli.concurrency, lib.concurrency);

@@ -8,17 +8,25 @@
 //! - `signing`    Standard Webhooks sign/verify, pure
 //! - `net`        which addresses a webhook may reach (SSRF guard)
 //! - `api`        the warp HTTP API
+//! - `inbound`    Stripe and Clerk webhooks into `postbox.inbox`
+//! - `maintenance` cron scheduler, retention, auto-disable
+//! - `receive`    the development receiver
+//! - `bench`      the load benchmark
 //! - `clock`      time as an input
 //! - `telemetry`  logging and metrics set-up
 //! - `error`      the wiring layer's error type
 
 pub mod api;
 pub mod app;
+pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod dispatch;
 pub mod error;
+pub mod inbound;
+pub mod maintenance;
 pub mod net;
+pub mod receive;
 pub mod signing;
 pub mod store;
 pub mod telemetry;

@@ -37,14 +37,30 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("the payload is not valid JSON: {e}"))?;
             let store = Store::connect(&args.db.database_url, 1)?;
             let id = store
-                .event_publish(&args.event_type, &payload, &args.owner, args.idempotency_key.as_deref())
+                .event_publish(
+                    &args.event_type,
+                    &payload,
+                    &args.owner,
+                    args.idempotency_key.as_deref(),
+                )
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", e.db_message().map(str::to_string).unwrap_or_else(|| e.to_string())))?;
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}",
+                        e.db_message()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| e.to_string())
+                    )
+                })?;
             println!("{id}");
         }
-        Command::Token(_) | Command::Maintain(_) | Command::Receive(_) | Command::Bench(_) => {
-            anyhow::bail!("this command is not built yet");
+        Command::Token(args) => postbox::api::auth::token_command(args)?,
+        Command::Maintain(args) => {
+            let store = Store::connect(&args.db.database_url, 2)?;
+            postbox::maintenance::run_once(&store, &args.maintenance).await?;
         }
+        Command::Receive(args) => postbox::receive::run(args).await?,
+        Command::Bench(args) => postbox::bench::run(*args).await?,
     }
     Ok(())
 }

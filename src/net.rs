@@ -10,42 +10,42 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 const BLOCKED_V4: &[&str] = &[
-    "0.0.0.0/8",          // "this" network, unspecified
-    "10.0.0.0/8",         // RFC 1918
-    "100.64.0.0/10",      // CGNAT
-    "127.0.0.0/8",        // loopback
-    "169.254.0.0/16",     // link-local, cloud metadata
-    "172.16.0.0/12",      // RFC 1918
-    "192.0.0.0/24",       // IETF protocol assignments
-    "192.0.2.0/24",       // TEST-NET-1
-    "192.31.196.0/24",    // AS112
-    "192.52.193.0/24",    // AMT
-    "192.88.99.0/24",     // 6to4 relay anycast
-    "192.168.0.0/16",     // RFC 1918
-    "192.175.48.0/24",    // AS112
-    "198.18.0.0/15",      // benchmarking
-    "198.51.100.0/24",    // TEST-NET-2
-    "203.0.113.0/24",     // TEST-NET-3
-    "224.0.0.0/4",        // multicast
-    "240.0.0.0/4",        // reserved, broadcast
+    "0.0.0.0/8",       // "this" network, unspecified
+    "10.0.0.0/8",      // RFC 1918
+    "100.64.0.0/10",   // CGNAT
+    "127.0.0.0/8",     // loopback
+    "169.254.0.0/16",  // link-local, cloud metadata
+    "172.16.0.0/12",   // RFC 1918
+    "192.0.0.0/24",    // IETF protocol assignments
+    "192.0.2.0/24",    // TEST-NET-1
+    "192.31.196.0/24", // AS112
+    "192.52.193.0/24", // AMT
+    "192.88.99.0/24",  // 6to4 relay anycast
+    "192.168.0.0/16",  // RFC 1918
+    "192.175.48.0/24", // AS112
+    "198.18.0.0/15",   // benchmarking
+    "198.51.100.0/24", // TEST-NET-2
+    "203.0.113.0/24",  // TEST-NET-3
+    "224.0.0.0/4",     // multicast
+    "240.0.0.0/4",     // reserved, broadcast
 ];
 
 const BLOCKED_V6: &[&str] = &[
-    "::/128",        // unspecified
-    "::1/128",       // loopback
-    "::/96",         // IPv4-compatible (deprecated)
-    "::ffff:0:0/96", // IPv4-mapped (checked through the embedded v4 too)
+    "::/128",         // unspecified
+    "::1/128",        // loopback
+    "::/96",          // IPv4-compatible (deprecated)
+    "::ffff:0:0/96",  // IPv4-mapped (checked through the embedded v4 too)
     "64:ff9b:1::/48", // local-use NAT64
-    "100::/64",      // discard
-    "2001::/23",     // IETF protocol assignments (Teredo, ORCHID, ...)
-    "2001:db8::/32", // documentation
-    "2002::/16",     // 6to4 (checked through the embedded v4 too)
-    "3fff::/20",     // documentation
-    "5f00::/16",     // SRv6 SIDs
-    "fc00::/7",      // unique local
-    "fe80::/10",     // link-local
-    "fec0::/10",     // site-local (deprecated)
-    "ff00::/8",      // multicast
+    "100::/64",       // discard
+    "2001::/23",      // IETF protocol assignments (Teredo, ORCHID, ...)
+    "2001:db8::/32",  // documentation
+    "2002::/16",      // 6to4 (checked through the embedded v4 too)
+    "3fff::/20",      // documentation
+    "5f00::/16",      // SRv6 SIDs
+    "fc00::/7",       // unique local
+    "fe80::/10",      // link-local
+    "fec0::/10",      // site-local (deprecated)
+    "ff00::/8",       // multicast
 ];
 
 /// True when `ip` is a globally routable unicast address.
@@ -72,7 +72,12 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     let seg = ip.segments();
     // NAT64 well-known prefix 64:ff9b::/96: the last 32 bits are the IPv4 target.
     if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        let v4 = Ipv4Addr::new((seg[6] >> 8) as u8, seg[6] as u8, (seg[7] >> 8) as u8, seg[7] as u8);
+        let v4 = Ipv4Addr::new(
+            (seg[6] >> 8) as u8,
+            seg[6] as u8,
+            (seg[7] >> 8) as u8,
+            seg[7] as u8,
+        );
         return is_public_v4(v4);
     }
     !BLOCKED_V6.iter().any(|net| {
@@ -121,7 +126,9 @@ impl Resolve for GuardedResolver {
                 .filter(|a| is_public(a.ip()))
                 .collect();
             if addrs.is_empty() {
-                return Err(Box::new(BlockedHost { host }) as Box<dyn std::error::Error + Send + Sync>);
+                return Err(
+                    Box::new(BlockedHost { host }) as Box<dyn std::error::Error + Send + Sync>
+                );
             }
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })
@@ -139,15 +146,45 @@ mod tests {
     #[test]
     fn address_classes() {
         for blocked in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1",
-            "0.0.0.0", "224.0.0.1", "255.255.255.255", "192.0.2.1", "198.51.100.7", "203.0.113.9",
-            "::1", "::", "fc00::1", "fd12::1", "fe80::1", "ff02::1", "::ffff:127.0.0.1",
-            "::ffff:10.0.0.1", "::127.0.0.1", "64:ff9b::7f00:1", "64:ff9b::a00:1", "2002:7f00:1::",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "192.0.2.1",
+            "198.51.100.7",
+            "203.0.113.9",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a00:1",
+            "2002:7f00:1::",
             "2001:db8::1",
         ] {
-            assert!(!is_public(blocked.parse().unwrap()), "{blocked} must be blocked");
+            assert!(
+                !is_public(blocked.parse().unwrap()),
+                "{blocked} must be blocked"
+            );
         }
-        for open in ["1.1.1.1", "8.8.8.8", "93.184.216.34", "2606:4700:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808"] {
+        for open in [
+            "1.1.1.1",
+            "8.8.8.8",
+            "93.184.216.34",
+            "2606:4700:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+        ] {
             assert!(is_public(open.parse().unwrap()), "{open} must pass");
         }
     }
@@ -155,8 +192,13 @@ mod tests {
     #[test]
     fn numeric_tricks_in_urls_are_caught() {
         for u in [
-            "http://2130706433/", "http://0x7f.1/", "http://127.1/", "http://017700000001/",
-            "http://[::ffff:7f00:1]/", "http://localhost:8080/", "http://foo.localhost/",
+            "http://2130706433/",
+            "http://0x7f.1/",
+            "http://127.1/",
+            "http://017700000001/",
+            "http://[::ffff:7f00:1]/",
+            "http://localhost:8080/",
+            "http://foo.localhost/",
             "http://169.254.169.254/latest/meta-data",
         ] {
             let url = url::Url::parse(u).unwrap();

@@ -42,7 +42,9 @@ pub enum VerifyError {
     TooOld,
     #[error("timestamp is too new")]
     TooNew,
-    #[error("signature header is malformed (entries are version,signature separated by single spaces)")]
+    #[error(
+        "signature header is malformed (entries are version,signature separated by single spaces)"
+    )]
     Malformed,
     #[error("no matching signature")]
     NoMatch,
@@ -157,7 +159,10 @@ mod tests {
     use serde_json::Value;
 
     fn vectors() -> Value {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/standard_webhooks.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/vectors/standard_webhooks.json"
+        );
         serde_json::from_str(&std::fs::read_to_string(path).expect("vectors file")).unwrap()
     }
 
@@ -181,7 +186,12 @@ mod tests {
                 case["timestamp"].as_i64().unwrap(),
                 case["payload"].as_str().unwrap().as_bytes(),
             );
-            assert_eq!(got, case["expected_signature_header"].as_str().unwrap(), "{}", case["name"]);
+            assert_eq!(
+                got,
+                case["expected_signature_header"].as_str().unwrap(),
+                "{}",
+                case["name"]
+            );
         }
     }
 
@@ -220,7 +230,16 @@ mod tests {
         let h = signature_header(&[a.clone(), b.clone()], "msg_1", 1_700_000_000, b"{}");
         assert_eq!(h.split(' ').count(), 2);
         for k in [&a, &b] {
-            verify(k, Some("msg_1"), Some("1700000000"), Some(&h), b"{}", 1_700_000_000, 300).unwrap();
+            verify(
+                k,
+                Some("msg_1"),
+                Some("1700000000"),
+                Some(&h),
+                b"{}",
+                1_700_000_000,
+                300,
+            )
+            .unwrap();
         }
     }
 
@@ -234,8 +253,17 @@ mod tests {
 
     #[test]
     fn bad_secrets_are_refused() {
-        assert_eq!(SigningKey::from_secret("abc").unwrap_err(), SigningError::MissingPrefix);
-        assert_eq!(SigningKey::from_secret("whsec_!!!").unwrap_err(), SigningError::BadBase64);
-        assert_eq!(SigningKey::from_secret("whsec_").unwrap_err(), SigningError::EmptyKey);
+        assert_eq!(
+            SigningKey::from_secret("abc").unwrap_err(),
+            SigningError::MissingPrefix
+        );
+        assert_eq!(
+            SigningKey::from_secret("whsec_!!!").unwrap_err(),
+            SigningError::BadBase64
+        );
+        assert_eq!(
+            SigningKey::from_secret("whsec_").unwrap_err(),
+            SigningError::EmptyKey
+        );
     }
 }

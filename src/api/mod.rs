@@ -8,12 +8,18 @@ use warp::{Filter, Reply};
 
 use crate::store::Store;
 
+pub mod auth;
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Store,
     pub jwt_secret: String,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    pub stripe_webhook_secret: Option<String>,
+    pub clerk_webhook_secret: Option<String>,
+    pub allow_private_targets: bool,
+    pub require_https: bool,
 }
 
 /// Liveness, readiness and metrics: served by the API and by the metrics listener.
@@ -54,16 +60,16 @@ pub fn ops_routes(
 }
 
 /// Every route of the API.
-pub fn routes(
-    state: ApiState,
-) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
-    ops_routes(state).recover(|_rej: warp::Rejection| async move {
-        Ok::<_, Infallible>(warp::reply::with_status(
-            warp::reply::json(&serde_json::json!({
-                "success": false,
-                "error": {"code": "NOT_FOUND", "message": "no such route"}
-            })),
-            StatusCode::NOT_FOUND,
-        ))
-    })
+pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    ops_routes(state.clone())
+        .or(crate::inbound::routes(state))
+        .recover(|_rej: warp::Rejection| async move {
+            Ok::<_, Infallible>(warp::reply::with_status(
+                warp::reply::json(&serde_json::json!({
+                    "success": false,
+                    "error": {"code": "NOT_FOUND", "message": "no such route"}
+                })),
+                StatusCode::NOT_FOUND,
+            ))
+        })
 }

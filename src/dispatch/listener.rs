@@ -31,11 +31,7 @@ pub async fn run(url: String, wake: Arc<Notify>, shutdown: CancellationToken) {
     }
 }
 
-async fn listen_once(
-    url: &str,
-    wake: &Notify,
-    shutdown: &CancellationToken,
-) -> Result<(), String> {
+async fn listen_once(url: &str, wake: &Notify, shutdown: &CancellationToken) -> Result<(), String> {
     let (client, mut connection) = tokio_postgres::connect(url, NoTls)
         .await
         .map_err(|e| e.to_string())?;
@@ -69,4 +65,3 @@ async fn listen_once(
         }
     }
 }
-

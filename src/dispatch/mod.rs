@@ -112,7 +112,11 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(store: Store, config: DispatchConfig, clock: SharedClock) -> Result<Dispatcher, DispatchError> {
+    pub fn new(
+        store: Store,
+        config: DispatchConfig,
+        clock: SharedClock,
+    ) -> Result<Dispatcher, DispatchError> {
         let sender = Sender::new(
             SenderConfig {
                 request_timeout: config.request_timeout,
@@ -139,7 +143,10 @@ impl Dispatcher {
         let s = &self.shared;
         let now = s.clock.now();
         let rescued = s.store.delivery_rescue_expired(now, 1000).await?;
-        let fan = s.store.event_fanout_many(s.config.batch_size as i64, now).await?;
+        let fan = s
+            .store
+            .event_fanout_many(s.config.batch_size as i64, now)
+            .await?;
         let claimed = s
             .store
             .delivery_claim(
@@ -153,7 +160,9 @@ impl Dispatcher {
         let attempts = claimed.len();
         let completions =
             futures_util::future::join_all(claimed.iter().map(|d| s.attempt(d))).await;
-        s.store.delivery_complete_many(&completions, s.clock.now()).await?;
+        s.store
+            .delivery_complete_many(&completions, s.clock.now())
+            .await?;
         Ok(OnceReport {
             events_fanned_out: fan.events,
             deliveries_created: fan.deliveries,
@@ -206,7 +215,10 @@ impl Dispatcher {
                     return Ok::<_, StoreError>(Pass::Full);
                 }
                 let batch = s.config.batch_size.max(1);
-                let fan = s.store.event_fanout_many(batch as i64, s.clock.now()).await?;
+                let fan = s
+                    .store
+                    .event_fanout_many(batch as i64, s.clock.now())
+                    .await?;
                 let mut limit = free.min(batch);
                 if let Some(allowed) = limiter.available() {
                     limit = limit.min(allowed);
@@ -229,7 +241,10 @@ impl Dispatcher {
                 metrics::histogram!("postbox_claim_batch_size").record(claimed.len() as f64);
                 let n = claimed.len();
                 for d in claimed {
-                    let permit = permits.clone().try_acquire_owned().expect("claimed within free slots");
+                    let permit = permits
+                        .clone()
+                        .try_acquire_owned()
+                        .expect("claimed within free slots");
                     s.track(&d);
                     tasks.spawn(execute(s.clone(), d, permit, tx.clone()));
                 }
@@ -275,7 +290,9 @@ impl Dispatcher {
                 Pass::Backlog => {
                     armed = false;
                     // Busy: producers need not pay for a NOTIFY.
-                    if waiting_flag != Some(false) && s.store.queue_state_set_waiting(false).await.is_ok() {
+                    if waiting_flag != Some(false)
+                        && s.store.queue_state_set_waiting(false).await.is_ok()
+                    {
                         waiting_flag = Some(false);
                     }
                 }
@@ -311,7 +328,10 @@ impl Dispatcher {
             }
         }
 
-        tracing::info!(in_flight = tasks.len(), "dispatcher stopping: no more claims");
+        tracing::info!(
+            in_flight = tasks.len(),
+            "dispatcher stopping: no more claims"
+        );
         let deadline = s.config.shutdown_timeout;
         let drained = tokio::time::timeout(deadline, async {
             while tasks.join_next().await.is_some() {}
@@ -323,7 +343,11 @@ impl Dispatcher {
             while tasks.join_next().await.is_some() {}
             let abandoned: Vec<(Uuid, i32)> = {
                 let inflight = s.inflight.lock().expect("in-flight lock");
-                inflight.deliveries.iter().map(|(id, (_, a))| (*id, *a)).collect()
+                inflight
+                    .deliveries
+                    .iter()
+                    .map(|(id, (_, a))| (*id, *a))
+                    .collect()
             };
             let now = s.clock.now();
             let completions: Vec<Completion> = abandoned
@@ -341,8 +365,13 @@ impl Dispatcher {
                 })
                 .collect();
             match s.store.delivery_complete_many(&completions, now).await {
-                Ok(n) => tracing::warn!(requeued = n, "shutdown deadline passed; requeued unfinished deliveries"),
-                Err(e) => tracing::error!(error = %e, "cannot requeue unfinished deliveries; their leases will expire"),
+                Ok(n) => tracing::warn!(
+                    requeued = n,
+                    "shutdown deadline passed; requeued unfinished deliveries"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot requeue unfinished deliveries; their leases will expire")
+                }
             }
         }
         drop(tx);
@@ -442,9 +471,13 @@ impl Shared {
                 .webhook_disable(d.webhook_id, "endpoint answered 410 Gone", now)
                 .await
             {
-                Ok(true) => tracing::warn!(webhook_id = %d.webhook_id, "webhook disabled: endpoint answered 410 Gone"),
+                Ok(true) => {
+                    tracing::warn!(webhook_id = %d.webhook_id, "webhook disabled: endpoint answered 410 Gone")
+                }
                 Ok(false) => {}
-                Err(e) => tracing::warn!(webhook_id = %d.webhook_id, error = %e, "cannot disable webhook after 410"),
+                Err(e) => {
+                    tracing::warn!(webhook_id = %d.webhook_id, error = %e, "cannot disable webhook after 410")
+                }
             }
         }
         completion
@@ -516,7 +549,8 @@ impl RateLimiter {
             return None;
         }
         let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate.max(1.0));
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate)
+            .min(self.rate.max(1.0));
         self.last = now;
         Some(self.tokens.floor() as usize)
     }

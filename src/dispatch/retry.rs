@@ -116,7 +116,12 @@ mod tests {
     }
 
     fn failed(status: Option<u16>) -> Attempt {
-        Attempt { status, started_at: now(), error: Some("x".into()), ..Default::default() }
+        Attempt {
+            status,
+            started_at: now(),
+            error: Some("x".into()),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -141,8 +146,15 @@ mod tests {
     #[test]
     fn success_is_2xx_only() {
         for s in [200u16, 201, 204, 299] {
-            let a = Attempt { status: Some(s), started_at: now(), ..Default::default() };
-            assert_eq!(complete(&claimed(1, 3), &a, now(), 0.0).status, DeliveryStatus::Success);
+            let a = Attempt {
+                status: Some(s),
+                started_at: now(),
+                ..Default::default()
+            };
+            assert_eq!(
+                complete(&claimed(1, 3), &a, now(), 0.0).status,
+                DeliveryStatus::Success
+            );
         }
         for s in [100u16, 301, 302, 304, 400, 404, 429, 500, 503] {
             let c = complete(&claimed(1, 3), &failed(Some(s)), now(), 0.0);
@@ -158,10 +170,16 @@ mod tests {
         for (attempt, wait) in [(1, 60), (2, 120), (3, 240)] {
             let c = complete(&claimed(attempt, 3), &failed(Some(500)), now(), 0.0);
             assert_eq!(c.status, DeliveryStatus::Retrying);
-            assert_eq!(c.next_attempt_at, Some(now() + chrono::Duration::seconds(wait)));
+            assert_eq!(
+                c.next_attempt_at,
+                Some(now() + chrono::Duration::seconds(wait))
+            );
         }
         let c = complete(&claimed(4, 3), &failed(Some(500)), now(), 0.0);
-        assert_eq!((c.status, c.next_attempt_at), (DeliveryStatus::Failed, None));
+        assert_eq!(
+            (c.status, c.next_attempt_at),
+            (DeliveryStatus::Failed, None)
+        );
         let c = complete(&claimed(1, 0), &failed(Some(500)), now(), 0.0);
         assert_eq!(c.status, DeliveryStatus::Failed, "no retries at all");
     }
@@ -177,22 +195,37 @@ mod tests {
         let mut a = failed(Some(429));
         a.retry_after = Some(Duration::from_secs(600));
         let c = complete(&claimed(1, 3), &a, now(), 0.0);
-        assert_eq!(c.next_attempt_at, Some(now() + chrono::Duration::seconds(600)));
+        assert_eq!(
+            c.next_attempt_at,
+            Some(now() + chrono::Duration::seconds(600))
+        );
         a.retry_after = Some(Duration::from_secs(5));
         let c = complete(&claimed(1, 3), &a, now(), 0.0);
-        assert_eq!(c.next_attempt_at, Some(now() + chrono::Duration::seconds(60)));
+        assert_eq!(
+            c.next_attempt_at,
+            Some(now() + chrono::Duration::seconds(60))
+        );
     }
 
     #[test]
     fn retry_after_forms() {
-        assert_eq!(parse_retry_after("120", now()), Some(Duration::from_secs(120)));
-        assert_eq!(parse_retry_after(" 7 ", now()), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("120", now()),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after(" 7 ", now()),
+            Some(Duration::from_secs(7))
+        );
         assert_eq!(parse_retry_after("99999999", now()), Some(MAX_RETRY_AFTER));
         assert_eq!(
             parse_retry_after("Sat, 28 Nov 2026 12:05:00 GMT", now()),
             Some(Duration::from_secs(300))
         );
-        assert_eq!(parse_retry_after("Sat, 28 Nov 2026 11:00:00 GMT", now()), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sat, 28 Nov 2026 11:00:00 GMT", now()),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon", now()), None);
         assert_eq!(parse_retry_after("-5", now()), None);
     }

@@ -96,7 +96,9 @@ impl Sender {
         match parsed.scheme() {
             "https" => {}
             "http" if self.config.require_https => {
-                return Some("blocked target: http:// URLs are refused (POSTBOX_REQUIRE_HTTPS)".into())
+                return Some(
+                    "blocked target: http:// URLs are refused (POSTBOX_REQUIRE_HTTPS)".into(),
+                )
             }
             "http" => {}
             other => return Some(format!("unsupported URL scheme {other}")),
@@ -109,7 +111,8 @@ impl Sender {
         // Custom headers first, so that nothing below can be overridden.
         if let Some(custom) = d.headers.as_object() {
             for (name, value) in custom {
-                let (Some(value), Ok(name)) = (value.as_str(), HeaderName::try_from(name.as_str())) else {
+                let (Some(value), Ok(name)) = (value.as_str(), HeaderName::try_from(name.as_str()))
+                else {
                     continue;
                 };
                 if RESERVED_HEADERS.contains(&name.as_str()) {
@@ -242,7 +245,9 @@ mod tests {
             event_type: "project.updated".into(),
             attempt: 1,
             payload: r#"{"id": 42, "big": 123456789012345678901234567890}"#.into(),
-            event_created_at: chrono::Utc.with_ymd_and_hms(2026, 11, 28, 19, 47, 22).unwrap()
+            event_created_at: chrono::Utc
+                .with_ymd_and_hms(2026, 11, 28, 19, 47, 22)
+                .unwrap()
                 + chrono::Duration::milliseconds(123),
             url: "http://x".into(),
             secret: "whsec_AAAA".into(),

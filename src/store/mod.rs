@@ -2,8 +2,6 @@
 //! `sql/`, named after its file; statements are prepared once per connection
 //! and always parameterised. Migrations live in `migrations/`.
 
-mod types;
-
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -59,11 +57,18 @@ fn db(op: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
     move |source| StoreError::Db { op, source }
 }
 
+/// The text of `sql/<name>.sql`, compiled into the binary.
 macro_rules! sql {
     ($name:literal) => {
-        include_str!(concat!("../../sql/", $name, ".sql"))
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/", $name, ".sql"))
     };
 }
+
+// Statements grouped by concern; each file adds an `impl Store` block.
+mod inbox;
+mod maintenance;
+mod types;
+mod webhooks;
 
 /// A handle on the database: a connection pool plus the statements.
 #[derive(Clone)]
@@ -228,8 +233,14 @@ impl Store {
         let statuses: Vec<DeliveryStatus> = outcomes.iter().map(|o| o.status).collect();
         let next: Vec<Option<DateTime<Utc>>> = outcomes.iter().map(|o| o.next_attempt_at).collect();
         let codes: Vec<Option<i32>> = outcomes.iter().map(|o| o.response_code).collect();
-        let bodies: Vec<Option<&str>> = outcomes.iter().map(|o| o.response_body.as_deref()).collect();
-        let errors: Vec<Option<&str>> = outcomes.iter().map(|o| o.error_message.as_deref()).collect();
+        let bodies: Vec<Option<&str>> = outcomes
+            .iter()
+            .map(|o| o.response_body.as_deref())
+            .collect();
+        let errors: Vec<Option<&str>> = outcomes
+            .iter()
+            .map(|o| o.error_message.as_deref())
+            .collect();
         let started: Vec<DateTime<Utc>> = outcomes.iter().map(|o| o.started_at).collect();
         let durations: Vec<i32> = outcomes.iter().map(|o| o.duration_ms).collect();
         let client = self.client().await?;

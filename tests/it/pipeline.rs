@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use postbox::clock::{ShiftedClock, SharedClock};
+use postbox::clock::{SharedClock, ShiftedClock};
 use postbox::dispatch::Dispatcher;
 use postbox::signing::{verify, SigningKey};
 use postbox::store::{Completion, DeliveryStatus};
@@ -22,7 +22,12 @@ async fn rolled_back_publish_is_never_delivered() {
     let rx = Receiver::ok().await;
     NewWebhook::new("user_7", rx.url(), &["*"]).insert(&c).await;
     let tx = c.transaction().await.unwrap();
-    tx.query_one("SELECT postbox.publish('project.updated', '{\"id\": 1}', 'user_7')", &[]).await.unwrap();
+    tx.query_one(
+        "SELECT postbox.publish('project.updated', '{\"id\": 1}', 'user_7')",
+        &[],
+    )
+    .await
+    .unwrap();
     tx.rollback().await.unwrap();
     publish(&c, "project.updated", json!({"id": 2}), "user_7").await;
 
@@ -41,20 +46,44 @@ async fn a_committed_event_reaches_each_matching_webhook_once_signed() {
     let db = TestDb::new().await;
     let c = db.client().await;
     let rx = Receiver::ok().await;
-    let (exact, exact_secret) = NewWebhook::new("user_7", rx.url(), &["project.updated"]).insert(&c).await;
-    let (group, _) = NewWebhook::new("user_7", rx.url(), &["project.*"]).insert(&c).await;
+    let (exact, exact_secret) = NewWebhook::new("user_7", rx.url(), &["project.updated"])
+        .insert(&c)
+        .await;
+    let (group, _) = NewWebhook::new("user_7", rx.url(), &["project.*"])
+        .insert(&c)
+        .await;
     let (all, _) = NewWebhook::new("user_7", rx.url(), &["*"]).insert(&c).await;
     // These must get nothing: other type, other owner, inactive, other group.
-    NewWebhook::new("user_7", rx.url(), &["project.created"]).insert(&c).await;
+    NewWebhook::new("user_7", rx.url(), &["project.created"])
+        .insert(&c)
+        .await;
     NewWebhook::new("user_8", rx.url(), &["*"]).insert(&c).await;
-    NewWebhook { active: false, ..NewWebhook::new("user_7", rx.url(), &["*"]) }.insert(&c).await;
-    NewWebhook::new("user_7", rx.url(), &["session.*"]).insert(&c).await;
+    NewWebhook {
+        active: false,
+        ..NewWebhook::new("user_7", rx.url(), &["*"])
+    }
+    .insert(&c)
+    .await;
+    NewWebhook::new("user_7", rx.url(), &["session.*"])
+        .insert(&c)
+        .await;
 
     let running = spawn_dispatcher(db.store(), dispatch_config(), system_clock());
-    let event_id = publish(&c, "project.updated", json!({"id": 42, "name": "Atlas"}), "user_7").await;
+    let event_id = publish(
+        &c,
+        "project.updated",
+        json!({"id": 42, "name": "Atlas"}),
+        "user_7",
+    )
+    .await;
     let got = rx.wait_for(3, WAIT).await;
     wait_until("three successes", WAIT, || async {
-        count(&c, "SELECT count(*) FROM postbox.deliveries WHERE status = 'success'").await == 3
+        count(
+            &c,
+            "SELECT count(*) FROM postbox.deliveries WHERE status = 'success'",
+        )
+        .await
+            == 3
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -62,7 +91,10 @@ async fn a_committed_event_reaches_each_matching_webhook_once_signed() {
     assert_eq!(rx.count(), 3, "exactly one request per matching webhook");
 
     let deliveries = c
-        .query("SELECT id, webhook_id, attempts, response_code FROM postbox.deliveries", &[])
+        .query(
+            "SELECT id, webhook_id, attempts, response_code FROM postbox.deliveries",
+            &[],
+        )
         .await
         .unwrap();
     let mut hooks: Vec<uuid::Uuid> = deliveries.iter().map(|r| r.get(1)).collect();
@@ -70,12 +102,24 @@ async fn a_committed_event_reaches_each_matching_webhook_once_signed() {
     let mut expected = vec![exact, group, all];
     expected.sort();
     assert_eq!(hooks, expected);
-    assert!(deliveries.iter().all(|r| r.get::<_, i32>(2) == 1 && r.get::<_, Option<i32>>(3) == Some(200)));
-    assert_eq!(count(&c, "SELECT count(*) FROM postbox.delivery_attempts WHERE response_code = 200").await, 3);
+    assert!(deliveries
+        .iter()
+        .all(|r| r.get::<_, i32>(2) == 1 && r.get::<_, Option<i32>>(3) == Some(200)));
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM postbox.delivery_attempts WHERE response_code = 200"
+        )
+        .await,
+        3
+    );
 
     // The request to the exact-type webhook, checked header by header.
     let exact_delivery: uuid::Uuid = c
-        .query_one("SELECT id FROM postbox.deliveries WHERE webhook_id = $1", &[&exact])
+        .query_one(
+            "SELECT id FROM postbox.deliveries WHERE webhook_id = $1",
+            &[&exact],
+        )
         .await
         .unwrap()
         .get(0);
@@ -112,21 +156,43 @@ async fn a_committed_event_reaches_each_matching_webhook_once_signed() {
 async fn one_failing_delivery(
     answer: Answer,
     max_retries: i32,
-) -> (TestDb, Receiver, Dispatcher, ShiftedClock, tokio_postgres::Client) {
+) -> (
+    TestDb,
+    Receiver,
+    Dispatcher,
+    ShiftedClock,
+    tokio_postgres::Client,
+) {
     let db = TestDb::new().await;
     let c = db.client().await;
     let rx = Receiver::start(Arc::new(move |_| answer.clone())).await;
-    NewWebhook { max_retries, ..NewWebhook::new("u", rx.url(), &["*"]) }.insert(&c).await;
-    publish(&c, "user.created", json!({"id": "u1", "unicode": "Zoë 東京"}), "u").await;
+    NewWebhook {
+        max_retries,
+        ..NewWebhook::new("u", rx.url(), &["*"])
+    }
+    .insert(&c)
+    .await;
+    publish(
+        &c,
+        "user.created",
+        json!({"id": "u1", "unicode": "Zoë 東京"}),
+        "u",
+    )
+    .await;
     let clock = ShiftedClock::default();
     let shared: SharedClock = Arc::new(clock.clone());
     let d = Dispatcher::new(db.store(), dispatch_config(), shared).unwrap();
     (db, rx, d, clock, c)
 }
 
-async fn delivery_state(c: &tokio_postgres::Client) -> (DeliveryStatus, i32, chrono::DateTime<Utc>) {
+async fn delivery_state(
+    c: &tokio_postgres::Client,
+) -> (DeliveryStatus, i32, chrono::DateTime<Utc>) {
     let r = c
-        .query_one("SELECT status, attempts, next_attempt_at FROM postbox.deliveries", &[])
+        .query_one(
+            "SELECT status, attempts, next_attempt_at FROM postbox.deliveries",
+            &[],
+        )
         .await
         .unwrap();
     (r.get(0), r.get(1), r.get(2))
@@ -141,7 +207,10 @@ async fn failures_follow_the_retry_schedule_then_dead_letter() {
     let (status, attempts, next) = delivery_state(&c).await;
     assert_eq!((status, attempts), (DeliveryStatus::Retrying, 1));
     let wait = (next - t0).num_milliseconds();
-    assert!((59_000..=67_000).contains(&wait), "first retry after {wait} ms");
+    assert!(
+        (59_000..=67_000).contains(&wait),
+        "first retry after {wait} ms"
+    );
     // Not due yet: nothing happens.
     assert_eq!(d.run_once().await.unwrap().attempts, 0);
     // Retry 1 after 60 s; it fails: retry 2 after 120 s.
@@ -151,21 +220,33 @@ async fn failures_follow_the_retry_schedule_then_dead_letter() {
     let (status, attempts, next) = delivery_state(&c).await;
     assert_eq!((status, attempts), (DeliveryStatus::Retrying, 2));
     let wait = (next - t1).num_milliseconds();
-    assert!((119_000..=133_000).contains(&wait), "second retry after {wait} ms");
+    assert!(
+        (119_000..=133_000).contains(&wait),
+        "second retry after {wait} ms"
+    );
     // Retry 2 is the last: failed, the dead letter.
     clock.advance(chrono::Duration::seconds(133));
     assert_eq!(d.run_once().await.unwrap().attempts, 1);
     let (status, attempts, _) = delivery_state(&c).await;
     assert_eq!((status, attempts), (DeliveryStatus::Failed, 3));
     clock.advance(chrono::Duration::days(1));
-    assert_eq!(d.run_once().await.unwrap().attempts, 0, "a dead letter is not retried");
+    assert_eq!(
+        d.run_once().await.unwrap().attempts,
+        0,
+        "a dead letter is not retried"
+    );
 
     let got = rx.all();
     assert_eq!(got.len(), 3);
     let attempts: Vec<&str> = got.iter().map(|r| r.header("x-webhook-attempt")).collect();
     assert_eq!(attempts, ["1", "2", "3"]);
-    assert!(got.iter().all(|r| r.body == got[0].body), "byte-identical body on every attempt");
-    assert!(got.iter().all(|r| r.header("webhook-id") == got[0].header("webhook-id")));
+    assert!(
+        got.iter().all(|r| r.body == got[0].body),
+        "byte-identical body on every attempt"
+    );
+    assert!(got
+        .iter()
+        .all(|r| r.header("webhook-id") == got[0].header("webhook-id")));
     let rows = c
         .query("SELECT attempt, response_code, error_message FROM postbox.delivery_attempts ORDER BY attempt", &[])
         .await
@@ -174,10 +255,16 @@ async fn failures_follow_the_retry_schedule_then_dead_letter() {
     for (i, r) in rows.iter().enumerate() {
         assert_eq!(r.get::<_, i32>(0), i as i32 + 1);
         assert_eq!(r.get::<_, Option<i32>>(1), Some(500));
-        assert_eq!(r.get::<_, Option<String>>(2).as_deref(), Some("endpoint answered HTTP 500"));
+        assert_eq!(
+            r.get::<_, Option<String>>(2).as_deref(),
+            Some("endpoint answered HTTP 500")
+        );
     }
-    let completed: Option<chrono::DateTime<Utc>> =
-        c.query_one("SELECT completed_at FROM postbox.deliveries", &[]).await.unwrap().get(0);
+    let completed: Option<chrono::DateTime<Utc>> = c
+        .query_one("SELECT completed_at FROM postbox.deliveries", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert!(completed.is_some());
 }
 
@@ -207,7 +294,11 @@ async fn a_killed_dispatcher_loses_nothing() {
     let c = db.client().await;
     // The first request hangs (the dispatcher "dies" during it); later ones succeed.
     let rx = Receiver::start(Arc::new(|n| Answer {
-        delay: if n == 0 { Duration::from_secs(60) } else { Duration::ZERO },
+        delay: if n == 0 {
+            Duration::from_secs(60)
+        } else {
+            Duration::ZERO
+        },
         ..Answer::status(200)
     }))
     .await;
@@ -223,7 +314,10 @@ async fn a_killed_dispatcher_loses_nothing() {
 
     // Another dispatcher, once the lease has expired, takes it back and delivers it.
     let clock = ShiftedClock::default();
-    clock.advance(chrono::Duration::from_std(dispatch_config().lease()).unwrap() + chrono::Duration::seconds(1));
+    clock.advance(
+        chrono::Duration::from_std(dispatch_config().lease()).unwrap()
+            + chrono::Duration::seconds(1),
+    );
     let rescuer = Dispatcher::new(db.store(), dispatch_config(), Arc::new(clock)).unwrap();
     let report = rescuer.run_once().await.unwrap();
     assert_eq!(report.rescued, 1);
@@ -231,7 +325,10 @@ async fn a_killed_dispatcher_loses_nothing() {
     let (status, attempts, _) = delivery_state(&c).await;
     assert_eq!((status, attempts), (DeliveryStatus::Success, 2));
     let errors: Vec<Option<String>> = c
-        .query("SELECT error_message FROM postbox.delivery_attempts ORDER BY attempt", &[])
+        .query(
+            "SELECT error_message FROM postbox.delivery_attempts ORDER BY attempt",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -246,7 +343,9 @@ async fn a_killed_dispatcher_loses_nothing() {
 async fn a_late_completion_after_a_takeover_changes_nothing() {
     let db = TestDb::new().await;
     let c = db.client().await;
-    NewWebhook::new("u", "http://127.0.0.1:9/".into(), &["*"]).insert(&c).await;
+    NewWebhook::new("u", "http://127.0.0.1:9/".into(), &["*"])
+        .insert(&c)
+        .await;
     publish(&c, "user.created", json!({}), "u").await;
     let store = db.store();
     let now = Utc::now();
@@ -256,7 +355,10 @@ async fn a_late_completion_after_a_takeover_changes_nothing() {
     assert_eq!(first.len(), 1);
     let later = now + chrono::Duration::seconds(61);
     assert_eq!(store.delivery_rescue_expired(later, 10).await.unwrap(), 1);
-    let second = store.delivery_claim(10, later, &[], lease, 10).await.unwrap();
+    let second = store
+        .delivery_claim(10, later, &[], lease, 10)
+        .await
+        .unwrap();
     assert_eq!(second[0].attempt, 2);
     let outcome = |attempt, status| Completion {
         delivery_id: first[0].id,
@@ -270,9 +372,21 @@ async fn a_late_completion_after_a_takeover_changes_nothing() {
         duration_ms: 5,
     };
     // The first claimer finally answers: its lease is gone, nothing changes.
-    assert_eq!(store.delivery_complete_many(&[outcome(1, DeliveryStatus::Success)], later).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .delivery_complete_many(&[outcome(1, DeliveryStatus::Success)], later)
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(delivery_state(&c).await.0, DeliveryStatus::Sending);
-    assert_eq!(store.delivery_complete_many(&[outcome(2, DeliveryStatus::Failed)], later).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .delivery_complete_many(&[outcome(2, DeliveryStatus::Failed)], later)
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(delivery_state(&c).await.0, DeliveryStatus::Failed);
 }
 
@@ -280,7 +394,11 @@ async fn a_late_completion_after_a_takeover_changes_nothing() {
 async fn two_dispatchers_never_send_the_same_delivery_twice() {
     let db = TestDb::new().await;
     let c = db.client().await;
-    let rx = Receiver::start(Arc::new(|_| Answer { delay: Duration::from_millis(2), ..Answer::status(200) })).await;
+    let rx = Receiver::start(Arc::new(|_| Answer {
+        delay: Duration::from_millis(2),
+        ..Answer::status(200)
+    }))
+    .await;
     for _ in 0..4 {
         NewWebhook::new("u", rx.url(), &["*"]).insert(&c).await;
     }
@@ -290,17 +408,30 @@ async fn two_dispatchers_never_send_the_same_delivery_twice() {
     )
     .await
     .unwrap();
-    let config = postbox::dispatch::DispatchConfig { batch_size: 25, concurrency: 16, ..dispatch_config() };
+    let config = postbox::dispatch::DispatchConfig {
+        batch_size: 25,
+        concurrency: 16,
+        ..dispatch_config()
+    };
     let a = spawn_dispatcher(db.store(), config.clone(), system_clock());
     let b = spawn_dispatcher(db.store(), config, system_clock());
     rx.wait_for(1200, Duration::from_secs(60)).await;
     wait_until("all delivered", WAIT, || async {
-        count(&c, "SELECT count(*) FROM postbox.deliveries WHERE status = 'success'").await == 1200
+        count(
+            &c,
+            "SELECT count(*) FROM postbox.deliveries WHERE status = 'success'",
+        )
+        .await
+            == 1200
     })
     .await;
     a.shutdown().await;
     b.shutdown().await;
-    let mut ids: Vec<String> = rx.all().iter().map(|r| r.header("x-webhook-delivery").to_string()).collect();
+    let mut ids: Vec<String> = rx
+        .all()
+        .iter()
+        .map(|r| r.header("x-webhook-delivery").to_string())
+        .collect();
     assert_eq!(ids.len(), 1200);
     ids.sort();
     ids.dedup();
@@ -313,14 +444,22 @@ async fn a_paused_queue_claims_nothing_until_resumed() {
     let c = db.client().await;
     let rx = Receiver::ok().await;
     NewWebhook::new("u", rx.url(), &["*"]).insert(&c).await;
-    c.execute("UPDATE postbox.queue_state SET paused = true", &[]).await.unwrap();
+    c.execute("UPDATE postbox.queue_state SET paused = true", &[])
+        .await
+        .unwrap();
     publish(&c, "user.created", json!({}), "u").await;
     let d = Dispatcher::new(db.store(), dispatch_config(), system_clock()).unwrap();
     let report = d.run_once().await.unwrap();
     assert_eq!((report.deliveries_created, report.attempts), (1, 0));
-    let paused: i64 = c.query_one("SELECT paused FROM postbox.queue_stats", &[]).await.unwrap().get(0);
+    let paused: i64 = c
+        .query_one("SELECT paused FROM postbox.queue_stats", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(paused, 1);
-    c.execute("UPDATE postbox.queue_state SET paused = false", &[]).await.unwrap();
+    c.execute("UPDATE postbox.queue_state SET paused = false", &[])
+        .await
+        .unwrap();
     assert_eq!(d.run_once().await.unwrap().attempts, 1);
     assert_eq!(rx.count(), 1);
 }
@@ -331,7 +470,10 @@ async fn notify_wakes_an_idle_dispatcher_long_before_its_poll() {
     let c = db.client().await;
     let rx = Receiver::ok().await;
     NewWebhook::new("u", rx.url(), &["*"]).insert(&c).await;
-    let config = postbox::dispatch::DispatchConfig { poll_interval: Duration::from_secs(3600), ..dispatch_config() };
+    let config = postbox::dispatch::DispatchConfig {
+        poll_interval: Duration::from_secs(3600),
+        ..dispatch_config()
+    };
     let running = spawn_dispatcher(db.store(), config, system_clock());
     // Let it go idle, then publish several times.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -357,7 +499,11 @@ async fn notify_wakes_an_idle_dispatcher_long_before_its_poll() {
 async fn shutdown_lets_in_flight_requests_finish_and_records_them() {
     let db = TestDb::new().await;
     let c = db.client().await;
-    let rx = Receiver::start(Arc::new(|_| Answer { delay: Duration::from_millis(700), ..Answer::status(200) })).await;
+    let rx = Receiver::start(Arc::new(|_| Answer {
+        delay: Duration::from_millis(700),
+        ..Answer::status(200)
+    }))
+    .await;
     NewWebhook::new("u", rx.url(), &["*"]).insert(&c).await;
     let running = spawn_dispatcher(db.store(), dispatch_config(), system_clock());
     for i in 0..3 {
@@ -365,8 +511,22 @@ async fn shutdown_lets_in_flight_requests_finish_and_records_them() {
     }
     rx.wait_for(3, WAIT).await;
     running.shutdown().await;
-    assert_eq!(count(&c, "SELECT count(*) FROM postbox.deliveries WHERE status = 'success'").await, 3);
-    assert_eq!(count(&c, "SELECT count(*) FROM postbox.deliveries WHERE status = 'sending'").await, 0);
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM postbox.deliveries WHERE status = 'success'"
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM postbox.deliveries WHERE status = 'sending'"
+        )
+        .await,
+        0
+    );
 }
 
 #[tokio::test]
@@ -378,11 +538,21 @@ async fn stats_views_count_by_status() {
         .await
         .unwrap();
     assert_eq!(
-        (r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, i64>(2), r.get::<_, i64>(3), r.get::<_, i64>(4), r.get::<_, bool>(5)),
+        (
+            r.get::<_, i64>(0),
+            r.get::<_, i64>(1),
+            r.get::<_, i64>(2),
+            r.get::<_, i64>(3),
+            r.get::<_, i64>(4),
+            r.get::<_, bool>(5)
+        ),
         (1, 0, 0, 0, 1, true)
     );
     let q = c
-        .query_one("SELECT waiting, active, completed, failed, delayed, paused FROM postbox.queue_stats", &[])
+        .query_one(
+            "SELECT waiting, active, completed, failed, delayed, paused FROM postbox.queue_stats",
+            &[],
+        )
         .await
         .unwrap();
     let counts: Vec<i64> = (0..6).map(|i| q.get(i)).collect();

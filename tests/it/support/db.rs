@@ -33,10 +33,17 @@ fn server_url() -> &'static str {
 fn answers(url: &str) -> bool {
     let url = url.to_string();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             matches!(
-                tokio::time::timeout(std::time::Duration::from_secs(3), tokio_postgres::connect(&url, NoTls)).await,
+                tokio::time::timeout(
+                    std::time::Duration::from_secs(3),
+                    tokio_postgres::connect(&url, NoTls)
+                )
+                .await,
                 Ok(Ok(_))
             )
         })
@@ -81,7 +88,9 @@ fn start_throwaway_cluster() -> String {
     // initdb refuses to run as root: run the cluster as the postgres user then.
     let as_root = unsafe_is_root();
     if as_root {
-        let _ = Command::new("chown").args(["-R", "postgres", dir.to_str().unwrap()]).status();
+        let _ = Command::new("chown")
+            .args(["-R", "postgres", dir.to_str().unwrap()])
+            .status();
     }
     let run = |bin: &PathBuf, args: &[&str]| {
         let mut cmd = if as_root {
@@ -95,9 +104,35 @@ fn start_throwaway_cluster() -> String {
         assert!(status.success(), "{} {:?} failed", bin.display(), args);
     };
     let data = dir.join("data");
-    run(&initdb, &["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "-E", "UTF8"]);
-    let opts = format!("-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off", dir.display());
-    run(&pg_ctl, &["-D", data.to_str().unwrap(), "-o", &opts, "-l", dir.join("log").to_str().unwrap(), "-w", "start"]);
+    run(
+        &initdb,
+        &[
+            "-D",
+            data.to_str().unwrap(),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+        ],
+    );
+    let opts = format!(
+        "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off",
+        dir.display()
+    );
+    run(
+        &pg_ctl,
+        &[
+            "-D",
+            data.to_str().unwrap(),
+            "-o",
+            &opts,
+            "-l",
+            dir.join("log").to_str().unwrap(),
+            "-w",
+            "start",
+        ],
+    );
     url
 }
 
@@ -110,15 +145,24 @@ fn unsafe_is_root() -> bool {
 }
 
 fn with_db(url: &str, db: &str) -> String {
-    let (base, _) = url.rsplit_once('/').expect("a database URL ends in /dbname");
-    let query = url.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+    let (base, _) = url
+        .rsplit_once('/')
+        .expect("a database URL ends in /dbname");
+    let query = url
+        .split_once('?')
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
     format!("{base}/{db}{query}")
 }
 
 fn template_name() -> String {
     let mut h = Sha256::new();
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
-    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     files.sort();
     for f in files {
         h.update(std::fs::read(&f).unwrap());
@@ -128,9 +172,14 @@ fn template_name() -> String {
 
 async fn ensure_template(admin_url: &str) -> String {
     let name = template_name();
-    let (client, conn) = tokio_postgres::connect(admin_url, NoTls).await.expect("connect to the test server");
+    let (client, conn) = tokio_postgres::connect(admin_url, NoTls)
+        .await
+        .expect("connect to the test server");
     tokio::spawn(conn);
-    client.execute("SELECT pg_advisory_lock(7138400190000099)", &[]).await.unwrap();
+    client
+        .execute("SELECT pg_advisory_lock(7138400190000099)", &[])
+        .await
+        .unwrap();
     let exists = client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await
@@ -138,10 +187,19 @@ async fn ensure_template(admin_url: &str) -> String {
         .is_some();
     if !exists {
         let building = format!("{name}_building");
-        client.batch_execute(&format!("DROP DATABASE IF EXISTS {building}")).await.unwrap();
-        client.batch_execute(&format!("CREATE DATABASE {building}")).await.unwrap();
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {building}"))
+            .await
+            .unwrap();
+        client
+            .batch_execute(&format!("CREATE DATABASE {building}"))
+            .await
+            .unwrap();
         let store = postbox::store::Store::connect(&with_db(admin_url, &building), 1).unwrap();
-        store.migrate().await.expect("migrations apply to a fresh database");
+        store
+            .migrate()
+            .await
+            .expect("migrations apply to a fresh database");
         drop(store);
         client
             .batch_execute(&format!(
@@ -149,9 +207,15 @@ async fn ensure_template(admin_url: &str) -> String {
             ))
             .await
             .unwrap();
-        client.batch_execute(&format!("ALTER DATABASE {building} RENAME TO {name}")).await.unwrap();
+        client
+            .batch_execute(&format!("ALTER DATABASE {building} RENAME TO {name}"))
+            .await
+            .unwrap();
     }
-    client.execute("SELECT pg_advisory_unlock(7138400190000099)", &[]).await.unwrap();
+    client
+        .execute("SELECT pg_advisory_unlock(7138400190000099)", &[])
+        .await
+        .unwrap();
     name
 }
 
@@ -165,7 +229,10 @@ impl TestDb {
         // CREATE DATABASE ... TEMPLATE fails while another session copies the same template.
         let mut tries = 0;
         loop {
-            match client.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}")).await {
+            match client
+                .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+                .await
+            {
                 Ok(()) => break,
                 Err(e) if tries < 50 => {
                     tries += 1;
@@ -198,11 +265,16 @@ impl Drop for TestDb {
         let admin = self.admin_url.clone();
         let name = self.name.clone();
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
                 if let Ok((client, conn)) = tokio_postgres::connect(&admin, NoTls).await {
                     tokio::spawn(conn);
-                    let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
                 }
             })
         })

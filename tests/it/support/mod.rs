@@ -29,7 +29,14 @@ pub struct NewWebhook<'a> {
 
 impl<'a> NewWebhook<'a> {
     pub fn new(owner: &'a str, url: String, events: &'a [&'a str]) -> Self {
-        NewWebhook { owner, url, events, max_retries: 3, retry_delay_seconds: 60, active: true }
+        NewWebhook {
+            owner,
+            url,
+            events,
+            max_retries: 3,
+            retry_delay_seconds: 60,
+            active: true,
+        }
     }
 
     /// Inserts the row; returns its id and secret.
@@ -100,9 +107,17 @@ where
     }
 }
 
-pub async fn publish(client: &tokio_postgres::Client, event_type: &str, payload: serde_json::Value, owner: &str) -> Uuid {
+pub async fn publish(
+    client: &tokio_postgres::Client,
+    event_type: &str,
+    payload: serde_json::Value,
+    owner: &str,
+) -> Uuid {
     client
-        .query_one("SELECT postbox.publish($1, $2, $3)", &[&event_type, &payload, &owner])
+        .query_one(
+            "SELECT postbox.publish($1, $2, $3)",
+            &[&event_type, &payload, &owner],
+        )
         .await
         .unwrap()
         .get(0)

@@ -42,7 +42,12 @@ pub struct Answer {
 
 impl Answer {
     pub fn status(status: u16) -> Answer {
-        Answer { status, headers: vec![], body: String::new(), delay: Duration::ZERO }
+        Answer {
+            status,
+            headers: vec![],
+            body: String::new(),
+            delay: Duration::ZERO,
+        }
     }
 }
 
@@ -66,39 +71,50 @@ impl Receiver {
             .and(warp::path::full())
             .and(warp::header::headers_cloned())
             .and(warp::body::bytes())
-            .then(move |path: warp::path::FullPath, headers: HeaderMap, body: Bytes| {
-                let (rec, arr, behaviour) = (rec.clone(), arr.clone(), behaviour.clone());
-                async move {
-                    let n = {
-                        let mut r = rec.lock().unwrap();
-                        r.push(Received {
-                            headers: headers
-                                .iter()
-                                .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-                                .collect(),
-                            body,
-                            path: path.as_str().to_string(),
-                            at: std::time::Instant::now(),
-                        });
-                        r.len() - 1
-                    };
-                    arr.notify_waiters();
-                    let answer = behaviour(n);
-                    if !answer.delay.is_zero() {
-                        tokio::time::sleep(answer.delay).await;
+            .then(
+                move |path: warp::path::FullPath, headers: HeaderMap, body: Bytes| {
+                    let (rec, arr, behaviour) = (rec.clone(), arr.clone(), behaviour.clone());
+                    async move {
+                        let n = {
+                            let mut r = rec.lock().unwrap();
+                            r.push(Received {
+                                headers: headers
+                                    .iter()
+                                    .map(|(k, v)| {
+                                        (
+                                            k.as_str().to_string(),
+                                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                                        )
+                                    })
+                                    .collect(),
+                                body,
+                                path: path.as_str().to_string(),
+                                at: std::time::Instant::now(),
+                            });
+                            r.len() - 1
+                        };
+                        arr.notify_waiters();
+                        let answer = behaviour(n);
+                        if !answer.delay.is_zero() {
+                            tokio::time::sleep(answer.delay).await;
+                        }
+                        let mut resp = warp::http::Response::builder()
+                            .status(StatusCode::from_u16(answer.status).unwrap());
+                        for (k, v) in &answer.headers {
+                            resp = resp.header(k, v);
+                        }
+                        resp.body(answer.body).unwrap()
                     }
-                    let mut resp = warp::http::Response::builder()
-                        .status(StatusCode::from_u16(answer.status).unwrap());
-                    for (k, v) in &answer.headers {
-                        resp = resp.header(k, v);
-                    }
-                    resp.body(answer.body).unwrap()
-                }
-            });
+                },
+            );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(warp::serve(route).incoming(listener).run());
-        Receiver { addr, received, arrived }
+        Receiver {
+            addr,
+            received,
+            arrived,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -122,7 +138,10 @@ impl Receiver {
                 return self.all();
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                panic!("expected {n} requests within {timeout:?}, got {}", self.count());
+                panic!(
+                    "expected {n} requests within {timeout:?}, got {}",
+                    self.count()
+                );
             }
         }
     }
