@@ -107,6 +107,53 @@ pub fn literal_target_refusal(url: &url::Url, allow_private: bool) -> Option<Str
     (!is_public(ip)).then(|| format!("blocked target: {ip} is not a public address"))
 }
 
+/// The API's check of an endpoint URL: scheme, HTTPS-only mode, literal
+/// addresses, and (unless private targets are allowed) a DNS lookup whose
+/// answers must all be public. Returns the reason for a refusal.
+pub async fn validate_target(
+    url: &url::Url,
+    allow_private: bool,
+    require_https: bool,
+) -> Result<(), String> {
+    match url.scheme() {
+        "https" => {}
+        "http" if require_https => {
+            return Err("must use https:// (POSTBOX_REQUIRE_HTTPS is on)".into())
+        }
+        "http" => {}
+        other => {
+            return Err(format!(
+                "scheme {other}:// is not allowed; use http:// or https://"
+            ))
+        }
+    }
+    if let Some(reason) = literal_target_refusal(url, allow_private) {
+        return Err(reason);
+    }
+    if allow_private {
+        return Ok(());
+    }
+    if let Some(url::Host::Domain(host)) = url.host() {
+        let port = url.port_or_known_default().unwrap_or(443);
+        let lookup = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            tokio::net::lookup_host((host, port)),
+        )
+        .await;
+        if let Ok(Ok(addrs)) = lookup {
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            if let Some(bad) = addrs.iter().find(|a| !is_public(a.ip())) {
+                return Err(format!(
+                    "blocked target: {host} resolves to {}, which is not a public address",
+                    bad.ip()
+                ));
+            }
+        }
+        // A name that does not resolve now may later: the resolver checks again at send time.
+    }
+    Ok(())
+}
+
 /// A DNS resolver that drops every non-public answer, and fails when none is left.
 #[derive(Debug, Default, Clone)]
 pub struct GuardedResolver;
