@@ -1,8 +1,306 @@
-//! `postbox bench`: the load benchmark.
+//! `postbox bench`: the load benchmark of issue 3.
+//!
+//! Runs in a database of its own (created and dropped here) on the server of
+//! DATABASE_URL, with its own receiver on loopback and the dispatcher as a
+//! child process exactly as `serve` runs it. Prints a table, or one JSON
+//! object with `--json`. Figures are never asserted: they are printed with
+//! their ceilings and targets.
+
+mod child;
+mod load;
+mod receiver;
+mod report;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rand::RngExt;
+use uuid::Uuid;
 
 use crate::config::BenchArgs;
+use crate::signing::generate_secret;
+use crate::store::bench::bench_database;
+use crate::store::Store;
+use child::DispatcherProcess;
+use receiver::BenchReceiver;
+use report::*;
+
+struct Sizes {
+    events: usize,
+    endpoints: usize,
+    producers: usize,
+    rate: u32,
+    duration: Duration,
+    scale_finished: usize,
+    scale_future: usize,
+    concurrency: usize,
+}
+
+impl Sizes {
+    fn from(args: &BenchArgs) -> Sizes {
+        let q = args.quick;
+        Sizes {
+            events: args.events.unwrap_or(if q { 20_000 } else { 100_000 }),
+            endpoints: args.endpoints.max(2),
+            producers: args.producers.max(1),
+            rate: args.rate.max(1),
+            duration: args.duration.unwrap_or(Duration::from_secs(if q { 4 } else { 10 })),
+            scale_finished: args.scale_finished.unwrap_or(if q { 200_000 } else { 5_000_000 }),
+            scale_future: args.scale_future.unwrap_or(if q { 40_000 } else { 1_000_000 }),
+            concurrency: args.concurrency.max(1),
+        }
+    }
+}
+
+fn wants(args: &BenchArgs, part: &str) -> bool {
+    args.only.is_empty() || args.only.iter().any(|p| p == part)
+}
+
+fn with_db(url: &str, db: &str) -> String {
+    let (base, rest) = url.rsplit_once('/').unwrap_or((url, ""));
+    let query = rest.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+    format!("{base}/{db}{query}")
+}
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let _ = args;
-    anyhow::bail!("postbox bench is not built yet")
+    let sizes = Sizes::from(&args);
+    let suffix: u32 = rand::rng().random();
+    let name = format!("postbox_bench_{suffix:08x}");
+    bench_database(&args.db.database_url, &name, true).await?;
+    let url = with_db(&args.db.database_url, &name);
+    let outcome = run_in(&url, &sizes, &args).await;
+    if let Err(e) = bench_database(&args.db.database_url, &name, false).await {
+        eprintln!("bench: could not drop {name}: {e}");
+    }
+    let report = outcome?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Report> {
+    let store = Store::connect(url, 16)?;
+    store.migrate().await?;
+    let secret = generate_secret(&mut rand::rng());
+    let receiver = BenchReceiver::start(secret.clone()).await?;
+    let mut report = Report::new(sizes.events, sizes.endpoints, sizes.producers, sizes.concurrency);
+    let say = |msg: &str| {
+        if !args.json {
+            eprintln!("bench: {msg}");
+        }
+    };
+
+    // Ceilings first, with no dispatcher running.
+    if wants(args, "ceilings") {
+        say("ceiling: receiver alone");
+        let n = (sizes.events / 2).max(10_000);
+        report.ceilings.receiver_per_second =
+            Some(load::receiver_alone(&receiver.ok_url(0), sizes.concurrency, n).await?);
+        say("ceiling: queue alone");
+        let hooks = add_endpoints(&store, &receiver, "queue", sizes.endpoints, &secret, false).await?;
+        store.bench_events_insert_many("queue", hooks.len() as i32, sizes.events as i32).await?;
+        report.ceilings.queue_per_second = Some(load::queue_alone(&store, 2, 500, sizes.events as u64).await?);
+    }
+    if wants(args, "producer") || wants(args, "ceilings") {
+        say("producer cost: plain insert, publish (dispatcher busy), publish (dispatcher idle: NOTIFY per commit)");
+        store.bench_plain_create().await?;
+        let plain = load::producers_flat_out(&store, sizes.producers, sizes.duration, load::Target::PlainInsert).await?;
+        store.queue_state_set_waiting(false).await?;
+        let busy = load::producers_flat_out(&store, sizes.producers, sizes.duration, load::Target::Publish).await?;
+        store.queue_state_set_waiting(true).await?;
+        let idle = load::producers_flat_out(&store, sizes.producers, sizes.duration, load::Target::Publish).await?;
+        report.ceilings.plain_insert_per_second = Some(plain);
+        report.producer = Some(ProducerFigures {
+            plain_insert_per_second: plain,
+            publish_per_second: busy,
+            publish_notifying_per_second: idle,
+            ratio: busy / plain,
+        });
+        // Those events have no webhooks: let the dispatcher fan them out
+        // (to nothing) before the timed parts start.
+    }
+
+    let env = [
+        ("POSTBOX_CONCURRENCY", sizes.concurrency.to_string()),
+        ("POSTBOX_REQUEST_TIMEOUT", "5s".to_string()),
+        ("POSTBOX_SHUTDOWN_TIMEOUT", "2s".to_string()),
+    ];
+    let mut dispatcher = DispatcherProcess::start(url, &env)?;
+    wait_for_idle(&store, Duration::from_secs(120)).await?;
+    let cpu_start = dispatcher.usage().cpu_seconds;
+    let mut delivered_total = 0u64;
+
+    if wants(args, "drain") {
+        say(&format!("drain: {} events for {} endpoints", sizes.events, sizes.endpoints));
+        let d = drain(&store, &receiver, "drain", sizes, &secret, None).await?;
+        delivered_total += sizes.events as u64;
+        report.drain = Some(d);
+    }
+    if wants(args, "steady") {
+        say(&format!("steady: {} events/s from {} producers for {:?}", sizes.rate, sizes.producers, sizes.duration));
+        let s = steady(&store, &receiver, sizes, &secret).await?;
+        delivered_total += s.events as u64;
+        report.steady = Some(s);
+    }
+    if wants(args, "isolation") {
+        say("isolation: one endpoint never answers and gets half of the events");
+        let d = drain(&store, &receiver, "iso", sizes, &secret, Some(())).await?;
+        delivered_total += d.deliveries;
+        report.isolation = Some(d);
+    }
+    if wants(args, "scale") && sizes.scale_finished + sizes.scale_future > 0 {
+        say(&format!(
+            "scale: filling {} finished deliveries and {} future retries",
+            sizes.scale_finished, sizes.scale_future
+        ));
+        let hooks = add_endpoints(&store, &receiver, "history", 1, &secret, false).await?;
+        let t = Instant::now();
+        store
+            .bench_history_insert_many(hooks[0], sizes.scale_finished as i32, sizes.scale_future as i32)
+            .await?;
+        say(&format!("scale: filled in {:.0} s; draining again", t.elapsed().as_secs_f64()));
+        let d = drain(&store, &receiver, "scale", sizes, &secret, None).await?;
+        delivered_total += sizes.events as u64;
+        report.scale = Some(ScaleFigures {
+            finished_rows: sizes.scale_finished,
+            future_rows: sizes.scale_future,
+            drain: d,
+        });
+    }
+    let usage = dispatcher.usage();
+    let cpu = usage.cpu_seconds - cpu_start;
+    let usage = dispatcher.stop()?;
+    report.dispatcher = DispatcherFigures {
+        peak_rss_mib: usage.peak_rss_kib as f64 / 1024.0,
+        cpu_seconds_per_10k: if delivered_total > 0 { cpu / delivered_total as f64 * 10_000.0 } else { 0.0 },
+        deliveries: delivered_total,
+    };
+    report.signatures_verified = receiver.counters.verified.load(Ordering::Relaxed);
+    report.signatures_bad = receiver.counters.bad_signatures.load(Ordering::Relaxed);
+    report.finish();
+    Ok(report)
+}
+
+async fn add_endpoints(
+    store: &Store,
+    receiver: &BenchReceiver,
+    prefix: &str,
+    n: usize,
+    secret: &str,
+    first_hangs: bool,
+) -> anyhow::Result<Vec<Uuid>> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let url = if first_hangs && i == 0 { receiver.hang_url(i) } else { receiver.ok_url(i) };
+        ids.push(store.bench_webhook_insert(&format!("{prefix}{i}"), &url, secret, 3600).await?);
+    }
+    Ok(ids)
+}
+
+/// Waits until no event waits for fan-out and nothing is due.
+async fn wait_for_idle(store: &Store, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match store.delivery_next_due().await? {
+            Some(due) if due <= chrono::Utc::now() => {}
+            _ => return Ok(()),
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the dispatcher did not catch up within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Commits the backlog in one statement and times the dispatcher until every
+/// delivery to a healthy endpoint succeeded. With `hang`, endpoint 0 never
+/// answers and receives half of the events.
+async fn drain(
+    store: &Store,
+    receiver: &BenchReceiver,
+    prefix: &str,
+    sizes: &Sizes,
+    secret: &str,
+    hang: Option<()>,
+) -> anyhow::Result<DrainFigures> {
+    let healthy_prefix = format!("{prefix}_ok");
+    let healthy_n = if hang.is_some() { sizes.endpoints - 1 } else { sizes.endpoints };
+    let healthy = add_endpoints(store, receiver, &healthy_prefix, healthy_n, secret, false).await?;
+    let healthy_events = if hang.is_some() { sizes.events / 2 } else { sizes.events };
+    if hang.is_some() {
+        add_endpoints(store, receiver, &format!("{prefix}_dead"), 1, secret, true).await?;
+    }
+    let before = receiver.delivered();
+    let start = Instant::now();
+    if hang.is_some() {
+        // One statement each; the dead endpoint's half first, so it sits in front of the queue.
+        store.bench_events_insert_many(&format!("{prefix}_dead"), 1, (sizes.events - healthy_events) as i32).await?;
+    }
+    store.bench_events_insert_many(&healthy_prefix, healthy_n as i32, healthy_events as i32).await?;
+    let committed = Instant::now();
+    let target = before + healthy_events as u64;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while receiver.delivered() < target {
+        anyhow::ensure!(Instant::now() < deadline, "drain did not finish in 10 minutes");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let received_all = Instant::now();
+    // Confirm in the database: every healthy delivery recorded as success.
+    while store.bench_delivery_count_success(&healthy).await? < healthy_events as i64 {
+        anyhow::ensure!(Instant::now() < deadline, "outcomes were not recorded");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let recorded = Instant::now();
+    let secs = (received_all - committed).as_secs_f64();
+    Ok(DrainFigures {
+        deliveries: healthy_events as u64,
+        commit_seconds: (committed - start).as_secs_f64(),
+        seconds: secs,
+        per_second: healthy_events as f64 / secs,
+        recorded_seconds: (recorded - committed).as_secs_f64(),
+        dead_endpoint_requests: receiver.counters.hung.load(Ordering::Relaxed),
+    })
+}
+
+async fn steady(store: &Store, receiver: &BenchReceiver, sizes: &Sizes, secret: &str) -> anyhow::Result<SteadyFigures> {
+    add_endpoints(store, receiver, "steady", sizes.endpoints, secret, false).await?;
+    let owners: Vec<String> = (0..sizes.endpoints).map(|i| format!("steady{i}")).collect();
+    receiver.counters.arrivals.lock().expect("arrivals").clear();
+    receiver.counters.record.store(true, Ordering::Relaxed);
+    let commits = load::producers_at_rate(store, sizes.producers, sizes.rate, sizes.duration, &owners).await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = {
+            let arrivals = receiver.counters.arrivals.lock().expect("arrivals");
+            commits.keys().filter(|id| arrivals.contains_key(*id)).count()
+        };
+        if got == commits.len() || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    receiver.counters.record.store(false, Ordering::Relaxed);
+    let arrivals = std::mem::take(&mut *receiver.counters.arrivals.lock().expect("arrivals"));
+    let mut lat: Vec<f64> = commits
+        .iter()
+        .filter_map(|(id, c)| arrivals.get(id).map(|a| a.saturating_duration_since(*c).as_secs_f64() * 1000.0))
+        .collect();
+    lat.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    let pct = |p: f64| -> f64 {
+        if lat.is_empty() {
+            return f64::NAN;
+        }
+        lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1]
+    };
+    Ok(SteadyFigures {
+        rate: sizes.rate,
+        seconds: sizes.duration.as_secs_f64(),
+        events: commits.len(),
+        missing: commits.len() - lat.len(),
+        p50_ms: pct(0.50),
+        p95_ms: pct(0.95),
+        p99_ms: pct(0.99),
+        max_ms: lat.last().copied().unwrap_or(f64::NAN),
+    })
 }

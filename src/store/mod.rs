@@ -65,6 +65,7 @@ macro_rules! sql {
 }
 
 // Statements grouped by concern; each file adds an `impl Store` block.
+pub mod bench;
 mod inbox;
 mod maintenance;
 mod types;

@@ -1,0 +1,93 @@
+//! The benchmark's receiver: answers 200 at once on `/ok/<n>`, never answers
+//! on `/hang/<n>` (the isolation test's dead endpoint), records when each
+//! event arrived, and verifies a sample of signatures.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use warp::http::HeaderMap;
+use warp::Filter;
+
+use crate::signing::{verify, SigningKey};
+
+#[derive(Default)]
+pub struct Counters {
+    pub ok: AtomicU64,
+    pub hung: AtomicU64,
+    pub verified: AtomicU64,
+    pub bad_signatures: AtomicU64,
+    /// event id -> first arrival, while `record` is on.
+    pub arrivals: Mutex<HashMap<String, Instant>>,
+    pub record: std::sync::atomic::AtomicBool,
+}
+
+pub struct BenchReceiver {
+    pub addr: SocketAddr,
+    pub counters: Arc<Counters>,
+}
+
+impl BenchReceiver {
+    pub async fn start(secret: String) -> anyhow::Result<BenchReceiver> {
+        let key = SigningKey::from_secret(&secret)?;
+        let counters = Arc::new(Counters::default());
+        let c = counters.clone();
+        let ok = warp::post()
+            .and(warp::path!("ok" / u32))
+            .and(warp::header::headers_cloned())
+            .and(warp::body::bytes())
+            .map(move |_n: u32, headers: HeaderMap, body: Bytes| {
+                let now = Instant::now();
+                let n = c.ok.fetch_add(1, Ordering::Relaxed);
+                let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                if c.record.load(Ordering::Relaxed) {
+                    c.arrivals.lock().expect("arrivals").entry(id.to_string()).or_insert(now);
+                }
+                if n % 100 == 0 {
+                    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+                    let result = verify(
+                        &key,
+                        get("webhook-id"),
+                        get("webhook-timestamp"),
+                        get("webhook-signature"),
+                        &body,
+                        chrono::Utc::now().timestamp(),
+                        300,
+                    );
+                    match result {
+                        Ok(()) => c.verified.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => c.bad_signatures.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+                warp::reply()
+            });
+        let c = counters.clone();
+        let hang = warp::post().and(warp::path!("hang" / u32)).then(move |_n: u32| {
+            let c = c.clone();
+            async move {
+                c.hung.fetch_add(1, Ordering::Relaxed);
+                futures_util::future::pending::<()>().await;
+                warp::reply()
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(warp::serve(ok.or(hang)).incoming(listener).run());
+        Ok(BenchReceiver { addr, counters })
+    }
+
+    pub fn ok_url(&self, n: usize) -> String {
+        format!("http://{}/ok/{n}", self.addr)
+    }
+
+    pub fn hang_url(&self, n: usize) -> String {
+        format!("http://{}/hang/{n}", self.addr)
+    }
+
+    pub fn delivered(&self) -> u64 {
+        self.counters.ok.load(Ordering::Relaxed)
+    }
+}
