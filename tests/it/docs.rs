@@ -384,7 +384,8 @@ async fn integration_doc_rust_example_is_the_tested_function() {
     let err = postbox::publish::publish(&tx, "project.renamed", &json!({}), "user_7", None)
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("unknown event type"), "{err}");
+    let msg = err.as_db_error().map(|d| d.message()).unwrap_or_default();
+    assert!(msg.contains("unknown event type"), "{err:?}");
     drop(tx);
     let name: String = c
         .query_one("SELECT name FROM projects WHERE id = 42", &[])
