@@ -91,7 +91,13 @@ pub fn answer(check: &Check, roll: f64, fail_rate: f64) -> StatusCode {
 }
 
 /// The block printed for one delivery.
-pub fn report(path: &str, headers: &HeaderMap, body: &[u8], check: &Check, status: StatusCode) -> String {
+pub fn report(
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    check: &Check,
+    status: StatusCode,
+) -> String {
     let h = |name: &str| {
         headers
             .get(name)
@@ -182,7 +188,9 @@ pub async fn run_on(
                         serde_json::json!({"ok": false, "error": e.to_string()})
                     }
                     _ if status.is_success() => serde_json::json!({"ok": true}),
-                    _ => serde_json::json!({"ok": false, "error": "simulated failure (--fail-rate)"}),
+                    _ => {
+                        serde_json::json!({"ok": false, "error": "simulated failure (--fail-rate)"})
+                    }
                 };
                 warp::reply::with_status(warp::reply::json(&body), status)
             },
@@ -243,10 +251,16 @@ mod tests {
     fn answers_401_for_bad_signatures_and_500_under_the_fail_rate() {
         let bad = Check::Invalid(VerifyError::NoMatch);
         assert_eq!(answer(&bad, 0.99, 0.0), StatusCode::UNAUTHORIZED);
-        assert_eq!(answer(&Check::Verified, 0.29, 0.3), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            answer(&Check::Verified, 0.29, 0.3),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
         assert_eq!(answer(&Check::Verified, 0.3, 0.3), StatusCode::OK);
         assert_eq!(answer(&Check::NotChecked, 0.0, 0.0), StatusCode::OK);
-        assert_eq!(answer(&Check::NotChecked, 0.999, 1.0), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            answer(&Check::NotChecked, 0.999, 1.0),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 
     #[test]
@@ -260,7 +274,13 @@ mod tests {
         assert!(r.contains("attempt    2"), "{r}");
         assert!(r.contains("signature  verified"), "{r}");
         assert!(r.contains("\"id\": 42"), "{r}");
-        let r = report("/hook", &h, body, &Check::Invalid(VerifyError::NoMatch), StatusCode::UNAUTHORIZED);
+        let r = report(
+            "/hook",
+            &h,
+            body,
+            &Check::Invalid(VerifyError::NoMatch),
+            StatusCode::UNAUTHORIZED,
+        );
         assert!(r.contains("INVALID: no matching signature"), "{r}");
     }
 }

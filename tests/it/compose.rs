@@ -70,7 +70,10 @@ fn compose_sets_only_variables_postbox_reads() {
     let known = clap_env_names();
     let doc = compose();
     let services = postbox_services(&doc);
-    assert!(services.len() >= 2, "postbox and receiver run the postbox image");
+    assert!(
+        services.len() >= 2,
+        "postbox and receiver run the postbox image"
+    );
     for (name, service, _) in &services {
         for (var, _) in env_of(service) {
             let ours = var.starts_with("POSTBOX_")
@@ -91,7 +94,10 @@ fn every_compose_command_parses() {
     for (name, _, command) in postbox_services(&doc) {
         let argv = std::iter::once("postbox".to_string()).chain(command.iter().cloned());
         if let Err(e) = Cli::try_parse_from(argv) {
-            panic!("service {name}: `postbox {}` does not parse: {e}", command.join(" "));
+            panic!(
+                "service {name}: `postbox {}` does not parse: {e}",
+                command.join(" ")
+            );
         }
     }
 }
@@ -108,7 +114,10 @@ fn the_demo_stack_is_wired_together() {
     let env = env_of(postbox);
     let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let listen = get("POSTBOX_LISTEN").expect("POSTBOX_LISTEN");
-    assert!(listen.starts_with("0.0.0.0:"), "a container listens on all interfaces");
+    assert!(
+        listen.starts_with("0.0.0.0:"),
+        "a container listens on all interfaces"
+    );
     let port = listen.rsplit(':').next().unwrap();
     let ports: Vec<String> = postbox["ports"]
         .as_sequence()
@@ -121,7 +130,10 @@ fn the_demo_stack_is_wired_together() {
         "the API port {port} is published: {ports:?}"
     );
     assert!(get("POSTBOX_JWT_SECRET").is_some_and(|s| !s.is_empty()));
-    assert_eq!(get("POSTBOX_ALLOW_PRIVATE_TARGETS").as_deref(), Some("true"));
+    assert_eq!(
+        get("POSTBOX_ALLOW_PRIVATE_TARGETS").as_deref(),
+        Some("true")
+    );
     assert!(get("DATABASE_URL").unwrap().contains("@postgres:5432/"));
 
     // The receiver verifies with the secret the seed gives the demo webhook.
@@ -129,8 +141,8 @@ fn the_demo_stack_is_wired_together() {
         .iter()
         .find(|(n, _, _)| n == "receiver")
         .expect("a receiver service");
-    let cli = Cli::try_parse_from(std::iter::once("postbox".to_string()).chain(receive.clone()))
-        .unwrap();
+    let cli =
+        Cli::try_parse_from(std::iter::once("postbox".to_string()).chain(receive.clone())).unwrap();
     let postbox::config::Command::Receive(args) = cli.command else {
         panic!("the receiver runs `postbox receive`")
     };
@@ -143,7 +155,10 @@ fn the_demo_stack_is_wired_together() {
         .map(as_str)
         .collect::<Vec<_>>()
         .join(" ");
-    assert!(seed_sql.contains(&secret), "seed and receiver share the demo secret");
+    assert!(
+        seed_sql.contains(&secret),
+        "seed and receiver share the demo secret"
+    );
     assert!(
         seed_sql.contains(&format!("http://receiver:{}/", args.port)),
         "the demo webhook points at the receiver's port"

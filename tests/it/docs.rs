@@ -259,7 +259,11 @@ async fn example_verifies_real_deliveries(name: &str, lang: Lang) {
         "{}",
         out.join("\n")
     );
-    assert!(!out.iter().any(|l| l.starts_with("stderr: ")), "{}", out.join("\n"));
+    assert!(
+        !out.iter().any(|l| l.starts_with("stderr: ")),
+        "{}",
+        out.join("\n")
+    );
 }
 
 #[tokio::test]
@@ -300,7 +304,11 @@ async fn integration_doc_sql_examples_publish_and_refuse_as_documented() {
             .unwrap_or_else(|e| panic!("{e:?}\nin:\n{sql}"));
     }
     assert_eq!(
-        count(&c, "SELECT count(*) FROM postbox.events WHERE event_type = 'project.updated'").await,
+        count(
+            &c,
+            "SELECT count(*) FROM postbox.events WHERE event_type = 'project.updated'"
+        )
+        .await,
         2,
         "the examples publish twice, once more with a repeated idempotency key (a no-op)"
     );
@@ -361,7 +369,8 @@ fn squash(s: &str) -> String {
 async fn integration_doc_rust_example_is_the_tested_function() {
     let this = include_str!("docs.rs");
     let start = this.find("// BEGIN rust-publish").unwrap();
-    let region = &this[this[start..].find('\n').unwrap() + start + 1..this.find("// END rust-publish").unwrap()];
+    let region = &this
+        [this[start..].find('\n').unwrap() + start + 1..this.find("// END rust-publish").unwrap()];
     let shown = block(&read_doc("INTEGRATION.md"), "rust");
     assert!(
         squash(&shown).contains(&squash(region)),
@@ -425,14 +434,24 @@ fn configuration_doc_lists_exactly_the_flags_and_variables_postbox_reads() {
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
         .map(str::to_string)
         .collect();
-    let missing: Vec<_> = flags.iter().chain(&envs).filter(|n| !tokens.contains(*n)).collect();
-    assert!(missing.is_empty(), "CONFIGURATION.md does not mention {missing:?}");
+    let missing: Vec<_> = flags
+        .iter()
+        .chain(&envs)
+        .filter(|n| !tokens.contains(*n))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "CONFIGURATION.md does not mention {missing:?}"
+    );
     let unknown: Vec<_> = tokens
         .iter()
         .filter(|t| t.len() > "POSTBOX_".len() && t.starts_with("POSTBOX_"))
         .filter(|t| !envs.contains(*t))
         .collect();
-    assert!(unknown.is_empty(), "CONFIGURATION.md names variables postbox does not read: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "CONFIGURATION.md names variables postbox does not read: {unknown:?}"
+    );
     let subcommands: Vec<String> = postbox::config::Cli::command()
         .get_subcommands()
         .map(|s| format!("postbox {}", s.get_name()))

@@ -46,7 +46,10 @@ async fn post(url: &str, body: &str, signed_body: &str) -> (u16, serde_json::Val
         .header("content-type", "application/json")
         .header("webhook-id", "msg_1")
         .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", key.sign("msg_1", ts, signed_body.as_bytes()))
+        .header(
+            "webhook-signature",
+            key.sign("msg_1", ts, signed_body.as_bytes()),
+        )
         .header("x-webhook-event", "project.updated")
         .header("x-webhook-attempt", "1")
         .body(body.to_string())
@@ -112,7 +115,12 @@ async fn receive_accepts_a_real_delivery() {
     let running = spawn_dispatcher(db.store(), dispatch_config(), system_clock());
     publish(&c, "project.updated", json!({"id": 42}), "user_7").await;
     wait_until("the delivery succeeds", Duration::from_secs(15), || async {
-        count(&c, "SELECT count(*) FROM postbox.deliveries WHERE status = 'success'").await == 1
+        count(
+            &c,
+            "SELECT count(*) FROM postbox.deliveries WHERE status = 'success'",
+        )
+        .await
+            == 1
     })
     .await;
     running.shutdown().await;
