@@ -26,6 +26,7 @@ pub mod error;
 pub mod inbound;
 pub mod maintenance;
 pub mod net;
+pub mod publish;
 pub mod receive;
 pub mod signing;
 pub mod store;

@@ -4,5 +4,8 @@
 #[allow(dead_code)]
 mod support;
 
+mod compose;
+mod docs;
 mod pipeline;
 mod publish;
+mod receive;
