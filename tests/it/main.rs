@@ -4,5 +4,9 @@
 #[allow(dead_code)]
 mod support;
 
+mod api;
+mod api_hostile;
+#[allow(dead_code)]
+mod api_support;
 mod pipeline;
 mod publish;
