@@ -157,9 +157,20 @@ mod tests {
         assert_eq!(authenticate("other", &bearer(&t)).unwrap_err().status, 401);
         let old = mint("k", "u", false, Duration::from_secs(1), now - 3600).unwrap();
         let e = authenticate("k", &bearer(&old)).unwrap_err();
-        assert_eq!((e.status.as_u16(), e.message.as_str()), (401, "token expired"));
-        assert_eq!(authenticate("k", &bearer("abc.def.ghi")).unwrap_err().status, 401);
-        assert_eq!(authenticate("k", &HeaderMap::new()).unwrap_err().status, 401);
+        assert_eq!(
+            (e.status.as_u16(), e.message.as_str()),
+            (401, "token expired")
+        );
+        assert_eq!(
+            authenticate("k", &bearer("abc.def.ghi"))
+                .unwrap_err()
+                .status,
+            401
+        );
+        assert_eq!(
+            authenticate("k", &HeaderMap::new()).unwrap_err().status,
+            401
+        );
     }
 
     #[test]
@@ -182,7 +193,13 @@ mod tests {
     #[test]
     fn minting_needs_a_secret_and_a_subject() {
         let d = Duration::from_secs(1);
-        assert!(matches!(mint("", "u", false, d, 0), Err(TokenError::NoSecret)));
-        assert!(matches!(mint("k", "", false, d, 0), Err(TokenError::BadSub)));
+        assert!(matches!(
+            mint("", "u", false, d, 0),
+            Err(TokenError::NoSecret)
+        ));
+        assert!(matches!(
+            mint("k", "", false, d, 0),
+            Err(TokenError::BadSub)
+        ));
     }
 }

@@ -57,7 +57,10 @@ pub async fn list(state: &ApiState, ctx: Ctx) -> Result<Response, ApiError> {
         .store
         .delivery_list_by_webhook(id, owner, page.status, page.limit, page.offset())
         .await?;
-    Ok(list_reply(&rows, Pagination::new(page.page, page.limit, total)))
+    Ok(list_reply(
+        &rows,
+        Pagination::new(page.page, page.limit, total),
+    ))
 }
 
 pub async fn retry(state: &ApiState, ctx: Ctx) -> Result<Response, ApiError> {

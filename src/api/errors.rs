@@ -15,7 +15,9 @@ impl From<StoreError> for ApiError {
             Some("22023") | Some("22P02") | Some("22001") | Some("23514") | Some("23502") => {
                 ApiError::new(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message)
             }
-            Some("54000") => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", message),
+            Some("54000") => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", message)
+            }
             Some("23505") => ApiError::new(StatusCode::CONFLICT, "CONFLICT", message),
             Some("23503") => ApiError::not_found("referenced row"),
             _ => ApiError::internal(&e),
@@ -63,7 +65,11 @@ pub fn from_rejection(rej: &warp::Rejection) -> ApiError {
         );
     }
     if rej.find::<reject::InvalidQuery>().is_some() {
-        return ApiError::new(StatusCode::BAD_REQUEST, "INVALID_QUERY", "invalid query string");
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_QUERY",
+            "invalid query string",
+        );
     }
     if let Some(e) = rej.find::<warp::filters::body::BodyDeserializeError>() {
         return ApiError::new(
@@ -84,16 +90,26 @@ pub fn method_not_allowed(allowed: &[&str]) -> ApiError {
     let message = if allowed.is_empty() {
         "method not allowed".to_string()
     } else {
-        format!("method not allowed; this route accepts {}", allowed.join(", "))
+        format!(
+            "method not allowed; this route accepts {}",
+            allowed.join(", ")
+        )
     };
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", message)
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        message,
+    )
 }
 
 pub fn payload_too_large() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "PAYLOAD_TOO_LARGE",
-        format!("request body is larger than {} bytes", super::request::MAX_BODY),
+        format!(
+            "request body is larger than {} bytes",
+            super::request::MAX_BODY
+        ),
     )
 }
 

@@ -65,11 +65,18 @@ fn shape(r: &RouteSpec) -> (Option<(Value, bool)>, u16, Value, Vec<Value>) {
     let empty = || (schema_ref("Empty"), false);
     match (r.method, r.path) {
         ("GET", "/api/openapi.json") => (None, 200, json!({"type": "object"}), vec![]),
-        ("GET", "/api/webhooks/events") => (None, 200, success_list(schema_ref("EventType")), vec![]),
-        ("GET", "/api/webhooks/queue/stats") => (None, 200, success(schema_ref("QueueStats")), vec![]),
-        ("POST", "/api/webhooks/queue/pause") | ("POST", "/api/webhooks/queue/resume") => {
-            (Some(empty()), 200, success(schema_ref("PauseState")), vec![])
+        ("GET", "/api/webhooks/events") => {
+            (None, 200, success_list(schema_ref("EventType")), vec![])
         }
+        ("GET", "/api/webhooks/queue/stats") => {
+            (None, 200, success(schema_ref("QueueStats")), vec![])
+        }
+        ("POST", "/api/webhooks/queue/pause") | ("POST", "/api/webhooks/queue/resume") => (
+            Some(empty()),
+            200,
+            success(schema_ref("PauseState")),
+            vec![],
+        ),
         ("POST", "/api/webhooks/queue/retry-failed") => (
             Some((schema_ref("RetryFailedRequest"), false)),
             200,
@@ -82,7 +89,12 @@ fn shape(r: &RouteSpec) -> (Option<(Value, bool)>, u16, Value, Vec<Value>) {
             success(schema_ref("WebhookWithSecret")),
             vec![],
         ),
-        ("GET", "/api/webhooks") => (None, 200, success_list(schema_ref("Webhook")), page_params()),
+        ("GET", "/api/webhooks") => (
+            None,
+            200,
+            success_list(schema_ref("Webhook")),
+            page_params(),
+        ),
         ("GET", "/api/webhooks/{id}") => (None, 200, success(schema_ref("WebhookDetail")), vec![]),
         ("PUT", "/api/webhooks/{id}") => (
             Some((schema_ref("WebhookUpdate"), true)),
@@ -106,8 +118,15 @@ fn shape(r: &RouteSpec) -> (Option<(Value, bool)>, u16, Value, Vec<Value>) {
         ("POST", "/api/webhooks/{id}/deliveries/{deliveryId}/retry") => {
             (Some(empty()), 200, success(schema_ref("Delivery")), vec![])
         }
-        ("POST", "/api/webhooks/{id}/test") => (Some(empty()), 200, success(schema_ref("TestResult")), vec![]),
-        ("GET", "/api/webhooks/{id}/stats") => (None, 200, success(schema_ref("WebhookStats")), vec![]),
+        ("POST", "/api/webhooks/{id}/test") => (
+            Some(empty()),
+            200,
+            success(schema_ref("TestResult")),
+            vec![],
+        ),
+        ("GET", "/api/webhooks/{id}/stats") => {
+            (None, 200, success(schema_ref("WebhookStats")), vec![])
+        }
         ("POST", "/api/events") => (
             Some((schema_ref("PublishRequest"), true)),
             202,
@@ -134,25 +153,43 @@ fn operation(r: &RouteSpec) -> Value {
         status.to_string(),
         json!({"description": "Success", "content": content(ok_schema)}),
     );
-    responses.insert("400".into(), error_response("Invalid input: the error names the field and the rule"));
+    responses.insert(
+        "400".into(),
+        error_response("Invalid input: the error names the field and the rule"),
+    );
     if r.access != Access::Public {
-        responses.insert("401".into(), error_response("Missing, malformed, wrongly signed or expired token"));
+        responses.insert(
+            "401".into(),
+            error_response("Missing, malformed, wrongly signed or expired token"),
+        );
     }
     if r.access == Access::Admin {
         responses.insert("403".into(), error_response("The token lacks role admin"));
     }
     if r.path.contains('{') {
-        responses.insert("404".into(), error_response("No such webhook or delivery for this owner"));
+        responses.insert(
+            "404".into(),
+            error_response("No such webhook or delivery for this owner"),
+        );
     }
     if r.path.ends_with("/retry") {
-        responses.insert("409".into(), error_response("The delivery is being sent right now"));
+        responses.insert(
+            "409".into(),
+            error_response("The delivery is being sent right now"),
+        );
     }
     if body.is_some() {
         responses.insert("413".into(), error_response("Request body over 1 MiB"));
-        responses.insert("415".into(), error_response("Request body is not application/json"));
+        responses.insert(
+            "415".into(),
+            error_response("Request body is not application/json"),
+        );
     }
     if r.path == "/api/events" {
-        responses.insert("413".into(), error_response("Request body or event payload over 1 MiB"));
+        responses.insert(
+            "413".into(),
+            error_response("Request body or event payload over 1 MiB"),
+        );
     }
     responses.insert("500".into(), error_response("Internal error (no details)"));
     let slug: String = format!("{} {}", r.method, r.path)
@@ -200,8 +237,20 @@ fn schemas() -> Value {
         "createdAt": ts, "updatedAt": ts
     });
     let webhook_required: Vec<&str> = vec![
-        "id", "name", "description", "url", "events", "headers", "maxRetries", "retryDelay",
-        "active", "verified", "disabledAt", "disabledReason", "createdAt", "updatedAt",
+        "id",
+        "name",
+        "description",
+        "url",
+        "events",
+        "headers",
+        "maxRetries",
+        "retryDelay",
+        "active",
+        "verified",
+        "disabledAt",
+        "disabledReason",
+        "createdAt",
+        "updatedAt",
     ];
     let with = |extra: Value, extra_required: &[&str]| {
         let mut props = webhook_props.clone();
@@ -324,7 +373,9 @@ mod tests {
         for (path, ops) in paths {
             for (method, _) in ops.as_object().unwrap() {
                 assert!(
-                    ROUTES.iter().any(|r| r.path == path && r.method.to_lowercase() == *method),
+                    ROUTES
+                        .iter()
+                        .any(|r| r.path == path && r.method.to_lowercase() == *method),
                     "{method} {path} is documented but not routed"
                 );
                 listed += 1;
@@ -338,8 +389,14 @@ mod tests {
         let doc = document();
         let text = doc.to_string();
         for part in text.split("#/components/schemas/").skip(1) {
-            let name: String = part.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
-            assert!(doc["components"]["schemas"].get(&name).is_some(), "missing schema {name}");
+            let name: String = part
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            assert!(
+                doc["components"]["schemas"].get(&name).is_some(),
+                "missing schema {name}"
+            );
         }
     }
 }

@@ -106,7 +106,12 @@ fn is_json(headers: &HeaderMap) -> bool {
     else {
         return false;
     };
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
@@ -132,7 +137,11 @@ where
     let mut body = std::pin::pin!(body);
     while let Some(chunk) = body.next().await {
         let mut chunk = chunk.map_err(|_| {
-            ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", "cannot read the request body")
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                "cannot read the request body",
+            )
         })?;
         if out.len() + chunk.remaining() > MAX_BODY {
             return Err(errors::payload_too_large());

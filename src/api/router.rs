@@ -39,7 +39,12 @@ pub struct RouteSpec {
     pub summary: &'static str,
 }
 
-const fn r(method: &'static str, path: &'static str, access: Access, summary: &'static str) -> RouteSpec {
+const fn r(
+    method: &'static str,
+    path: &'static str,
+    access: Access,
+    summary: &'static str,
+) -> RouteSpec {
     RouteSpec {
         method,
         path,
@@ -50,23 +55,103 @@ const fn r(method: &'static str, path: &'static str, access: Access, summary: &'
 
 /// Every route this router serves.
 pub const ROUTES: &[RouteSpec] = &[
-    r("GET", "/api/openapi.json", Access::Public, "This OpenAPI document"),
-    r("GET", "/api/webhooks/events", Access::User, "The event catalogue"),
-    r("GET", "/api/webhooks/queue/stats", Access::Admin, "Queue-wide counts"),
-    r("POST", "/api/webhooks/queue/pause", Access::Admin, "Stop claiming, across all dispatchers"),
-    r("POST", "/api/webhooks/queue/resume", Access::Admin, "Restart claiming"),
-    r("POST", "/api/webhooks/queue/retry-failed", Access::Admin, "Requeue failed deliveries"),
+    r(
+        "GET",
+        "/api/openapi.json",
+        Access::Public,
+        "This OpenAPI document",
+    ),
+    r(
+        "GET",
+        "/api/webhooks/events",
+        Access::User,
+        "The event catalogue",
+    ),
+    r(
+        "GET",
+        "/api/webhooks/queue/stats",
+        Access::Admin,
+        "Queue-wide counts",
+    ),
+    r(
+        "POST",
+        "/api/webhooks/queue/pause",
+        Access::Admin,
+        "Stop claiming, across all dispatchers",
+    ),
+    r(
+        "POST",
+        "/api/webhooks/queue/resume",
+        Access::Admin,
+        "Restart claiming",
+    ),
+    r(
+        "POST",
+        "/api/webhooks/queue/retry-failed",
+        Access::Admin,
+        "Requeue failed deliveries",
+    ),
     r("POST", "/api/webhooks", Access::User, "Create a webhook"),
-    r("GET", "/api/webhooks", Access::User, "The caller's webhooks"),
-    r("GET", "/api/webhooks/{id}", Access::User, "One webhook with its recent deliveries"),
-    r("PUT", "/api/webhooks/{id}", Access::User, "Update a webhook"),
-    r("DELETE", "/api/webhooks/{id}", Access::User, "Delete a webhook and its queued deliveries"),
-    r("POST", "/api/webhooks/{id}/regenerate-secret", Access::User, "Rotate the signing secret"),
-    r("GET", "/api/webhooks/{id}/deliveries", Access::User, "Delivery history, newest first"),
-    r("POST", "/api/webhooks/{id}/deliveries/{deliveryId}/retry", Access::User, "Send one delivery again"),
-    r("POST", "/api/webhooks/{id}/test", Access::User, "Send a webhook.test event now"),
-    r("GET", "/api/webhooks/{id}/stats", Access::User, "Delivery statistics"),
-    r("POST", "/api/events", Access::User, "Publish an event for the caller"),
+    r(
+        "GET",
+        "/api/webhooks",
+        Access::User,
+        "The caller's webhooks",
+    ),
+    r(
+        "GET",
+        "/api/webhooks/{id}",
+        Access::User,
+        "One webhook with its recent deliveries",
+    ),
+    r(
+        "PUT",
+        "/api/webhooks/{id}",
+        Access::User,
+        "Update a webhook",
+    ),
+    r(
+        "DELETE",
+        "/api/webhooks/{id}",
+        Access::User,
+        "Delete a webhook and its queued deliveries",
+    ),
+    r(
+        "POST",
+        "/api/webhooks/{id}/regenerate-secret",
+        Access::User,
+        "Rotate the signing secret",
+    ),
+    r(
+        "GET",
+        "/api/webhooks/{id}/deliveries",
+        Access::User,
+        "Delivery history, newest first",
+    ),
+    r(
+        "POST",
+        "/api/webhooks/{id}/deliveries/{deliveryId}/retry",
+        Access::User,
+        "Send one delivery again",
+    ),
+    r(
+        "POST",
+        "/api/webhooks/{id}/test",
+        Access::User,
+        "Send a webhook.test event now",
+    ),
+    r(
+        "GET",
+        "/api/webhooks/{id}/stats",
+        Access::User,
+        "Delivery statistics",
+    ),
+    r(
+        "POST",
+        "/api/events",
+        Access::User,
+        "Publish an event for the caller",
+    ),
 ];
 
 /// Paths under /api that other modules serve.
@@ -108,11 +193,7 @@ pub fn resolve(method: &str, path: &str) -> Result<(&'static RouteSpec, Vec<Stri
         .iter()
         .filter_map(|r| fit(r.path, path).map(|(l, p)| (r, l, p)))
         .collect();
-    let best = fits
-        .iter()
-        .map(|f| f.1)
-        .max()
-        .ok_or_else(route_not_found)?;
+    let best = fits.iter().map(|f| f.1).max().ok_or_else(route_not_found)?;
     let candidates: Vec<_> = fits.into_iter().filter(|f| f.1 == best).collect();
     let allowed: Vec<&str> = candidates.iter().map(|f| f.0.method).collect();
     candidates
@@ -124,7 +205,9 @@ pub fn resolve(method: &str, path: &str) -> Result<(&'static RouteSpec, Vec<Stri
 
 /// The filter serving `ROUTES`. It rejects (as not found) paths it does not
 /// own before touching the body, so the other filters keep theirs.
-pub fn api_routes(state: ApiState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub fn api_routes(
+    state: ApiState,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path::full()
         .and_then(|p: warp::path::FullPath| async move {
             if owned(p.as_str()) {
@@ -143,7 +226,11 @@ pub fn api_routes(state: ApiState) -> impl Filter<Extract = (Response,), Error =
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .and_then(
-            move |path: warp::path::FullPath, method: Method, query: Option<String>, headers: HeaderMap, body| {
+            move |path: warp::path::FullPath,
+                  method: Method,
+                  query: Option<String>,
+                  headers: HeaderMap,
+                  body| {
                 let state = state.clone();
                 async move {
                     let answer = async {
@@ -157,7 +244,9 @@ pub fn api_routes(state: ApiState) -> impl Filter<Extract = (Response,), Error =
                             Access::Admin => {
                                 let c = auth::authenticate(&state.jwt_secret, &headers)?;
                                 if !c.admin {
-                                    return Err(ApiError::forbidden("this route needs a token with role admin"));
+                                    return Err(ApiError::forbidden(
+                                        "this route needs a token with role admin",
+                                    ));
                                 }
                                 c
                             }
@@ -198,7 +287,11 @@ fn allow_header(path: &str) -> Option<HeaderValue> {
         .filter_map(|r| fit(r.path, path).map(|(l, _)| (r, l)))
         .collect();
     let best = fits.iter().map(|f| f.1).max()?;
-    let methods: Vec<&str> = fits.iter().filter(|f| f.1 == best).map(|f| f.0.method).collect();
+    let methods: Vec<&str> = fits
+        .iter()
+        .filter(|f| f.1 == best)
+        .map(|f| f.0.method)
+        .collect();
     HeaderValue::from_str(&methods.join(", ")).ok()
 }
 
@@ -217,9 +310,13 @@ async fn dispatch(state: &ApiState, route: &RouteSpec, ctx: Ctx) -> Result<Respo
         ("GET", "/api/webhooks/{id}") => webhooks::get(state, ctx).await,
         ("PUT", "/api/webhooks/{id}") => webhooks::update(state, ctx).await,
         ("DELETE", "/api/webhooks/{id}") => webhooks::delete(state, ctx).await,
-        ("POST", "/api/webhooks/{id}/regenerate-secret") => webhooks::regenerate_secret(state, ctx).await,
+        ("POST", "/api/webhooks/{id}/regenerate-secret") => {
+            webhooks::regenerate_secret(state, ctx).await
+        }
         ("GET", "/api/webhooks/{id}/deliveries") => deliveries::list(state, ctx).await,
-        ("POST", "/api/webhooks/{id}/deliveries/{deliveryId}/retry") => deliveries::retry(state, ctx).await,
+        ("POST", "/api/webhooks/{id}/deliveries/{deliveryId}/retry") => {
+            deliveries::retry(state, ctx).await
+        }
         ("POST", "/api/webhooks/{id}/test") => deliveries::test_send(state, ctx).await,
         ("GET", "/api/webhooks/{id}/stats") => deliveries::stats(state, ctx).await,
         ("POST", "/api/events") => events::publish(state, ctx).await,
@@ -242,18 +339,37 @@ mod tests {
         let (r, _) = resolve("GET", "/api/webhooks/events").unwrap();
         assert_eq!(r.path, "/api/webhooks/events");
         let (r, p) = resolve("GET", "/api/webhooks/abc/stats").unwrap();
-        assert_eq!((r.path, p), ("/api/webhooks/{id}/stats", vec!["abc".to_string()]));
-        assert_eq!(resolve("PUT", "/api/webhooks/queue/stats").unwrap_err().status, 405);
-        assert_eq!(resolve("PUT", "/api/webhooks/events").unwrap_err().status, 405);
+        assert_eq!(
+            (r.path, p),
+            ("/api/webhooks/{id}/stats", vec!["abc".to_string()])
+        );
+        assert_eq!(
+            resolve("PUT", "/api/webhooks/queue/stats")
+                .unwrap_err()
+                .status,
+            405
+        );
+        assert_eq!(
+            resolve("PUT", "/api/webhooks/events").unwrap_err().status,
+            405
+        );
         assert_eq!(resolve("GET", "/api/nope").unwrap_err().status, 404);
-        assert_eq!(resolve("GET", "/api/webhooks//stats").unwrap_err().status, 404);
+        assert_eq!(
+            resolve("GET", "/api/webhooks//stats").unwrap_err().status,
+            404
+        );
     }
 
     #[test]
     fn every_route_is_unique() {
         for (i, a) in ROUTES.iter().enumerate() {
             for b in &ROUTES[i + 1..] {
-                assert!(!(a.method == b.method && a.path == b.path), "{} {}", a.method, a.path);
+                assert!(
+                    !(a.method == b.method && a.path == b.path),
+                    "{} {}",
+                    a.method,
+                    a.path
+                );
             }
         }
     }

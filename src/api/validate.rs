@@ -51,7 +51,10 @@ pub fn text(field: &str, v: Value, max: usize) -> Result<String, ApiError> {
         ));
     }
     if s.contains('\0') {
-        return Err(ApiError::validation(field, "must not contain NUL characters"));
+        return Err(ApiError::validation(
+            field,
+            "must not contain NUL characters",
+        ));
     }
     Ok(s)
 }
@@ -108,7 +111,10 @@ pub async fn url(state: &ApiState, v: Value) -> Result<String, ApiError> {
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(ApiError::validation(
             "url",
-            format!("scheme {}:// is not allowed; use http:// or https://", parsed.scheme()),
+            format!(
+                "scheme {}:// is not allowed; use http:// or https://",
+                parsed.scheme()
+            ),
         ));
     }
     if parsed.host().is_none() {
@@ -130,10 +136,16 @@ pub async fn url(state: &ApiState, v: Value) -> Result<String, ApiError> {
 /// `*`. Duplicates are dropped, order kept.
 pub fn events(v: Value, catalogue: &[EventType]) -> Result<Vec<String>, ApiError> {
     let Value::Array(items) = v else {
-        return Err(ApiError::validation("events", "must be an array of event types"));
+        return Err(ApiError::validation(
+            "events",
+            "must be an array of event types",
+        ));
     };
     if items.is_empty() {
-        return Err(ApiError::validation("events", "must name at least one event type"));
+        return Err(ApiError::validation(
+            "events",
+            "must name at least one event type",
+        ));
     }
     if items.len() > EVENTS_MAX {
         return Err(ApiError::validation(
@@ -144,7 +156,10 @@ pub fn events(v: Value, catalogue: &[EventType]) -> Result<Vec<String>, ApiError
     let mut out: Vec<String> = Vec::with_capacity(items.len());
     for item in items {
         let Value::String(s) = item else {
-            return Err(ApiError::validation("events", "every entry must be a string"));
+            return Err(ApiError::validation(
+                "events",
+                "every entry must be a string",
+            ));
         };
         let known = s == "*"
             || catalogue.iter().any(|t| t.name == s)
@@ -173,7 +188,10 @@ pub fn events(v: Value, catalogue: &[EventType]) -> Result<Vec<String>, ApiError
 /// and values, none of them a name Postbox sets itself.
 pub fn headers(v: Value) -> Result<Value, ApiError> {
     let Value::Object(map) = v else {
-        return Err(ApiError::validation("headers", "must be an object of name: value strings"));
+        return Err(ApiError::validation(
+            "headers",
+            "must be an object of name: value strings",
+        ));
     };
     if map.len() > HEADERS_MAX {
         return Err(ApiError::validation(
@@ -245,7 +263,10 @@ pub fn page(ctx: &Ctx, with_status: bool) -> Result<Page, ApiError> {
                     .ok()
                     .filter(|n| (1..=PAGE_MAX).contains(n))
                     .ok_or_else(|| {
-                        ApiError::validation("page", format!("must be an integer from 1 to {PAGE_MAX}"))
+                        ApiError::validation(
+                            "page",
+                            format!("must be an integer from 1 to {PAGE_MAX}"),
+                        )
                     })?
             }
             "limit" => {
@@ -254,7 +275,10 @@ pub fn page(ctx: &Ctx, with_status: bool) -> Result<Page, ApiError> {
                     .ok()
                     .filter(|n| (1..=LIMIT_MAX).contains(n))
                     .ok_or_else(|| {
-                        ApiError::validation("limit", format!("must be an integer from 1 to {LIMIT_MAX}"))
+                        ApiError::validation(
+                            "limit",
+                            format!("must be an integer from 1 to {LIMIT_MAX}"),
+                        )
                     })?
             }
             _ => {
@@ -292,7 +316,14 @@ mod tests {
             events(json!(["project.created", "project.*", "*", "*"]), &c).unwrap(),
             vec!["project.created", "project.*", "*"]
         );
-        for bad in [json!([]), json!("*"), json!([1]), json!(["nope.*"]), json!([".*"]), json!(["project.nope"])] {
+        for bad in [
+            json!([]),
+            json!("*"),
+            json!([1]),
+            json!(["nope.*"]),
+            json!([".*"]),
+            json!(["project.nope"]),
+        ] {
             assert!(events(bad.clone(), &c).is_err(), "{bad}");
         }
     }

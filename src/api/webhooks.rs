@@ -132,7 +132,10 @@ pub async fn list(state: &ApiState, ctx: Ctx) -> Result<Response, ApiError> {
         .store
         .webhook_list(&ctx.caller.owner, page.limit, page.offset())
         .await?;
-    Ok(list_reply(&rows, Pagination::new(page.page, page.limit, total)))
+    Ok(list_reply(
+        &rows,
+        Pagination::new(page.page, page.limit, total),
+    ))
 }
 
 pub async fn get(state: &ApiState, ctx: Ctx) -> Result<Response, ApiError> {

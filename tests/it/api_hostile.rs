@@ -6,6 +6,9 @@ use serde_json::json;
 
 use crate::api_support::*;
 
+/// (method, path, content-type, authorization, body, expected status)
+type Case<'a> = (&'a str, String, Option<&'a str>, &'a str, Vec<u8>, u16);
+
 #[tokio::test]
 async fn malformed_requests_get_a_4xx_envelope() {
     let api = Api::start().await;
@@ -13,7 +16,10 @@ async fn malformed_requests_get_a_4xx_envelope() {
     let auth = format!("Bearer {t}");
     let admin = format!("Bearer {}", api.admin());
     let w = api
-        .create("u", json!({"name": "n", "url": "http://127.0.0.1:9/h", "events": ["*"]}))
+        .create(
+            "u",
+            json!({"name": "n", "url": "http://127.0.0.1:9/h", "events": ["*"]}),
+        )
         .await;
     let id = w["id"].as_str().unwrap().to_string();
     let hooks = "/api/webhooks".to_string();
@@ -32,82 +38,509 @@ async fn malformed_requests_get_a_4xx_envelope() {
         b.to_string().into_bytes()
     };
     // (method, path, content-type, authorization, body, expected status)
-    let cases: Vec<(&str, String, Option<&str>, &str, Vec<u8>, u16)> = vec![
-        ("POST", hooks.clone(), Some(j), &auth, b"{not json".to_vec(), 400),
-        ("POST", hooks.clone(), Some(j), &auth, b"[1,2]".to_vec(), 400),
-        ("POST", hooks.clone(), Some(j), &auth, b"\"str\"".to_vec(), 400),
+    let cases: Vec<Case> = vec![
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            b"{not json".to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            b"[1,2]".to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            b"\"str\"".to_vec(),
+            400,
+        ),
         ("POST", hooks.clone(), Some(j), &auth, b"".to_vec(), 400),
-        ("POST", hooks.clone(), Some("text/plain"), &auth, create(json!({})), 415),
+        (
+            "POST",
+            hooks.clone(),
+            Some("text/plain"),
+            &auth,
+            create(json!({})),
+            415,
+        ),
         ("POST", hooks.clone(), None, &auth, create(json!({})), 415),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"secret": "whsec_x"})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"name": ""})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"name": "x".repeat(101)})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"name": 5})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"name": null})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"url": "ftp://x.org/"})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"url": "javascript:alert(1)"})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"url": "not a url"})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"url": long_url})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"url": "http://u:p@example.com/"})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"events": []})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"events": ["nope.created"]})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"events": ["nope.*"]})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"events": "*"})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"maxRetries": 11})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"maxRetries": -1})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"maxRetries": "3"})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"maxRetries": 2.5})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"retryDelay": 9})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"retryDelay": 3601})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"retryDelay": 1e30})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"headers": {"webhook-signature": "x"}})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"headers": {"Content-Type": "x"}})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"headers": {"x-a": "a\r\nb: c"}})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"headers": {"bad name": "v"}})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"headers": {"x-a": 1}})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"headers": many_headers})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"headers": ["x"]})), 400),
-        ("POST", hooks.clone(), Some(j), &auth, create(json!({"active": "yes"})), 400),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"secret": "whsec_x"})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"name": ""})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"name": "x".repeat(101)})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"name": 5})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"name": null})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"url": "ftp://x.org/"})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"url": "javascript:alert(1)"})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"url": "not a url"})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"url": long_url})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"url": "http://u:p@example.com/"})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"events": []})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"events": ["nope.created"]})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"events": ["nope.*"]})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"events": "*"})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"maxRetries": 11})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"maxRetries": -1})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"maxRetries": "3"})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"maxRetries": 2.5})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"retryDelay": 9})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"retryDelay": 3601})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"retryDelay": 1e30})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"headers": {"webhook-signature": "x"}})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"headers": {"Content-Type": "x"}})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"headers": {"x-a": "a\r\nb: c"}})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"headers": {"bad name": "v"}})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"headers": {"x-a": 1}})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"headers": many_headers})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"headers": ["x"]})),
+            400,
+        ),
+        (
+            "POST",
+            hooks.clone(),
+            Some(j),
+            &auth,
+            create(json!({"active": "yes"})),
+            400,
+        ),
         ("POST", hooks.clone(), Some(j), &auth, big.clone(), 413),
-        ("PUT", one.clone(), Some(j), &auth, b"{\"maxRetries\": 99}".to_vec(), 400),
-        ("PUT", one.clone(), Some(j), &auth, b"{\"unknown\": 1}".to_vec(), 400),
-        ("PUT", one.clone(), Some(j), &auth, b"{\"name\"".to_vec(), 400),
-        ("PUT", "/api/webhooks/not-a-uuid".into(), Some(j), &auth, b"{}".to_vec(), 400),
+        (
+            "PUT",
+            one.clone(),
+            Some(j),
+            &auth,
+            b"{\"maxRetries\": 99}".to_vec(),
+            400,
+        ),
+        (
+            "PUT",
+            one.clone(),
+            Some(j),
+            &auth,
+            b"{\"unknown\": 1}".to_vec(),
+            400,
+        ),
+        (
+            "PUT",
+            one.clone(),
+            Some(j),
+            &auth,
+            b"{\"name\"".to_vec(),
+            400,
+        ),
+        (
+            "PUT",
+            "/api/webhooks/not-a-uuid".into(),
+            Some(j),
+            &auth,
+            b"{}".to_vec(),
+            400,
+        ),
         ("GET", "/api/webhooks/123".into(), None, &auth, vec![], 400),
         ("GET", "/api/webhooks/%00".into(), None, &auth, vec![], 400),
-        ("DELETE", "/api/webhooks/zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz".into(), None, &auth, vec![], 400),
+        (
+            "DELETE",
+            "/api/webhooks/zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz".into(),
+            None,
+            &auth,
+            vec![],
+            400,
+        ),
         ("GET", format!("{hooks}?page=0"), None, &auth, vec![], 400),
         ("GET", format!("{hooks}?page=-1"), None, &auth, vec![], 400),
         ("GET", format!("{hooks}?page=abc"), None, &auth, vec![], 400),
         ("GET", format!("{hooks}?limit=0"), None, &auth, vec![], 400),
-        ("GET", format!("{hooks}?limit=101"), None, &auth, vec![], 400),
-        ("GET", format!("{hooks}?page=99999999999999999999"), None, &auth, vec![], 400),
-        ("GET", format!("{hooks}?sort=name"), None, &auth, vec![], 400),
-        ("GET", format!("{one}/deliveries?status=done"), None, &auth, vec![], 400),
-        ("GET", format!("{one}/deliveries/{id}"), None, &auth, vec![], 404),
-        ("POST", format!("{one}/regenerate-secret"), Some(j), &auth, b"{\"graceSeconds\": -1}".to_vec(), 400),
-        ("POST", format!("{one}/regenerate-secret"), Some(j), &auth, b"{\"graceSeconds\": 604801}".to_vec(), 400),
-        ("POST", format!("{one}/regenerate-secret"), Some(j), &auth, b"{\"grace\": 5}".to_vec(), 400),
-        ("POST", format!("{one}/deliveries/nope/retry"), None, &auth, vec![], 400),
-        ("POST", format!("{one}/test"), Some(j), &auth, b"{\"x\": 1}".to_vec(), 400),
-        ("POST", "/api/events".into(), Some(j), &auth, b"{\"type\": \"user.created\"}".to_vec(), 400),
-        ("POST", "/api/events".into(), Some(j), &auth, b"{\"type\": \"user.created\", \"data\": [1]}".to_vec(), 400),
-        ("POST", "/api/events".into(), Some(j), &auth, b"{\"type\": 7, \"data\": {}}".to_vec(), 400),
-        ("POST", "/api/events".into(), Some(j), &auth, b"{\"type\": \"user.created\", \"data\": {}, \"idempotencyKey\": \"\"}".to_vec(), 400),
-        ("POST", "/api/events".into(), Some(j), &auth, big.clone(), 413),
-        ("POST", "/api/webhooks/queue/retry-failed".into(), Some(j), &admin, b"{\"webhookId\": \"x\"}".to_vec(), 400),
-        ("POST", "/api/webhooks/queue/retry-failed".into(), Some(j), &admin, b"{\"webhookId\": 5}".to_vec(), 400),
-        ("POST", "/api/webhooks/queue/pause".into(), Some(j), &admin, b"{\"now\": true}".to_vec(), 400),
+        (
+            "GET",
+            format!("{hooks}?limit=101"),
+            None,
+            &auth,
+            vec![],
+            400,
+        ),
+        (
+            "GET",
+            format!("{hooks}?page=99999999999999999999"),
+            None,
+            &auth,
+            vec![],
+            400,
+        ),
+        (
+            "GET",
+            format!("{hooks}?sort=name"),
+            None,
+            &auth,
+            vec![],
+            400,
+        ),
+        (
+            "GET",
+            format!("{one}/deliveries?status=done"),
+            None,
+            &auth,
+            vec![],
+            400,
+        ),
+        (
+            "GET",
+            format!("{one}/deliveries/{id}"),
+            None,
+            &auth,
+            vec![],
+            404,
+        ),
+        (
+            "POST",
+            format!("{one}/regenerate-secret"),
+            Some(j),
+            &auth,
+            b"{\"graceSeconds\": -1}".to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            format!("{one}/regenerate-secret"),
+            Some(j),
+            &auth,
+            b"{\"graceSeconds\": 604801}".to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            format!("{one}/regenerate-secret"),
+            Some(j),
+            &auth,
+            b"{\"grace\": 5}".to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            format!("{one}/deliveries/nope/retry"),
+            None,
+            &auth,
+            vec![],
+            400,
+        ),
+        (
+            "POST",
+            format!("{one}/test"),
+            Some(j),
+            &auth,
+            b"{\"x\": 1}".to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            "/api/events".into(),
+            Some(j),
+            &auth,
+            b"{\"type\": \"user.created\"}".to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            "/api/events".into(),
+            Some(j),
+            &auth,
+            b"{\"type\": \"user.created\", \"data\": [1]}".to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            "/api/events".into(),
+            Some(j),
+            &auth,
+            b"{\"type\": 7, \"data\": {}}".to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            "/api/events".into(),
+            Some(j),
+            &auth,
+            b"{\"type\": \"user.created\", \"data\": {}, \"idempotencyKey\": \"\"}".to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            "/api/events".into(),
+            Some(j),
+            &auth,
+            big.clone(),
+            413,
+        ),
+        (
+            "POST",
+            "/api/webhooks/queue/retry-failed".into(),
+            Some(j),
+            &admin,
+            b"{\"webhookId\": \"x\"}".to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            "/api/webhooks/queue/retry-failed".into(),
+            Some(j),
+            &admin,
+            b"{\"webhookId\": 5}".to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            "/api/webhooks/queue/pause".into(),
+            Some(j),
+            &admin,
+            b"{\"now\": true}".to_vec(),
+            400,
+        ),
         ("PATCH", one.clone(), Some(j), &auth, b"{}".to_vec(), 405),
         ("DELETE", hooks.clone(), None, &auth, vec![], 405),
-        ("PUT", "/api/webhooks/queue/stats".into(), None, &admin, vec![], 405),
-        ("GET", "/api/webhooks/queue/pause".into(), None, &admin, vec![], 405),
+        (
+            "PUT",
+            "/api/webhooks/queue/stats".into(),
+            None,
+            &admin,
+            vec![],
+            405,
+        ),
+        (
+            "GET",
+            "/api/webhooks/queue/pause".into(),
+            None,
+            &admin,
+            vec![],
+            405,
+        ),
         ("GET", "/api/nope".into(), None, &auth, vec![], 404),
-        ("GET", "/api/webhooks/a/b/c/d/e".into(), None, &auth, vec![], 404),
+        (
+            "GET",
+            "/api/webhooks/a/b/c/d/e".into(),
+            None,
+            &auth,
+            vec![],
+            404,
+        ),
         ("GET", "/nope".into(), None, &auth, vec![], 404),
         ("GET", "/api/webhooks".into(), None, "Bearer", vec![], 401),
-        ("GET", "/api/webhooks".into(), None, "Bearer a.b", vec![], 401),
-        ("GET", "/api/webhooks".into(), None, "Token abc", vec![], 401),
+        (
+            "GET",
+            "/api/webhooks".into(),
+            None,
+            "Bearer a.b",
+            vec![],
+            401,
+        ),
+        (
+            "GET",
+            "/api/webhooks".into(),
+            None,
+            "Token abc",
+            vec![],
+            401,
+        ),
     ];
     assert!(cases.len() >= 30);
     for (method, path, ct, authz, body, expected) in cases {
@@ -145,24 +578,54 @@ async fn validation_errors_name_the_field_and_the_rule() {
     assert_eq!(j["error"]["details"][0]["field"], "maxRetries");
     assert!(j["error"]["message"].as_str().unwrap().contains("0 to 10"));
     let (_, j) = api
-        .call("POST", "/api/webhooks", Some(&t), Some(json!({"url": "http://127.0.0.1:9/", "events": ["*"]})))
+        .call(
+            "POST",
+            "/api/webhooks",
+            Some(&t),
+            Some(json!({"url": "http://127.0.0.1:9/", "events": ["*"]})),
+        )
         .await;
     assert_eq!(j["error"]["message"], "name: is required");
     let (_, j) = api
-        .call("POST", "/api/webhooks", Some(&t), Some(json!({"name": "n", "url": "http://127.0.0.1:9/", "events": ["*"], "color": "red"})))
+        .call(
+            "POST",
+            "/api/webhooks",
+            Some(&t),
+            Some(
+                json!({"name": "n", "url": "http://127.0.0.1:9/", "events": ["*"], "color": "red"}),
+            ),
+        )
         .await;
     assert_eq!(j["error"]["details"][0]["field"], "color");
 }
 
 #[tokio::test]
 async fn private_targets_are_refused_when_not_allowed() {
-    // The SSRF guard as production runs it: a fresh state with private targets off.
-    let api = Api::start().await;
-    let _ = &api;
-    let url = url::Url::parse("http://169.254.169.254/latest/meta-data").unwrap();
-    assert!(postbox::net::validate_target(&url, false, false).await.is_err());
-    let url = url::Url::parse("http://localhost:8080/").unwrap();
-    assert!(postbox::net::validate_target(&url, false, false).await.is_err());
+    // The SSRF guard as production runs it: private targets off.
+    let api = Api::start_with(false).await;
+    let t = api.token("u");
+    for url in [
+        "http://169.254.169.254/latest/meta-data",
+        "http://127.0.0.1:8080/",
+        "http://localhost/",
+        "http://[::1]/",
+        "http://10.1.2.3/",
+    ] {
+        let (s, j) = api
+            .call(
+                "POST",
+                "/api/webhooks",
+                Some(&t),
+                Some(json!({"name": "n", "url": url, "events": ["*"]})),
+            )
+            .await;
+        assert_eq!(s, 400, "{url}: {j}");
+        assert_eq!(j["error"]["details"][0]["field"], "url");
+        assert!(
+            j["error"]["message"].as_str().unwrap().contains("blocked"),
+            "{j}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -174,7 +637,10 @@ async fn every_listed_route_is_served_and_documented() {
     let any = uuid::Uuid::new_v4().to_string();
     for r in postbox::api::ROUTES {
         assert!(
-            paths.get(r.path).and_then(|p| p.get(r.method.to_lowercase())).is_some(),
+            paths
+                .get(r.path)
+                .and_then(|p| p.get(r.method.to_lowercase()))
+                .is_some(),
             "{} {} missing from the document",
             r.method,
             r.path

@@ -21,12 +21,18 @@ pub struct Api {
 
 impl Api {
     pub async fn start() -> Api {
+        Api::start_with(true).await
+    }
+
+    /// `allow_private`: whether webhooks may target loopback and private
+    /// addresses (the recording receiver lives on 127.0.0.1).
+    pub async fn start_with(allow_private: bool) -> Api {
         let db = TestDb::new().await;
         let clock = Arc::new(SystemClock);
         let sender = Sender::new(
             SenderConfig {
                 request_timeout: Duration::from_secs(5),
-                allow_private_targets: true,
+                allow_private_targets: allow_private,
                 require_https: false,
             },
             clock.clone(),
@@ -38,7 +44,7 @@ impl Api {
             metrics: postbox::telemetry::metrics_handle(),
             stripe_webhook_secret: None,
             clerk_webhook_secret: None,
-            allow_private_targets: true,
+            allow_private_targets: allow_private,
             require_https: false,
             sender,
             clock,
@@ -103,13 +109,21 @@ impl Api {
         let resp = req.body(body).send().await.unwrap();
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     /// Creates a webhook for `owner` through the API; answers its JSON.
     pub async fn create(&self, owner: &str, body: Value) -> Value {
         let (status, json) = self
-            .call("POST", "/api/webhooks", Some(&self.token(owner)), Some(body))
+            .call(
+                "POST",
+                "/api/webhooks",
+                Some(&self.token(owner)),
+                Some(body),
+            )
             .await;
         assert_eq!(status, 201, "{json}");
         json["data"].clone()
