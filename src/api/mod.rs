@@ -4,6 +4,11 @@
 //! Handlers call the store; they never build SQL. Errors become the envelope
 //! in one place (`errors`), and one `recover` at the end of `routes` turns
 //! every rejection into it, so no request a client can send gets a 5xx.
+//!
+//! Choices: every `/api` route needs a token except `/api/openapi.json` (the
+//! catalogue too: it is tenant-facing data); lists page with `page` >= 1
+//! (default 1) and `limit` 1-100 (default 20); unknown query parameters and
+//! body fields are refused; bodies are capped at 1 MiB.
 
 use std::convert::Infallible;
 use std::time::Duration;
