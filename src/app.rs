@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, ApiState};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::ServeArgs;
+use crate::dispatch::sender::{Sender, SenderConfig};
 use crate::dispatch::Dispatcher;
 use crate::error::AppError;
 use crate::store::Store;
@@ -67,6 +68,17 @@ pub async fn serve(
         tracing::info!(applied, "migrations up to date");
     }
     let metrics = telemetry::metrics_handle();
+    let dispatch_config = args.dispatch.to_config();
+    // The API's test route sends through the dispatcher's kind of Sender.
+    let sender = Sender::new(
+        SenderConfig {
+            request_timeout: dispatch_config.request_timeout,
+            allow_private_targets: dispatch_config.allow_private_targets,
+            require_https: dispatch_config.require_https,
+        },
+        clock.clone(),
+    )
+    .map_err(|e| AppError::Dispatch(e.into()))?;
     let state = ApiState {
         store: store.clone(),
         jwt_secret,
@@ -83,6 +95,9 @@ pub async fn serve(
             .filter(|s| !s.is_empty()),
         allow_private_targets: args.dispatch.allow_private_targets,
         require_https: args.dispatch.require_https,
+        sender,
+        clock: clock.clone(),
+        test_lease: dispatch_config.lease(),
     };
 
     let mut roles = tokio::task::JoinSet::new();

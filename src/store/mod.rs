@@ -10,6 +10,9 @@ use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 pub use types::{ClaimedDelivery, Completion, DeliveryStatus, FanoutResult};
+pub use webhooks::{
+    Delivery, EventType, NewWebhook, QueueStats, RetryOutcome, Webhook, WebhookPatch, WebhookStats,
+};
 
 mod embedded {
     refinery::embed_migrations!("migrations");

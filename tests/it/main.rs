@@ -4,6 +4,10 @@
 #[allow(dead_code)]
 mod support;
 
+mod api;
+mod api_hostile;
+#[allow(dead_code)]
+mod api_support;
 mod compose;
 mod docs;
 mod pipeline;

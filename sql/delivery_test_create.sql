@@ -1,0 +1,26 @@
+-- delivery_test_create: the test send's rows, in one statement: a
+-- 'webhook.test' event already fanned out (fanout_pending = false) and one
+-- delivery for webhook $1 of owner $2 only, claimed at once as 'sending',
+-- attempt 1, under a lease of $5 seconds from $4 (now). $3 payload. Answers
+-- the claimed delivery as delivery_claim does; no row when the webhook is not
+-- the owner's. Locks nothing beyond the new rows.
+WITH w AS (
+    SELECT id, url, secret, headers, max_retries, retry_delay_seconds, active,
+           CASE WHEN previous_secret_expires_at > $4 THEN previous_secret END AS previous_secret
+    FROM postbox.webhooks
+    WHERE id = $1 AND owner_id = $2
+), ev AS (
+    INSERT INTO postbox.events (event_type, owner_id, payload, fanout_pending)
+    SELECT 'webhook.test', $2, $3, false FROM w
+    RETURNING id, event_type, payload, created_at
+), d AS (
+    INSERT INTO postbox.deliveries
+        (webhook_id, event_id, event_type, status, attempts, next_attempt_at, lease_expires_at, created_at, updated_at)
+    SELECT w.id, ev.id, ev.event_type, 'sending', 1, $4, $4 + make_interval(secs => $5), $4, $4
+    FROM w, ev
+    RETURNING id, attempts
+)
+SELECT d.id, w.id AS webhook_id, ev.id AS event_id, ev.event_type, d.attempts,
+       ev.payload::text AS payload, ev.created_at AS event_created_at,
+       w.url, w.secret, w.previous_secret, w.headers, w.max_retries, w.retry_delay_seconds, w.active
+FROM w, ev, d
