@@ -4,5 +4,6 @@
 #[allow(dead_code)]
 mod support;
 
+mod inbound;
 mod pipeline;
 mod publish;
