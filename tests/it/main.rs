@@ -4,6 +4,7 @@
 #[allow(dead_code)]
 mod support;
 
+mod hardening;
 mod inbound;
 mod pipeline;
 mod publish;
