@@ -236,7 +236,7 @@ fn describe(e: &reqwest::Error) -> String {
         // Wrappers such as io::Error hide the inner error from downcasting
         // but print its text.
         if let Some(at) = text.find("blocked target: ") {
-            return storable_text(text[at..].as_bytes());
+            return storable_text(&text.as_bytes()[at..]);
         }
         causes.push(text);
         source = s.source();

@@ -132,7 +132,13 @@ mod tests {
         assert!(verify(&key, full, b"{}", 100).is_ok());
         for (headers, name) in [
             (SvixHeaders { id: None, ..full }, "svix-id"),
-            (SvixHeaders { id: Some(""), ..full }, "svix-id"),
+            (
+                SvixHeaders {
+                    id: Some(""),
+                    ..full
+                },
+                "svix-id",
+            ),
             (
                 SvixHeaders {
                     timestamp: None,

@@ -29,9 +29,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 const MAX_EXTERNAL_ID: usize = 255;
 
 /// POST /api/webhooks/stripe and POST /api/webhooks/clerk.
-pub fn routes(
-    state: ApiState,
-) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub fn routes(state: ApiState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let stripe = warp::path!("api" / "webhooks" / "stripe")
         .and(warp::post())
         .and(configured(
@@ -239,8 +237,8 @@ async fn clerk_handler(
     let now = chrono::Utc::now().timestamp();
     clerk::verify(&key, svix, &body, now).map_err(bad_signature)?;
     let id = svix.id.unwrap_or_default();
-    let payload: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| bad_payload(format!("body is not JSON: {e}")))?;
+    let payload: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| bad_payload(format!("body is not JSON: {e}")))?;
     let event_type = payload
         .as_object()
         .ok_or_else(|| bad_payload("body must be a JSON object"))?

@@ -325,7 +325,13 @@ mod tests {
             Err(StripeVerifyError::BadTimestamp)
         );
         assert_eq!(
-            verify("s", Some("t=99999999999999999999,v1=00"), body, 1, Tolerance::ROUTE),
+            verify(
+                "s",
+                Some("t=99999999999999999999,v1=00"),
+                body,
+                1,
+                Tolerance::ROUTE
+            ),
             Err(StripeVerifyError::BadTimestamp)
         );
     }

@@ -26,7 +26,13 @@ impl Store {
         let row = client
             .query_one(
                 &stmt,
-                &[&source, &external_id, &event_type, &payload_json, &received_at],
+                &[
+                    &source,
+                    &external_id,
+                    &event_type,
+                    &payload_json,
+                    &received_at,
+                ],
             )
             .await
             .map_err(db("inbox_insert"))?;

@@ -205,7 +205,10 @@ async fn https_only_mode_refuses_http_at_send_time() {
     )
     .await;
     let err = got[0].error.as_deref().unwrap();
-    assert!(err.starts_with("blocked target") && err.contains("http://"), "{err}");
+    assert!(
+        err.starts_with("blocked target") && err.contains("http://"),
+        "{err}"
+    );
     assert_eq!(rx.count(), 0);
 }
 
@@ -325,7 +328,9 @@ async fn a_receiver_that_never_answers_times_out() {
 async fn invalid_utf8_and_nul_bytes_are_stored_safely() {
     let db = TestDb::new().await;
     let body: &[u8] = b"ok\x00\xff\xfe<\xc3\x28>end";
-    let mut raw = b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain\r\nx-junk: \xff\r\n".to_vec();
+    let mut raw =
+        b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain\r\nx-junk: \xff\r\n"
+            .to_vec();
     raw.extend_from_slice(
         format!(
             "content-length: {}\r\nconnection: close\r\n\r\n",
@@ -418,7 +423,7 @@ async fn credentials_in_urls_and_secrets_never_reach_recorded_errors() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let urls = vec![
+    let urls = [
         format!("http://alice:hunter2@127.0.0.1:{closed}/hook?token=s3cr3t-token"),
         format!("http://alice:hunter2@10.1.2.3:{closed}/hook?token=s3cr3t-token"),
     ];

@@ -53,6 +53,9 @@ async fn post(
     (status, body)
 }
 
+/// Header name and value pairs of one request.
+type Headers = Vec<(&'static str, String)>;
+
 fn stripe_event(id: &str) -> String {
     format!(
         r#"{{"id":"{id}","object":"event","type":"customer.created","data":{{"object":{{"id":"cus_1","name":"Zoë 東京"}}}}}}"#
@@ -172,7 +175,7 @@ async fn stripe_refusals_store_nothing() {
     let t = now();
     let mut tampered = body.replace("cus_1", "cus_2");
     let forged = stripe_headers("whsec_not_the_secret", t, &body);
-    let cases: Vec<(&str, Vec<(&str, String)>, String, u16, &str)> = vec![
+    let cases: Vec<(&str, Headers, String, u16, &str)> = vec![
         ("forged", forged, body.clone(), 401, "INVALID_SIGNATURE"),
         (
             "tampered",
@@ -195,7 +198,13 @@ async fn stripe_refusals_store_nothing() {
             401,
             "INVALID_SIGNATURE",
         ),
-        ("missing header", vec![], body.clone(), 401, "INVALID_SIGNATURE"),
+        (
+            "missing header",
+            vec![],
+            body.clone(),
+            401,
+            "INVALID_SIGNATURE",
+        ),
         (
             "garbage header",
             vec![("stripe-signature", "garbage".into())],
@@ -236,7 +245,11 @@ async fn stripe_refusals_store_nothing() {
         ),
         (
             "valid signature, NUL in a string (jsonb cannot hold it)",
-            stripe_headers(STRIPE_SECRET, t, r#"{"id":"evt_nul","type":"a.b","x":"\u0000"}"#),
+            stripe_headers(
+                STRIPE_SECRET,
+                t,
+                r#"{"id":"evt_nul","type":"a.b","x":"\u0000"}"#,
+            ),
             r#"{"id":"evt_nul","type":"a.b","x":"\u0000"}"#.into(),
             400,
             "INVALID_PAYLOAD",
@@ -316,16 +329,31 @@ async fn clerk_refusals_store_nothing() {
         good.iter().filter(|(k, _)| *k != name).cloned().collect()
     };
     let other_secret = "whsec_".to_string() + &"A".repeat(43);
-    let cases: Vec<(&str, Vec<(&str, String)>, &str, u16)> = vec![
+    let cases: Vec<(&str, Headers, &str, u16)> = vec![
         (
             "forged",
             clerk_headers(&other_secret, "msg_1", t, body),
             body,
             401,
         ),
-        ("tampered", good.clone(), r#"{"type":"user.deleted","data":{"id":"user_2"}}"#, 401),
-        ("stale", clerk_headers(CLERK_SECRET, "msg_1", t - 301, body), body, 401),
-        ("future", clerk_headers(CLERK_SECRET, "msg_1", t + 301, body), body, 401),
+        (
+            "tampered",
+            good.clone(),
+            r#"{"type":"user.deleted","data":{"id":"user_2"}}"#,
+            401,
+        ),
+        (
+            "stale",
+            clerk_headers(CLERK_SECRET, "msg_1", t - 301, body),
+            body,
+            401,
+        ),
+        (
+            "future",
+            clerk_headers(CLERK_SECRET, "msg_1", t + 301, body),
+            body,
+            401,
+        ),
         ("no svix-id", without("svix-id"), body, 401),
         ("no svix-timestamp", without("svix-timestamp"), body, 401),
         ("no svix-signature", without("svix-signature"), body, 401),
@@ -443,7 +471,9 @@ async fn bodies_over_1_mib_get_413_declared_or_streamed() {
                 .map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap()))
                 .collect(),
         )
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
         .send()
         .await
         .unwrap();
@@ -567,7 +597,10 @@ async fn two_concurrent_consumers_process_every_inbox_row_exactly_once() {
         count(&c, "SELECT count(DISTINCT external_id) FROM processed_log").await,
         N as i64
     );
-    assert_eq!(count(&c, "SELECT count(*) FROM processed_log").await, N as i64);
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM processed_log").await,
+        N as i64
+    );
     assert_eq!(
         count(
             &c,

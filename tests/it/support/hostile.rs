@@ -107,7 +107,8 @@ async fn serve(mut sock: TcpStream, behaviour: Hostile, written: Arc<AtomicUsize
             let _ = sock.shutdown().await;
         }
         Hostile::Trickle { every } => {
-            let head = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 1000000\r\n\r\n";
+            let head =
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 1000000\r\n\r\n";
             if sock.write_all(head).await.is_err() {
                 return;
             }
