@@ -3,6 +3,7 @@
 //! resolver that refuses non-public addresses unless allowed), reads at most
 //! 16 KiB of the answer, and turns whatever happens into an `Attempt`.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -68,6 +69,16 @@ pub fn storable_text(bytes: &[u8]) -> String {
 
 impl Sender {
     pub fn new(config: SenderConfig, clock: SharedClock) -> Result<Sender, reqwest::Error> {
+        Sender::with_resolver(config, clock, net::guarded_resolver())
+    }
+
+    /// Like `new`, with the resolver used when private targets are refused
+    /// (tests inject DNS answers through it).
+    pub fn with_resolver(
+        config: SenderConfig,
+        clock: SharedClock,
+        resolver: Arc<net::GuardedResolver>,
+    ) -> Result<Sender, reqwest::Error> {
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
@@ -78,7 +89,7 @@ impl Sender {
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true);
         if !config.allow_private_targets {
-            builder = builder.dns_resolver(net::guarded_resolver());
+            builder = builder.dns_resolver(resolver);
         }
         Ok(Sender {
             client: builder.build()?,
@@ -210,7 +221,26 @@ impl Sender {
 }
 
 /// A reqwest error as one line, with its causes (DNS, TLS, refused, blocked).
+/// A target refused by the resolver reads `blocked target: ...` first, like
+/// a refused literal address. Only the causes are listed, never the error's
+/// own Display: that one carries the URL, whose query or userinfo may hold a
+/// credential of the receiver.
 fn describe(e: &reqwest::Error) -> String {
+    let mut causes = Vec::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(blocked) = s.downcast_ref::<net::BlockedHost>() {
+            return storable_text(blocked.to_string().as_bytes());
+        }
+        let text = s.to_string();
+        // Wrappers such as io::Error hide the inner error from downcasting
+        // but print its text.
+        if let Some(at) = text.find("blocked target: ") {
+            return storable_text(&text.as_bytes()[at..]);
+        }
+        causes.push(text);
+        source = s.source();
+    }
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -221,11 +251,12 @@ fn describe(e: &reqwest::Error) -> String {
         "request failed"
     };
     let mut msg = kind.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
+    for c in causes {
+        // hyper-util repeats a cause's text in its wrapper; keep one copy.
+        if !msg.ends_with(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
     }
     storable_text(msg.as_bytes())
 }

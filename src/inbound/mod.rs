@@ -1,19 +1,252 @@
 //! Incoming webhooks: Stripe and Clerk (Svix) signature checks, and the
-//! inbox writes. No JWT on these routes.
+//! inbox writes. No JWT on these routes: the signature is the credential.
+//!
+//! Invariants: the signature is checked against the raw body bytes as
+//! received (never a re-serialization), before the body is parsed; nothing is
+//! stored unless it verified; `(source, external_id)` is stored at most once.
 
-use std::convert::Infallible;
+pub mod clerk;
+pub mod stripe;
 
-use warp::{Filter, Reply};
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use warp::http::{HeaderMap, StatusCode};
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
 
+use crate::api::envelope::ApiError;
 use crate::api::ApiState;
+use crate::signing::SigningKey;
+
+/// The NOTIFY channel raised (at commit) for every new inbox row; the payload is the source.
+pub const INBOX_CHANNEL: &str = "postbox_inbox";
+
+/// Largest accepted body. Stripe and Svix events are far smaller.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Longest accepted external id: it is a key of a btree index, and both
+/// providers use short ids (`evt_...`, `msg_...`).
+const MAX_EXTERNAL_ID: usize = 255;
 
 /// POST /api/webhooks/stripe and POST /api/webhooks/clerk.
-pub fn routes(
-    state: ApiState,
-) -> impl Filter<Extract = (impl Reply,), Error = warp::Rejection> + Clone {
-    let _ = state;
-    warp::path!("api" / "webhooks" / "inbound-not-built")
+pub fn routes(state: ApiState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let stripe = warp::path!("api" / "webhooks" / "stripe")
         .and(warp::post())
-        .map(|| Ok::<_, Infallible>(warp::reply()))
-        .and_then(|r: Result<_, Infallible>| async move { r.map_err(|_| warp::reject()) })
+        .and(configured(
+            state.stripe_webhook_secret.clone(),
+            "STRIPE_WEBHOOK_SECRET",
+        ))
+        .and(with_state(state.clone()))
+        .and(warp::header::headers_cloned())
+        .and(raw_body())
+        .and_then(stripe_handler);
+    let clerk = warp::path!("api" / "webhooks" / "clerk")
+        .and(warp::post())
+        .and(configured(
+            state.clerk_webhook_secret.clone(),
+            "CLERK_WEBHOOK_SECRET",
+        ))
+        .and(with_state(state))
+        .and(warp::header::headers_cloned())
+        .and(raw_body())
+        .and_then(clerk_handler);
+    stripe.or(clerk).unify()
+}
+
+fn with_state(
+    state: ApiState,
+) -> impl Filter<Extract = (ApiState,), Error = std::convert::Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}
+
+/// Extracts the route's secret, or answers 503 naming the variable to set
+/// (checked before the body is read).
+fn configured(
+    secret: Option<String>,
+    variable: &'static str,
+) -> impl Filter<Extract = (String,), Error = Rejection> + Clone {
+    warp::any().and_then(move || {
+        let secret = secret.clone().filter(|s| !s.is_empty());
+        async move {
+            secret.ok_or_else(|| {
+                warp::reject::custom(ApiError::unavailable(format!(
+                    "this route is not configured: set {variable} to enable it"
+                )))
+            })
+        }
+    })
+}
+
+/// The raw body, at most `MAX_BODY_BYTES`: refused up front when
+/// Content-Length says more, and cut off mid-stream when a chunked body grows
+/// past it. Either way 413.
+fn raw_body() -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+    warp::header::headers_cloned()
+        .and(warp::body::stream())
+        .and_then(|headers: HeaderMap, body| read_capped(headers, body))
+}
+
+fn too_large() -> Rejection {
+    warp::reject::custom(ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PAYLOAD_TOO_LARGE",
+        format!("body exceeds {MAX_BODY_BYTES} bytes"),
+    ))
+}
+
+async fn read_capped<S, B>(headers: HeaderMap, body: S) -> Result<Bytes, Rejection>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let declared = headers
+        .get(warp::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
+    let mut body = std::pin::pin!(body);
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|e| {
+            warp::reject::custom(ApiError::validation("body", format!("cannot read: {e}")))
+        })?;
+        if buf.len() + chunk.remaining() > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            let n = part.len();
+            buf.extend_from_slice(part);
+            chunk.advance(n);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn bad_signature(e: impl std::fmt::Display) -> Rejection {
+    warp::reject::custom(ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "INVALID_SIGNATURE",
+        format!("signature verification failed: {e}"),
+    ))
+}
+
+fn bad_payload(message: impl Into<String>) -> Rejection {
+    warp::reject::custom(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "INVALID_PAYLOAD",
+        message,
+    ))
+}
+
+/// 200 `{"success": true, "received": true, "data": {"received": true, "duplicate": bool}}`:
+/// the envelope of every API answer, with SPEC's `received: true` at the top level too.
+fn received(duplicate: bool) -> Response {
+    let body = serde_json::json!({
+        "success": true,
+        "received": true,
+        "data": {"received": true, "duplicate": duplicate},
+    });
+    warp::reply::json(&body).into_response()
+}
+
+async fn store(
+    state: &ApiState,
+    source: &'static str,
+    external_id: &str,
+    event_type: &str,
+    payload_json: &str,
+) -> Result<Response, Rejection> {
+    if external_id.len() > MAX_EXTERNAL_ID {
+        return Err(bad_payload(format!(
+            "event id is longer than {MAX_EXTERNAL_ID} bytes"
+        )));
+    }
+    let inserted = state
+        .store
+        .inbox_insert(
+            source,
+            external_id,
+            event_type,
+            payload_json,
+            chrono::Utc::now(),
+        )
+        .await
+        .map_err(|e| match e.sql_state() {
+            // jsonb cannot hold \u0000 (untranslatable character): the
+            // sender must be told, or it retries a 500 forever.
+            Some("22P05") | Some("22P02") => bad_payload(format!(
+                "payload cannot be stored as jsonb: {}",
+                e.db_message().unwrap_or("invalid JSON text")
+            )),
+            _ => warp::reject::custom(ApiError::internal(&e)),
+        })?;
+    metrics::counter!(
+        "postbox_inbox_received_total",
+        "source" => source,
+        "outcome" => if inserted { "stored" } else { "duplicate" }
+    )
+    .increment(1);
+    Ok(received(!inserted))
+}
+
+async fn stripe_handler(
+    secret: String,
+    state: ApiState,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Rejection> {
+    let now = chrono::Utc::now().timestamp();
+    stripe::verify(
+        &secret,
+        header(&headers, "stripe-signature"),
+        &body,
+        now,
+        stripe::Tolerance::ROUTE,
+    )
+    .map_err(bad_signature)?;
+    let event = stripe::parse_event(&body).map_err(|e| bad_payload(e.to_string()))?;
+    // parse_event succeeded, so the body is valid UTF-8 JSON.
+    let text = std::str::from_utf8(&body).map_err(|e| bad_payload(e.to_string()))?;
+    store(&state, "stripe", &event.id, &event.event_type, text).await
+}
+
+async fn clerk_handler(
+    secret: String,
+    state: ApiState,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Rejection> {
+    let key = SigningKey::from_secret(&secret).map_err(|e| {
+        // The secret itself is never echoed.
+        warp::reject::custom(ApiError::unavailable(format!(
+            "CLERK_WEBHOOK_SECRET is not usable ({e}); set it to the whsec_ secret Clerk shows"
+        )))
+    })?;
+    let svix = clerk::SvixHeaders {
+        id: header(&headers, "svix-id"),
+        timestamp: header(&headers, "svix-timestamp"),
+        signature: header(&headers, "svix-signature"),
+    };
+    let now = chrono::Utc::now().timestamp();
+    clerk::verify(&key, svix, &body, now).map_err(bad_signature)?;
+    let id = svix.id.unwrap_or_default();
+    let payload: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| bad_payload(format!("body is not JSON: {e}")))?;
+    let event_type = payload
+        .as_object()
+        .ok_or_else(|| bad_payload("body must be a JSON object"))?
+        .get("type")
+        .and_then(|t| t.as_str())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| bad_payload("body lacks a non-empty string field \"type\""))?
+        .to_string();
+    let text = std::str::from_utf8(&body).map_err(|e| bad_payload(e.to_string()))?;
+    store(&state, "clerk", id, &event_type, text).await
 }

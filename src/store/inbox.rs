@@ -1,6 +1,41 @@
-//! Statements for the inbox of incoming webhooks (Stripe, Clerk).
+//! Statements for the inbox of incoming webhooks (Stripe, Clerk). Postbox
+//! only writes the inbox; applications consume it (see docs/INBOX.md).
 
-#[allow(unused_imports)]
+use chrono::{DateTime, Utc};
+
 use super::{db, Store, StoreError};
 
-impl Store {}
+impl Store {
+    /// Stores one verified incoming event unless `(source, external_id)` is
+    /// already there; `payload_json` is the JSON text, cast to jsonb by
+    /// Postgres (large numbers keep their precision). Returns true when a row was inserted (and a NOTIFY on
+    /// `postbox_inbox` sent with it).
+    pub async fn inbox_insert(
+        &self,
+        source: &str,
+        external_id: &str,
+        event_type: &str,
+        payload_json: &str,
+        received_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(sql!("inbox_insert"))
+            .await
+            .map_err(db("inbox_insert"))?;
+        let row = client
+            .query_one(
+                &stmt,
+                &[
+                    &source,
+                    &external_id,
+                    &event_type,
+                    &payload_json,
+                    &received_at,
+                ],
+            )
+            .await
+            .map_err(db("inbox_insert"))?;
+        Ok(row.get(0))
+    }
+}

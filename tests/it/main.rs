@@ -10,6 +10,8 @@ mod api_hostile;
 mod api_support;
 mod compose;
 mod docs;
+mod hardening;
+mod inbound;
 mod pipeline;
 mod publish;
 mod receive;

@@ -2,6 +2,7 @@
 //! dispatcher running as `serve` runs it.
 
 pub mod db;
+pub mod hostile;
 pub mod receiver;
 
 use std::future::Future;
