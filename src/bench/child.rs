@@ -17,7 +17,10 @@ pub struct Usage {
 }
 
 impl DispatcherProcess {
-    pub fn start(database_url: &str, extra_env: &[(&str, String)]) -> anyhow::Result<DispatcherProcess> {
+    pub fn start(
+        database_url: &str,
+        extra_env: &[(&str, String)],
+    ) -> anyhow::Result<DispatcherProcess> {
         let exe = std::env::current_exe()?;
         let mut cmd = Command::new(exe);
         cmd.args(["serve", "--no-api", "--no-maintenance", "--no-migrate"])
@@ -30,7 +33,10 @@ impl DispatcherProcess {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
-        Ok(DispatcherProcess { child: cmd.spawn()?, peak_rss_kib: 0 })
+        Ok(DispatcherProcess {
+            child: cmd.spawn()?,
+            peak_rss_kib: 0,
+        })
     }
 
     /// CPU seconds used so far and the peak RSS (VmHWM) seen so far.
@@ -56,13 +62,18 @@ impl DispatcherProcess {
             })
             .unwrap_or(0);
         self.peak_rss_kib = self.peak_rss_kib.max(hwm);
-        Usage { cpu_seconds, peak_rss_kib: self.peak_rss_kib }
+        Usage {
+            cpu_seconds,
+            peak_rss_kib: self.peak_rss_kib,
+        }
     }
 
     /// SIGTERM, then wait for a clean exit.
     pub fn stop(mut self) -> anyhow::Result<Usage> {
         let usage = self.usage();
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         for _ in 0..300 {
             if let Some(status) = self.child.try_wait()? {
                 anyhow::ensure!(status.success(), "dispatcher exited with {status}");

@@ -21,7 +21,12 @@ pub enum Target {
 
 /// K producers, one event per transaction, as fast as they can for `secs`.
 /// Returns committed transactions per second.
-pub async fn producers_flat_out(store: &Store, k: usize, secs: Duration, target: Target) -> anyhow::Result<f64> {
+pub async fn producers_flat_out(
+    store: &Store,
+    k: usize,
+    secs: Duration,
+    target: Target,
+) -> anyhow::Result<f64> {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -29,7 +34,11 @@ pub async fn producers_flat_out(store: &Store, k: usize, secs: Duration, target:
         let mut client = store.bench_producer().await?;
         let (stop, done) = (stop.clone(), done.clone());
         tasks.push(tokio::spawn(async move {
-            let sql = if target == Target::Publish { PUBLISH_SQL } else { PLAIN_INSERT_SQL };
+            let sql = if target == Target::Publish {
+                PUBLISH_SQL
+            } else {
+                PLAIN_INSERT_SQL
+            };
             let stmt = client.prepare(sql).await?;
             let owner = format!("producer{p}");
             let mut n: i64 = 0;
@@ -39,10 +48,15 @@ pub async fn producers_flat_out(store: &Store, k: usize, secs: Duration, target:
                 let tx = client.transaction().await?;
                 match target {
                     Target::Publish => {
-                        tx.query_one(&stmt, &[&"project.updated", &payload, &owner, &None::<String>]).await?;
+                        tx.query_one(
+                            &stmt,
+                            &[&"project.updated", &payload, &owner, &None::<String>],
+                        )
+                        .await?;
                     }
                     Target::PlainInsert => {
-                        tx.execute(&stmt, &[&"project.updated", &owner, &payload]).await?;
+                        tx.execute(&stmt, &[&"project.updated", &owner, &payload])
+                            .await?;
                     }
                 }
                 tx.commit().await?;
@@ -93,7 +107,10 @@ pub async fn producers_at_rate(
                 let payload = serde_json::json!({"id": n, "producer": p});
                 let tx = client.transaction().await?;
                 let id: Uuid = tx
-                    .query_one(&stmt, &[&"project.updated", &payload, owner, &None::<String>])
+                    .query_one(
+                        &stmt,
+                        &[&"project.updated", &payload, owner, &None::<String>],
+                    )
                     .await?
                     .get(0);
                 tx.commit().await?;
@@ -112,15 +129,26 @@ pub async fn producers_at_rate(
 
 /// A plain HTTP client loop at `concurrency` against `url` for `count` requests.
 pub async fn receiver_alone(url: &str, concurrency: usize, count: usize) -> anyhow::Result<f64> {
-    let client = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(concurrency).build()?;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
     let left = Arc::new(AtomicU64::new(count as u64));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let (client, left, url) = (client.clone(), left.clone(), url.to_string());
         tasks.push(tokio::spawn(async move {
-            while left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok() {
-                let r = client.post(&url).header("content-type", "application/json").body("{}").send().await?;
+            while left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                let r = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body("{}")
+                    .send()
+                    .await?;
                 r.bytes().await?;
             }
             Ok::<_, anyhow::Error>(())
@@ -134,7 +162,12 @@ pub async fn receiver_alone(url: &str, concurrency: usize, count: usize) -> anyh
 
 /// The dispatcher's own statements (fan-out, claim, complete) on the backlog,
 /// with every attempt "succeeding" at once: no HTTP. `workers` loops share it.
-pub async fn queue_alone(store: &Store, workers: usize, batch: i64, expected: u64) -> anyhow::Result<f64> {
+pub async fn queue_alone(
+    store: &Store,
+    workers: usize,
+    batch: i64,
+    expected: u64,
+) -> anyhow::Result<f64> {
     let done = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -168,7 +201,9 @@ pub async fn queue_alone(store: &Store, workers: usize, batch: i64, expected: u6
                         duration_ms: 1,
                     })
                     .collect();
-                store.delivery_complete_many(&completions, Utc::now()).await?;
+                store
+                    .delivery_complete_many(&completions, Utc::now())
+                    .await?;
                 done.fetch_add(claimed.len() as u64, Ordering::Relaxed);
             }
             Ok::<_, anyhow::Error>(())

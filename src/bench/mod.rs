@@ -44,9 +44,15 @@ impl Sizes {
             endpoints: args.endpoints.max(2),
             producers: args.producers.max(1),
             rate: args.rate.max(1),
-            duration: args.duration.unwrap_or(Duration::from_secs(if q { 4 } else { 10 })),
-            scale_finished: args.scale_finished.unwrap_or(if q { 200_000 } else { 5_000_000 }),
-            scale_future: args.scale_future.unwrap_or(if q { 40_000 } else { 1_000_000 }),
+            duration: args
+                .duration
+                .unwrap_or(Duration::from_secs(if q { 4 } else { 10 })),
+            scale_finished: args
+                .scale_finished
+                .unwrap_or(if q { 200_000 } else { 5_000_000 }),
+            scale_future: args
+                .scale_future
+                .unwrap_or(if q { 40_000 } else { 1_000_000 }),
             concurrency: args.concurrency.max(1),
         }
     }
@@ -58,7 +64,10 @@ fn wants(args: &BenchArgs, part: &str) -> bool {
 
 fn with_db(url: &str, db: &str) -> String {
     let (base, rest) = url.rsplit_once('/').unwrap_or((url, ""));
-    let query = rest.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+    let query = rest
+        .split_once('?')
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
     format!("{base}/{db}{query}")
 }
 
@@ -86,7 +95,12 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
     store.migrate().await?;
     let secret = generate_secret(&mut rand::rng());
     let receiver = BenchReceiver::start(secret.clone()).await?;
-    let mut report = Report::new(sizes.events, sizes.endpoints, sizes.producers, sizes.concurrency);
+    let mut report = Report::new(
+        sizes.events,
+        sizes.endpoints,
+        sizes.producers,
+        sizes.concurrency,
+    );
     let say = |msg: &str| {
         if !args.json {
             eprintln!("bench: {msg}");
@@ -100,18 +114,40 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
         report.ceilings.receiver_per_second =
             Some(load::receiver_alone(&receiver.ok_url(0), sizes.concurrency, n).await?);
         say("ceiling: queue alone");
-        let hooks = add_endpoints(&store, &receiver, "queue", sizes.endpoints, &secret, false).await?;
-        store.bench_events_insert_many("queue", hooks.len() as i32, sizes.events as i32).await?;
-        report.ceilings.queue_per_second = Some(load::queue_alone(&store, 2, 500, sizes.events as u64).await?);
+        let hooks =
+            add_endpoints(&store, &receiver, "queue", sizes.endpoints, &secret, false).await?;
+        store
+            .bench_events_insert_many("queue", hooks.len() as i32, sizes.events as i32)
+            .await?;
+        report.ceilings.queue_per_second =
+            Some(load::queue_alone(&store, 2, 500, sizes.events as u64).await?);
     }
     if wants(args, "producer") || wants(args, "ceilings") {
         say("producer cost: plain insert, publish (dispatcher busy), publish (dispatcher idle: NOTIFY per commit)");
         store.bench_plain_create().await?;
-        let plain = load::producers_flat_out(&store, sizes.producers, sizes.duration, load::Target::PlainInsert).await?;
+        let plain = load::producers_flat_out(
+            &store,
+            sizes.producers,
+            sizes.duration,
+            load::Target::PlainInsert,
+        )
+        .await?;
         store.queue_state_set_waiting(false).await?;
-        let busy = load::producers_flat_out(&store, sizes.producers, sizes.duration, load::Target::Publish).await?;
+        let busy = load::producers_flat_out(
+            &store,
+            sizes.producers,
+            sizes.duration,
+            load::Target::Publish,
+        )
+        .await?;
         store.queue_state_set_waiting(true).await?;
-        let idle = load::producers_flat_out(&store, sizes.producers, sizes.duration, load::Target::Publish).await?;
+        let idle = load::producers_flat_out(
+            &store,
+            sizes.producers,
+            sizes.duration,
+            load::Target::Publish,
+        )
+        .await?;
         report.ceilings.plain_insert_per_second = Some(plain);
         report.producer = Some(ProducerFigures {
             plain_insert_per_second: plain,
@@ -134,13 +170,19 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
     let mut delivered_total = 0u64;
 
     if wants(args, "drain") {
-        say(&format!("drain: {} events for {} endpoints", sizes.events, sizes.endpoints));
+        say(&format!(
+            "drain: {} events for {} endpoints",
+            sizes.events, sizes.endpoints
+        ));
         let d = drain(&store, &receiver, "drain", sizes, &secret, None).await?;
         delivered_total += sizes.events as u64;
         report.drain = Some(d);
     }
     if wants(args, "steady") {
-        say(&format!("steady: {} events/s from {} producers for {:?}", sizes.rate, sizes.producers, sizes.duration));
+        say(&format!(
+            "steady: {} events/s from {} producers for {:?}",
+            sizes.rate, sizes.producers, sizes.duration
+        ));
         let s = steady(&store, &receiver, sizes, &secret).await?;
         delivered_total += s.events as u64;
         report.steady = Some(s);
@@ -159,9 +201,16 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
         let hooks = add_endpoints(&store, &receiver, "history", 1, &secret, false).await?;
         let t = Instant::now();
         store
-            .bench_history_insert_many(hooks[0], sizes.scale_finished as i32, sizes.scale_future as i32)
+            .bench_history_insert_many(
+                hooks[0],
+                sizes.scale_finished as i32,
+                sizes.scale_future as i32,
+            )
             .await?;
-        say(&format!("scale: filled in {:.0} s; draining again", t.elapsed().as_secs_f64()));
+        say(&format!(
+            "scale: filled in {:.0} s; draining again",
+            t.elapsed().as_secs_f64()
+        ));
         let d = drain(&store, &receiver, "scale", sizes, &secret, None).await?;
         delivered_total += sizes.events as u64;
         report.scale = Some(ScaleFigures {
@@ -175,7 +224,11 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
     let usage = dispatcher.stop()?;
     report.dispatcher = DispatcherFigures {
         peak_rss_mib: usage.peak_rss_kib as f64 / 1024.0,
-        cpu_seconds_per_10k: if delivered_total > 0 { cpu / delivered_total as f64 * 10_000.0 } else { 0.0 },
+        cpu_seconds_per_10k: if delivered_total > 0 {
+            cpu / delivered_total as f64 * 10_000.0
+        } else {
+            0.0
+        },
         deliveries: delivered_total,
     };
     report.signatures_verified = receiver.counters.verified.load(Ordering::Relaxed);
@@ -194,8 +247,16 @@ async fn add_endpoints(
 ) -> anyhow::Result<Vec<Uuid>> {
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
-        let url = if first_hangs && i == 0 { receiver.hang_url(i) } else { receiver.ok_url(i) };
-        ids.push(store.bench_webhook_insert(&format!("{prefix}{i}"), &url, secret, 3600).await?);
+        let url = if first_hangs && i == 0 {
+            receiver.hang_url(i)
+        } else {
+            receiver.ok_url(i)
+        };
+        ids.push(
+            store
+                .bench_webhook_insert(&format!("{prefix}{i}"), &url, secret, 3600)
+                .await?,
+        );
     }
     Ok(ids)
 }
@@ -208,7 +269,10 @@ async fn wait_for_idle(store: &Store, limit: Duration) -> anyhow::Result<()> {
             Some(due) if due <= chrono::Utc::now() => {}
             _ => return Ok(()),
         }
-        anyhow::ensure!(Instant::now() < deadline, "the dispatcher did not catch up within {limit:?}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the dispatcher did not catch up within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -225,9 +289,17 @@ async fn drain(
     hang: Option<()>,
 ) -> anyhow::Result<DrainFigures> {
     let healthy_prefix = format!("{prefix}_ok");
-    let healthy_n = if hang.is_some() { sizes.endpoints - 1 } else { sizes.endpoints };
+    let healthy_n = if hang.is_some() {
+        sizes.endpoints - 1
+    } else {
+        sizes.endpoints
+    };
     let healthy = add_endpoints(store, receiver, &healthy_prefix, healthy_n, secret, false).await?;
-    let healthy_events = if hang.is_some() { sizes.events / 2 } else { sizes.events };
+    let healthy_events = if hang.is_some() {
+        sizes.events / 2
+    } else {
+        sizes.events
+    };
     if hang.is_some() {
         add_endpoints(store, receiver, &format!("{prefix}_dead"), 1, secret, true).await?;
     }
@@ -235,14 +307,25 @@ async fn drain(
     let start = Instant::now();
     if hang.is_some() {
         // One statement each; the dead endpoint's half first, so it sits in front of the queue.
-        store.bench_events_insert_many(&format!("{prefix}_dead"), 1, (sizes.events - healthy_events) as i32).await?;
+        store
+            .bench_events_insert_many(
+                &format!("{prefix}_dead"),
+                1,
+                (sizes.events - healthy_events) as i32,
+            )
+            .await?;
     }
-    store.bench_events_insert_many(&healthy_prefix, healthy_n as i32, healthy_events as i32).await?;
+    store
+        .bench_events_insert_many(&healthy_prefix, healthy_n as i32, healthy_events as i32)
+        .await?;
     let committed = Instant::now();
     let target = before + healthy_events as u64;
     let deadline = Instant::now() + Duration::from_secs(600);
     while receiver.delivered() < target {
-        anyhow::ensure!(Instant::now() < deadline, "drain did not finish in 10 minutes");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "drain did not finish in 10 minutes"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let received_all = Instant::now();
@@ -263,17 +346,27 @@ async fn drain(
     })
 }
 
-async fn steady(store: &Store, receiver: &BenchReceiver, sizes: &Sizes, secret: &str) -> anyhow::Result<SteadyFigures> {
+async fn steady(
+    store: &Store,
+    receiver: &BenchReceiver,
+    sizes: &Sizes,
+    secret: &str,
+) -> anyhow::Result<SteadyFigures> {
     add_endpoints(store, receiver, "steady", sizes.endpoints, secret, false).await?;
     let owners: Vec<String> = (0..sizes.endpoints).map(|i| format!("steady{i}")).collect();
     receiver.counters.arrivals.lock().expect("arrivals").clear();
     receiver.counters.record.store(true, Ordering::Relaxed);
-    let commits = load::producers_at_rate(store, sizes.producers, sizes.rate, sizes.duration, &owners).await?;
+    let commits =
+        load::producers_at_rate(store, sizes.producers, sizes.rate, sizes.duration, &owners)
+            .await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let got = {
             let arrivals = receiver.counters.arrivals.lock().expect("arrivals");
-            commits.keys().filter(|id| arrivals.contains_key(*id)).count()
+            commits
+                .keys()
+                .filter(|id| arrivals.contains_key(*id))
+                .count()
         };
         if got == commits.len() || Instant::now() > deadline {
             break;
@@ -284,7 +377,11 @@ async fn steady(store: &Store, receiver: &BenchReceiver, sizes: &Sizes, secret: 
     let arrivals = std::mem::take(&mut *receiver.counters.arrivals.lock().expect("arrivals"));
     let mut lat: Vec<f64> = commits
         .iter()
-        .filter_map(|(id, c)| arrivals.get(id).map(|a| a.saturating_duration_since(*c).as_secs_f64() * 1000.0))
+        .filter_map(|(id, c)| {
+            arrivals
+                .get(id)
+                .map(|a| a.saturating_duration_since(*c).as_secs_f64() * 1000.0)
+        })
         .collect();
     lat.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
     let pct = |p: f64| -> f64 {

@@ -42,9 +42,16 @@ impl BenchReceiver {
             .map(move |_n: u32, headers: HeaderMap, body: Bytes| {
                 let now = Instant::now();
                 let n = c.ok.fetch_add(1, Ordering::Relaxed);
-                let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                let id = headers
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
                 if c.record.load(Ordering::Relaxed) {
-                    c.arrivals.lock().expect("arrivals").entry(id.to_string()).or_insert(now);
+                    c.arrivals
+                        .lock()
+                        .expect("arrivals")
+                        .entry(id.to_string())
+                        .or_insert(now);
                 }
                 if n % 100 == 0 {
                     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -65,14 +72,16 @@ impl BenchReceiver {
                 warp::reply()
             });
         let c = counters.clone();
-        let hang = warp::post().and(warp::path!("hang" / u32)).then(move |_n: u32| {
-            let c = c.clone();
-            async move {
-                c.hung.fetch_add(1, Ordering::Relaxed);
-                futures_util::future::pending::<()>().await;
-                warp::reply()
-            }
-        });
+        let hang = warp::post()
+            .and(warp::path!("hang" / u32))
+            .then(move |_n: u32| {
+                let c = c.clone();
+                async move {
+                    c.hung.fetch_add(1, Ordering::Relaxed);
+                    futures_util::future::pending::<()>().await;
+                    warp::reply()
+                }
+            });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         tokio::spawn(warp::serve(ok.or(hang)).incoming(listener).run());

@@ -88,7 +88,9 @@ pub struct Report {
 impl Report {
     pub fn new(events: usize, endpoints: usize, producers: usize, concurrency: usize) -> Report {
         Report {
-            cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            cores: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             events,
             endpoints,
             producers,
@@ -111,7 +113,12 @@ impl Report {
         let drain = self.drain.as_ref().map(|d| d.per_second);
         let mut checks = Vec::new();
         if let Some(d) = drain {
-            checks.push(check("drain", ">= 10,000 deliveries/s", format!("{d:.0}/s"), d >= 10_000.0));
+            checks.push(check(
+                "drain",
+                ">= 10,000 deliveries/s",
+                format!("{d:.0}/s"),
+                d >= 10_000.0,
+            ));
         }
         if let Some(s) = &self.steady {
             checks.push(check(
@@ -122,42 +129,89 @@ impl Report {
             ));
         }
         if let Some(p) = &self.producer {
-            checks.push(check("producer cost", "publish >= 80 % of plain insert", format!("{:.0} %", p.ratio * 100.0), p.ratio >= 0.8));
+            checks.push(check(
+                "producer cost",
+                "publish >= 80 % of plain insert",
+                format!("{:.0} %", p.ratio * 100.0),
+                p.ratio >= 0.8,
+            ));
         }
         if let (Some(s), Some(d)) = (&self.scale, drain) {
             let r = s.drain.per_second / d;
-            checks.push(check("scale", ">= 90 % of drain", format!("{:.0} %", r * 100.0), r >= 0.9));
+            checks.push(check(
+                "scale",
+                ">= 90 % of drain",
+                format!("{:.0} %", r * 100.0),
+                r >= 0.9,
+            ));
         }
         if let (Some(i), Some(d)) = (&self.isolation, drain) {
             let r = i.per_second / d;
-            checks.push(check("isolation", ">= 90 % of drain", format!("{:.0} %", r * 100.0), r >= 0.9));
+            checks.push(check(
+                "isolation",
+                ">= 90 % of drain",
+                format!("{:.0} %", r * 100.0),
+                r >= 0.9,
+            ));
         }
         let rss = self.dispatcher.peak_rss_mib;
-        checks.push(check("memory", "peak RSS <= 100 MiB", format!("{rss:.1} MiB"), rss <= 100.0));
+        checks.push(check(
+            "memory",
+            "peak RSS <= 100 MiB",
+            format!("{rss:.1} MiB"),
+            rss <= 100.0,
+        ));
         if self.signatures_bad > 0 {
-            checks.push(check("signatures", "every sampled signature verifies", format!("{} bad", self.signatures_bad), false));
+            checks.push(check(
+                "signatures",
+                "every sampled signature verifies",
+                format!("{} bad", self.signatures_bad),
+                false,
+            ));
         }
         self.checks = checks;
     }
 
     pub fn table(&self) -> String {
         let mut out = String::new();
-        let frac = |v: f64, c: Option<f64>| c.map(|c| format!(" ({:.0} % of ceiling)", v / c * 100.0)).unwrap_or_default();
+        let frac = |v: f64, c: Option<f64>| {
+            c.map(|c| format!(" ({:.0} % of ceiling)", v / c * 100.0))
+                .unwrap_or_default()
+        };
         out += &format!(
             "postbox bench: {} cores, {} events, {} endpoints, {} producers, concurrency {}\n\n",
             self.cores, self.events, self.endpoints, self.producers, self.concurrency
         );
         out += "ceilings\n";
         let opt = |v: Option<f64>| v.map(|v| format!("{v:.0}/s")).unwrap_or_else(|| "-".into());
-        out += &format!("  queue alone (claim + complete, no HTTP)  {}\n", opt(self.ceilings.queue_per_second));
-        out += &format!("  receiver alone (HTTP client loop)        {}\n", opt(self.ceilings.receiver_per_second));
-        out += &format!("  plain insert (producers)                 {}\n\n", opt(self.ceilings.plain_insert_per_second));
-        let bound = match (self.ceilings.queue_per_second, self.ceilings.receiver_per_second) {
+        out += &format!(
+            "  queue alone (claim + complete, no HTTP)  {}\n",
+            opt(self.ceilings.queue_per_second)
+        );
+        out += &format!(
+            "  receiver alone (HTTP client loop)        {}\n",
+            opt(self.ceilings.receiver_per_second)
+        );
+        out += &format!(
+            "  plain insert (producers)                 {}\n\n",
+            opt(self.ceilings.plain_insert_per_second)
+        );
+        let bound = match (
+            self.ceilings.queue_per_second,
+            self.ceilings.receiver_per_second,
+        ) {
             (Some(q), Some(r)) => Some(1.0 / (1.0 / q + 1.0 / r)),
             _ => None,
         };
         if let Some(d) = &self.drain {
-            out += &format!("drain         {:.0} deliveries/s{}  ({} in {:.2} s; all recorded after {:.2} s)\n", d.per_second, frac(d.per_second, bound), d.deliveries, d.seconds, d.recorded_seconds);
+            out += &format!(
+                "drain         {:.0} deliveries/s{}  ({} in {:.2} s; all recorded after {:.2} s)\n",
+                d.per_second,
+                frac(d.per_second, bound),
+                d.deliveries,
+                d.seconds,
+                d.recorded_seconds
+            );
         }
         if let Some(s) = &self.steady {
             out += &format!(
@@ -174,8 +228,16 @@ impl Report {
         if let Some(s) = &self.scale {
             out += &format!(
                 "scale         {:.0} deliveries/s with {} finished + {} future rows{}\n",
-                s.drain.per_second, s.finished_rows, s.future_rows,
-                self.drain.as_ref().map(|d| format!(" ({:.0} % of drain)", s.drain.per_second / d.per_second * 100.0)).unwrap_or_default()
+                s.drain.per_second,
+                s.finished_rows,
+                s.future_rows,
+                self.drain
+                    .as_ref()
+                    .map(|d| format!(
+                        " ({:.0} % of drain)",
+                        s.drain.per_second / d.per_second * 100.0
+                    ))
+                    .unwrap_or_default()
             );
         }
         if let Some(i) = &self.isolation {
@@ -187,21 +249,34 @@ impl Report {
         }
         out += &format!(
             "dispatcher    peak RSS {:.1} MiB, {:.2} CPU s per 10,000 deliveries ({} deliveries)\n",
-            self.dispatcher.peak_rss_mib, self.dispatcher.cpu_seconds_per_10k, self.dispatcher.deliveries
+            self.dispatcher.peak_rss_mib,
+            self.dispatcher.cpu_seconds_per_10k,
+            self.dispatcher.deliveries
         );
-        out += &format!("signatures    {} sampled and verified, {} bad\n\ntargets\n", self.signatures_verified, self.signatures_bad);
+        out += &format!(
+            "signatures    {} sampled and verified, {} bad\n\ntargets\n",
+            self.signatures_verified, self.signatures_bad
+        );
         for c in &self.checks {
             let mark = match c.met {
                 Some(true) => "met",
                 Some(false) => "MISSED",
                 None => "-",
             };
-            out += &format!("  {:<15} {:<32} {:<26} {}\n", c.figure, c.target, c.value, mark);
+            out += &format!(
+                "  {:<15} {:<32} {:<26} {}\n",
+                c.figure, c.target, c.value, mark
+            );
         }
         out
     }
 }
 
 fn check(figure: &'static str, target: &'static str, value: String, met: bool) -> Check {
-    Check { figure, target, value, met: Some(met) }
+    Check {
+        figure,
+        target,
+        value,
+        met: Some(met),
+    }
 }

@@ -1,15 +1,12 @@
 //! A running API over real HTTP on 127.0.0.1:0, against a fresh database,
 //! with helpers to mint tokens and make requests.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use postbox::api::{self, ApiState};
-use postbox::clock::SystemClock;
-use postbox::dispatch::sender::{Sender, SenderConfig};
+use postbox::api;
 use serde_json::Value;
 
-use crate::support::TestDb;
+use crate::support::{api_state, TestDb};
 
 pub const SECRET: &str = "test-jwt-secret";
 
@@ -28,28 +25,7 @@ impl Api {
     /// addresses (the recording receiver lives on 127.0.0.1).
     pub async fn start_with(allow_private: bool) -> Api {
         let db = TestDb::new().await;
-        let clock = Arc::new(SystemClock);
-        let sender = Sender::new(
-            SenderConfig {
-                request_timeout: Duration::from_secs(5),
-                allow_private_targets: allow_private,
-                require_https: false,
-            },
-            clock.clone(),
-        )
-        .unwrap();
-        let state = ApiState {
-            store: db.store(),
-            jwt_secret: SECRET.into(),
-            metrics: postbox::telemetry::metrics_handle(),
-            stripe_webhook_secret: None,
-            clerk_webhook_secret: None,
-            allow_private_targets: allow_private,
-            require_https: false,
-            sender,
-            clock,
-            test_lease: Duration::from_secs(60),
-        };
+        let state = api_state(db.store(), SECRET, allow_private);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(warp::serve(api::routes(state)).incoming(listener).run());

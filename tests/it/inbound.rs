@@ -19,13 +19,9 @@ const CLERK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 fn state(db: &TestDb, stripe: Option<&str>, clerk: Option<&str>) -> ApiState {
     ApiState {
-        store: db.store(),
-        jwt_secret: "test-jwt-secret".into(),
-        metrics: postbox::telemetry::metrics_handle(),
         stripe_webhook_secret: stripe.map(str::to_string),
         clerk_webhook_secret: clerk.map(str::to_string),
-        allow_private_targets: true,
-        require_https: false,
+        ..api_state(db.store(), "test-jwt-secret", true)
     }
 }
 

@@ -127,3 +127,29 @@ pub async fn publish(
 pub async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
     client.query_one(sql, &[]).await.unwrap().get(0)
 }
+
+/// The API's shared state for a test database, as `app::serve` builds it.
+pub fn api_state(store: Store, jwt_secret: &str, allow_private: bool) -> postbox::api::ApiState {
+    let clock = system_clock();
+    let sender = postbox::dispatch::sender::Sender::new(
+        postbox::dispatch::sender::SenderConfig {
+            request_timeout: Duration::from_secs(5),
+            allow_private_targets: allow_private,
+            require_https: false,
+        },
+        clock.clone(),
+    )
+    .unwrap();
+    postbox::api::ApiState {
+        store,
+        jwt_secret: jwt_secret.into(),
+        metrics: postbox::telemetry::metrics_handle(),
+        stripe_webhook_secret: None,
+        clerk_webhook_secret: None,
+        allow_private_targets: allow_private,
+        require_https: false,
+        sender,
+        clock,
+        test_lease: Duration::from_secs(60),
+    }
+}
