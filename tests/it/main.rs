@@ -4,5 +4,6 @@
 #[allow(dead_code)]
 mod support;
 
+mod maintenance;
 mod pipeline;
 mod publish;
