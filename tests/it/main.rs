@@ -5,5 +5,7 @@
 mod support;
 
 mod maintenance;
+mod ops_docs;
 mod pipeline;
 mod publish;
+mod retention_bench;
