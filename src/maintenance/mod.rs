@@ -76,7 +76,9 @@ impl RunReport {
     /// One line per job, for `postbox maintain` and the logs.
     pub fn summary(&self, config: &MaintenanceConfig) -> Vec<String> {
         if !self.ran {
-            return vec!["maintenance: skipped, another instance holds the maintenance lock".into()];
+            return vec![
+                "maintenance: skipped, another instance holds the maintenance lock".into(),
+            ];
         }
         vec![
             format!(
@@ -192,11 +194,11 @@ async fn rescue(store: &Store, now: DateTime<Utc>, batch: i64) -> Result<u64, St
 /// `5 days`, `24 hours`, `90 seconds`: durations as operators write them.
 pub(crate) fn human(d: Duration) -> String {
     let secs = d.as_secs();
-    let (n, unit) = if secs > 0 && secs % 86400 == 0 {
+    let (n, unit) = if secs > 0 && secs.is_multiple_of(86400) {
         (secs / 86400, "day")
-    } else if secs > 0 && secs % 3600 == 0 {
+    } else if secs > 0 && secs.is_multiple_of(3600) {
         (secs / 3600, "hour")
-    } else if secs > 0 && secs % 60 == 0 {
+    } else if secs > 0 && secs.is_multiple_of(60) {
         (secs / 60, "minute")
     } else {
         (secs, "second")

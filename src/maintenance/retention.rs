@@ -81,5 +81,6 @@ where
 }
 
 fn to_chrono(d: std::time::Duration, name: &str) -> Result<chrono::Duration, StoreError> {
-    chrono::Duration::from_std(d).map_err(|e| StoreError::Config(format!("{name} out of range: {e}")))
+    chrono::Duration::from_std(d)
+        .map_err(|e| StoreError::Config(format!("{name} out of range: {e}")))
 }

@@ -30,10 +30,15 @@ pub(super) async fn run(
         match run_once_at(&store, &config, Utc::now(), &shutdown).await {
             Ok(report) if report.ran => {
                 let summary = report.summary(&config).join("; ");
-                tracing::info!(took_ms = started.elapsed().as_millis() as u64, "maintenance: {summary}");
+                tracing::info!(
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "maintenance: {summary}"
+                );
             }
             Ok(_) => tracing::debug!("maintenance skipped: another instance holds the lock"),
-            Err(e) => tracing::error!(error = %e, "maintenance run failed; the next one runs on schedule"),
+            Err(e) => {
+                tracing::error!(error = %e, "maintenance run failed; the next one runs on schedule")
+            }
         }
     }
 }

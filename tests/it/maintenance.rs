@@ -28,7 +28,11 @@ fn config() -> MaintenanceConfig {
     MaintenanceConfig::default()
 }
 
-async fn run(db: &TestDb, config: &MaintenanceConfig, now: DateTime<Utc>) -> postbox::maintenance::RunReport {
+async fn run(
+    db: &TestDb,
+    config: &MaintenanceConfig,
+    now: DateTime<Utc>,
+) -> postbox::maintenance::RunReport {
     run_once_at(&db.store(), config, now, &CancellationToken::new())
         .await
         .expect("maintenance run")
@@ -41,7 +45,11 @@ async fn webhook(c: &tokio_postgres::Client) -> Uuid {
         .0
 }
 
-async fn event(c: &tokio_postgres::Client, created_at: DateTime<Utc>, fanout_pending: bool) -> Uuid {
+async fn event(
+    c: &tokio_postgres::Client,
+    created_at: DateTime<Utc>,
+    fanout_pending: bool,
+) -> Uuid {
     c.query_one(
         "INSERT INTO postbox.events (event_type, owner_id, payload, created_at, fanout_pending)
          VALUES ('project.updated', 'user_7', '{}', $1, $2) RETURNING id",
@@ -123,8 +131,16 @@ async fn retention_deletes_just_outside_and_keeps_just_inside_each_window() {
     let day = secs(86400);
     let (_, success_out) = delivery(&c, w, "success", now - day - secs(1), &[Some(200)]).await;
     let (_, success_edge) = delivery(&c, w, "success", now - day, &[Some(200)]).await;
-    let (_, success_in) = delivery(&c, w, "success", now - day + secs(1), &[Some(500), Some(200)]).await;
-    let (_, failed_out) = delivery(&c, w, "failed", now - day * 7 - secs(1), &[Some(500), None]).await;
+    let (_, success_in) = delivery(
+        &c,
+        w,
+        "success",
+        now - day + secs(1),
+        &[Some(500), Some(200)],
+    )
+    .await;
+    let (_, failed_out) =
+        delivery(&c, w, "failed", now - day * 7 - secs(1), &[Some(500), None]).await;
     let (_, failed_in) = delivery(&c, w, "failed", now - day * 7 + secs(1), &[Some(500)]).await;
     let (_, failed_young) = delivery(&c, w, "failed", now - day * 2, &[Some(500)]).await;
     let (_, retrying_old) = delivery(&c, w, "retrying", now - day * 30, &[Some(500)]).await;
@@ -134,9 +150,18 @@ async fn retention_deletes_just_outside_and_keeps_just_inside_each_window() {
     assert_eq!((report.deleted_success, report.deleted_failed), (1, 1));
     for gone in [success_out, failed_out] {
         assert!(!exists(&c, "deliveries", gone).await);
-        assert!(!exists(&c, "attempts", gone).await, "attempts go with their delivery");
+        assert!(
+            !exists(&c, "attempts", gone).await,
+            "attempts go with their delivery"
+        );
     }
-    for kept in [success_edge, success_in, failed_in, failed_young, retrying_old] {
+    for kept in [
+        success_edge,
+        success_in,
+        failed_in,
+        failed_young,
+        retrying_old,
+    ] {
         assert!(exists(&c, "deliveries", kept).await);
         assert!(exists(&c, "attempts", kept).await);
     }
@@ -162,7 +187,12 @@ async fn events_are_removed_only_when_no_delivery_needs_them() {
     assert_eq!(report.deleted_events, 2);
     assert!(!exists(&c, "events", no_delivery_old).await);
     assert!(!exists(&c, "events", success_event).await);
-    for kept in [no_delivery_young, fanout_pending_old, failed_event, retrying_event] {
+    for kept in [
+        no_delivery_young,
+        fanout_pending_old,
+        failed_event,
+        retrying_event,
+    ] {
         assert!(exists(&c, "events", kept).await);
     }
 }
@@ -178,7 +208,9 @@ async fn retention_works_in_batches_until_a_short_batch_even_with_equal_timestam
         // Groups of equal completed_at straddle the batch boundaries.
         delivery(&c, w, "success", old + secs(i / 4), &[Some(200)]).await;
     }
-    let young = delivery(&c, w, "success", now - secs(60), &[Some(200)]).await.1;
+    let young = delivery(&c, w, "success", now - secs(60), &[Some(200)])
+        .await
+        .1;
     let cfg = MaintenanceConfig {
         batch_size: 3,
         ..config()
@@ -186,11 +218,17 @@ async fn retention_works_in_batches_until_a_short_batch_even_with_equal_timestam
     let report = run(&db, &cfg, now).await;
     assert_eq!(report.deleted_success, 11);
     assert_eq!(report.deleted_events, 11);
-    assert_eq!(count(&c, "SELECT count(*) FROM postbox.deliveries").await, 1);
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM postbox.deliveries").await,
+        1
+    );
     assert!(exists(&c, "deliveries", young).await);
     // Retention remembers the newest success it removed, for auto-disable.
     let remembered: Option<DateTime<Utc>> = c
-        .query_one("SELECT last_success_at FROM postbox.webhooks WHERE id = $1", &[&w])
+        .query_one(
+            "SELECT last_success_at FROM postbox.webhooks WHERE id = $1",
+            &[&w],
+        )
         .await
         .unwrap()
         .get(0);
@@ -207,21 +245,35 @@ async fn only_one_maintainer_works_at_a_time() {
     let store = db.store();
 
     // Another instance is mid-run: this one skips and touches nothing.
-    let other = store.maintenance_lock_try().await.unwrap().expect("lock is free");
+    let other = store
+        .maintenance_lock_try()
+        .await
+        .unwrap()
+        .expect("lock is free");
     assert!(store.maintenance_lock_try().await.unwrap().is_none());
     let skipped = run(&db, &config(), now).await;
     assert!(!skipped.ran);
-    assert_eq!(count(&c, "SELECT count(*) FROM postbox.deliveries").await, 1);
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM postbox.deliveries").await,
+        1
+    );
     other.release().await.unwrap();
 
     // Two at once: exactly one works.
     let cfg = config();
     let (a, b) = tokio::join!(run(&db, &cfg, now), run(&db, &cfg, now));
     assert!(a.ran || b.ran);
-    assert_eq!(count(&c, "SELECT count(*) FROM postbox.deliveries").await, 0);
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM postbox.deliveries").await,
+        0
+    );
 
     // A run that dies without releasing (dropped guard) frees the lock too.
-    let abandoned = store.maintenance_lock_try().await.unwrap().expect("lock is free");
+    let abandoned = store
+        .maintenance_lock_try()
+        .await
+        .unwrap()
+        .expect("lock is free");
     drop(abandoned);
     let store2 = store.clone();
     wait_until("the abandoned lock is released", WAIT, || {
@@ -238,7 +290,11 @@ async fn only_one_maintainer_works_at_a_time() {
     })
     .await;
     assert_eq!(
-        count(&c, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").await,
+        count(
+            &c,
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+        )
+        .await,
         0,
         "no session keeps the maintenance lock"
     );
@@ -260,7 +316,11 @@ async fn maintenance_rescues_expired_leases() {
     let report = run(&db, &config(), now).await;
     assert_eq!(report.rescued, 1);
     assert_eq!(
-        count(&c, "SELECT count(*) FROM postbox.deliveries WHERE status = 'retrying'").await,
+        count(
+            &c,
+            "SELECT count(*) FROM postbox.deliveries WHERE status = 'retrying'"
+        )
+        .await,
         1
     );
 }
@@ -277,7 +337,10 @@ async fn old_webhook(c: &tokio_postgres::Client, now: DateTime<Utc>) -> Uuid {
     id
 }
 
-async fn active(c: &tokio_postgres::Client, id: Uuid) -> (bool, Option<String>, Option<DateTime<Utc>>) {
+async fn active(
+    c: &tokio_postgres::Client,
+    id: Uuid,
+) -> (bool, Option<String>, Option<DateTime<Utc>>) {
     let r = c
         .query_one(
             "SELECT active, disabled_reason, disabled_at FROM postbox.webhooks WHERE id = $1",
@@ -303,12 +366,26 @@ async fn auto_disable_turns_off_webhooks_failing_without_success_for_the_window(
 
     // First failure just after the cutoff: not yet.
     let young_failure = old_webhook(&c, now).await;
-    delivery(&c, young_failure, "retrying", cutoff + secs(1), &[Some(500)]).await;
+    delivery(
+        &c,
+        young_failure,
+        "retrying",
+        cutoff + secs(1),
+        &[Some(500)],
+    )
+    .await;
 
     // Failing since long ago, but one success inside the window: kept.
     let recovered = old_webhook(&c, now).await;
     delivery(&c, recovered, "failed", cutoff - secs(3600), &[Some(500)]).await;
-    delivery(&c, recovered, "success", now - secs(3600), &[Some(503), Some(200)]).await;
+    delivery(
+        &c,
+        recovered,
+        "success",
+        now - secs(3600),
+        &[Some(503), Some(200)],
+    )
+    .await;
     delivery(&c, recovered, "retrying", now - secs(60), &[Some(500)]).await;
 
     // Its success is gone (retention) but remembered in last_success_at: kept.
@@ -324,8 +401,22 @@ async fn auto_disable_turns_off_webhooks_failing_without_success_for_the_window(
 
     // A success before the cutoff, failures only after it: not yet.
     let success_then_failing = old_webhook(&c, now).await;
-    delivery(&c, success_then_failing, "success", cutoff - secs(60), &[Some(200)]).await;
-    delivery(&c, success_then_failing, "retrying", cutoff + secs(60), &[Some(500), None]).await;
+    delivery(
+        &c,
+        success_then_failing,
+        "success",
+        cutoff - secs(60),
+        &[Some(200)],
+    )
+    .await;
+    delivery(
+        &c,
+        success_then_failing,
+        "retrying",
+        cutoff + secs(60),
+        &[Some(500), None],
+    )
+    .await;
 
     // Old failures, but nothing failing now (no retrying, no recent dead letter): kept.
     let quiet = old_webhook(&c, now).await;
@@ -347,9 +438,19 @@ async fn auto_disable_turns_off_webhooks_failing_without_success_for_the_window(
     let (is_active, reason, at) = active(&c, failing).await;
     assert!(!is_active);
     assert_eq!(reason.as_deref(), Some("no successful delivery for 5 days"));
-    assert_eq!(reason.unwrap(), disable_reason(Duration::from_secs(5 * 86400)));
+    assert_eq!(
+        reason.unwrap(),
+        disable_reason(Duration::from_secs(5 * 86400))
+    );
     assert_eq!(at, Some(now));
-    for kept in [young_failure, recovered, remembered, success_then_failing, quiet, edited] {
+    for kept in [
+        young_failure,
+        recovered,
+        remembered,
+        success_then_failing,
+        quiet,
+        edited,
+    ] {
         assert!(active(&c, kept).await.0, "webhook {kept} stays active");
     }
 
@@ -524,12 +625,20 @@ async fn sigterm_lets_in_flight_deliveries_finish_and_exits_zero() {
     let received = rx.count() as i64;
     assert!(received >= 1);
     assert_eq!(
-        count(&c, "SELECT count(*) FROM postbox.deliveries WHERE status = 'sending'").await,
+        count(
+            &c,
+            "SELECT count(*) FROM postbox.deliveries WHERE status = 'sending'"
+        )
+        .await,
         0,
         "nothing is left claimed"
     );
     assert_eq!(
-        count(&c, "SELECT count(*) FROM postbox.deliveries WHERE status = 'success'").await,
+        count(
+            &c,
+            "SELECT count(*) FROM postbox.deliveries WHERE status = 'success'"
+        )
+        .await,
         received,
         "every request the receiver got is recorded as a success"
     );

@@ -19,7 +19,10 @@ fn sql_blocks(markdown: &str) -> Vec<String> {
             (None, _) => {}
         }
     }
-    assert!(current.is_none(), "an unclosed ```sql block in OPERATIONS.md");
+    assert!(
+        current.is_none(),
+        "an unclosed ```sql block in OPERATIONS.md"
+    );
     blocks
 }
 
@@ -41,7 +44,8 @@ async fn every_query_in_operations_md_runs() {
         publish(&c, "project.updated", json!({"i": i}), "user_7").await;
     }
     publish(&c, "user.created", json!({"i": 9}), "nobody").await;
-    let d = postbox::dispatch::Dispatcher::new(db.store(), dispatch_config(), system_clock()).unwrap();
+    let d =
+        postbox::dispatch::Dispatcher::new(db.store(), dispatch_config(), system_clock()).unwrap();
     d.run_once().await.unwrap();
 
     for (i, block) in blocks.iter().enumerate() {
@@ -50,7 +54,9 @@ async fn every_query_in_operations_md_runs() {
             panic!(
                 "OPERATIONS.md sql block #{} fails: {}\n{block}",
                 i + 1,
-                e.as_db_error().map(|d| d.message().to_string()).unwrap_or(e.to_string())
+                e.as_db_error()
+                    .map(|d| d.message().to_string())
+                    .unwrap_or(e.to_string())
             );
         }
     }

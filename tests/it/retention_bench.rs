@@ -45,7 +45,10 @@ async fn wait_drained(c: &tokio_postgres::Client, started: Instant) {
         if left == 0 {
             return;
         }
-        assert!(started.elapsed() < Duration::from_secs(900), "drain too slow");
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "drain too slow"
+        );
     }
 }
 
@@ -81,7 +84,9 @@ async fn retention_bench() {
         let owner = format!("user_{i}");
         NewWebhook::new(&owner, rx.url(), &["*"]).insert(&c).await;
     }
-    let (archive, _) = NewWebhook::new("old_owner", rx.url(), &["*"]).insert(&c).await;
+    let (archive, _) = NewWebhook::new("old_owner", rx.url(), &["*"])
+        .insert(&c)
+        .await;
 
     let seeded = Instant::now();
     let now = Utc::now();
@@ -114,7 +119,10 @@ async fn retention_bench() {
             .await
             .unwrap();
     }
-    eprintln!("seeded {old} finished deliveries (+ events, attempts) in {:?}", seeded.elapsed());
+    eprintln!(
+        "seeded {old} finished deliveries (+ events, attempts) in {:?}",
+        seeded.elapsed()
+    );
 
     // 1. Drain without retention.
     let alone = drain(&db, &c, events).await;
@@ -127,9 +135,14 @@ async fn retention_bench() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let window_start = Utc::now();
     let retention_started = Instant::now();
-    let report = run_once_at(&db.store(), &MaintenanceConfig::default(), Utc::now(), &CancellationToken::new())
-        .await
-        .unwrap();
+    let report = run_once_at(
+        &db.store(),
+        &MaintenanceConfig::default(),
+        Utc::now(),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
     let retention_took = retention_started.elapsed();
     let during = delivered_since(&c, window_start).await;
     wait_drained(&c, started).await;
@@ -140,12 +153,18 @@ async fn retention_bench() {
     let control = drain(&db, &c, events).await;
 
     let rate = |d: Duration| events as f64 / d.as_secs_f64();
-    eprintln!("drain alone:          {events} events in {alone:?} = {:.0}/s", rate(alone));
+    eprintln!(
+        "drain alone:          {events} events in {alone:?} = {:.0}/s",
+        rate(alone)
+    );
     eprintln!(
         "drain with retention: {events} events in {with_retention:?} = {:.0}/s",
         rate(with_retention)
     );
-    eprintln!("drain alone again:    {events} events in {control:?} = {:.0}/s", rate(control));
+    eprintln!(
+        "drain alone again:    {events} events in {control:?} = {:.0}/s",
+        rate(control)
+    );
     eprintln!(
         "while retention ran:  {during} deliveries in {retention_took:?} = {:.0}/s",
         during as f64 / retention_took.as_secs_f64()
