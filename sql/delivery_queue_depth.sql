@@ -7,7 +7,7 @@
 -- is the planner's estimate of the table (pg_class.reltuples, kept by
 -- autovacuum/ANALYZE) minus the exact counts, NULL before the first ANALYZE.
 -- Oldest due: the first entry of deliveries_due_idx at or before $1.
-WITH c AS (
+WITH c AS MATERIALIZED (  -- evaluated once, though read by several columns
     SELECT
         (SELECT count(*) FROM postbox.deliveries
          WHERE status IN ('pending', 'retrying') AND status = 'pending') AS pending,
