@@ -33,7 +33,10 @@ async fn publish_batch(db: &TestDb, c: &tokio_postgres::Client, events: i64) {
     // measures claim/send/complete with the planner seeing the backlog (with
     // statistics from an empty queue the claim's plan degrades badly: see
     // the report).
-    db.store().event_fanout_many(events, Utc::now()).await.unwrap();
+    db.store()
+        .event_fanout_many(events, Utc::now())
+        .await
+        .unwrap();
     c.batch_execute("ANALYZE postbox.deliveries").await.unwrap();
 }
 
