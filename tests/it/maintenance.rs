@@ -652,3 +652,36 @@ async fn sigterm_lets_in_flight_deliveries_finish_and_exits_zero() {
             .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
     }
 }
+
+#[tokio::test]
+async fn the_scheduler_runs_the_jobs_on_schedule_and_stops_promptly() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    event(&c, pinned_now() - secs(3 * 86400), false).await;
+    let cli = <postbox::config::Cli as clap::Parser>::try_parse_from([
+        "postbox",
+        "maintain",
+        "--maintenance-schedule",
+        "* * * * * *",
+    ])
+    .unwrap();
+    let postbox::config::Command::Maintain(args) = cli.command else {
+        panic!()
+    };
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(postbox::maintenance::run(
+        db.store(),
+        args.maintenance,
+        stop.clone(),
+    ));
+    wait_until("a scheduled run deletes the old event", WAIT, || async {
+        count(&c, "SELECT count(*) FROM postbox.events").await == 0
+    })
+    .await;
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(2), task)
+        .await
+        .expect("the loop stops promptly")
+        .unwrap()
+        .unwrap();
+}
