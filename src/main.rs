@@ -57,7 +57,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Token(args) => postbox::api::auth::token_command(args)?,
         Command::Maintain(args) => {
             let store = Store::connect(&args.db.database_url, 2)?;
-            postbox::maintenance::run_once(&store, &args.maintenance).await?;
+            let report = postbox::maintenance::run_once(&store, &args.maintenance).await?;
+            let config = postbox::maintenance::MaintenanceConfig::from(&args.maintenance);
+            for line in report.summary(&config) {
+                println!("{line}");
+            }
         }
         Command::Receive(args) => postbox::receive::run(args).await?,
         Command::Bench(args) => postbox::bench::run(*args).await?,

@@ -1,26 +1,236 @@
-//! Maintenance: the cron scheduler and its jobs (retention, auto-disable).
-//! Each run holds a Postgres advisory lock, so one instance works at a time.
+//! Maintenance: the cron scheduler and its jobs (lease rescue, auto-disable,
+//! retention). Each run holds a Postgres advisory lock, so one instance works
+//! at a time; the others skip that run. `run_once` is what `postbox maintain`
+//! and the tests call; `run` is the scheduler loop of `postbox serve`.
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::config::MaintenanceArgs;
 use crate::store::{Store, StoreError};
 
-/// Runs the jobs on `args.maintenance_schedule` until `shutdown` fires.
+mod disable;
+mod retention;
+mod scheduler;
+
+pub use disable::disable_reason;
+
+/// What the jobs need. Defaults match the documented environment variables.
+#[derive(Debug, Clone)]
+pub struct MaintenanceConfig {
+    /// POSTBOX_DISABLE_AFTER (5d): failing without success this long disables a webhook.
+    pub disable_after: Duration,
+    /// POSTBOX_RETENTION_SUCCESS (24h): successful deliveries, and events no
+    /// delivery needs, are kept this long.
+    pub retention_success: Duration,
+    /// POSTBOX_RETENTION_FAILED (7d): failed deliveries (dead letters) are kept this long.
+    pub retention_failed: Duration,
+    /// POSTBOX_MAINTENANCE_SCHEDULE (`0 * * * * *`, every minute): when `run` works.
+    pub schedule: String,
+    /// Rows per delete statement; a batch shorter than this ends the job.
+    pub batch_size: i64,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        MaintenanceConfig {
+            disable_after: Duration::from_secs(5 * 86400),
+            retention_success: Duration::from_secs(86400),
+            retention_failed: Duration::from_secs(7 * 86400),
+            schedule: "0 * * * * *".into(),
+            batch_size: 5000,
+        }
+    }
+}
+
+impl From<&MaintenanceArgs> for MaintenanceConfig {
+    fn from(args: &MaintenanceArgs) -> Self {
+        MaintenanceConfig {
+            disable_after: args.disable_after,
+            retention_success: args.retention_success,
+            retention_failed: args.retention_failed,
+            schedule: args.maintenance_schedule.clone(),
+            ..MaintenanceConfig::default()
+        }
+    }
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunReport {
+    /// False when another instance held the maintenance lock: nothing was done.
+    pub ran: bool,
+    /// Deliveries whose lease had expired, returned to the queue.
+    pub rescued: u64,
+    /// Webhooks turned off by auto-disable.
+    pub disabled: Vec<Uuid>,
+    pub deleted_success: i64,
+    pub deleted_failed: i64,
+    pub deleted_events: i64,
+}
+
+impl RunReport {
+    /// One line per job, for `postbox maintain` and the logs.
+    pub fn summary(&self, config: &MaintenanceConfig) -> Vec<String> {
+        if !self.ran {
+            return vec![
+                "maintenance: skipped, another instance holds the maintenance lock".into(),
+            ];
+        }
+        vec![
+            format!(
+                "lease rescue: {} expired lease(s) returned to the queue",
+                self.rescued
+            ),
+            format!(
+                "auto-disable: {} webhook(s) disabled ({}){}",
+                self.disabled.len(),
+                disable_reason(config.disable_after),
+                self.disabled
+                    .iter()
+                    .map(|id| format!(" {id}"))
+                    .collect::<String>()
+            ),
+            format!(
+                "retention: deleted {} successful deliveries older than {}, {} failed deliveries older than {}, {} events no delivery needs",
+                self.deleted_success,
+                human(config.retention_success),
+                self.deleted_failed,
+                human(config.retention_failed),
+                self.deleted_events
+            ),
+        ]
+    }
+}
+
+/// Runs the jobs on `args.maintenance_schedule` until `shutdown` fires. A
+/// failed run is logged and the next one runs on schedule; only an invalid
+/// schedule is an error.
 pub async fn run(
     store: Store,
     args: MaintenanceArgs,
     shutdown: CancellationToken,
 ) -> Result<(), StoreError> {
-    let _ = (store, args);
-    shutdown.cancelled().await;
-    Ok(())
+    scheduler::run(store, MaintenanceConfig::from(&args), shutdown).await
 }
 
-/// Runs every job once (what `postbox maintain` does).
-pub async fn run_once(store: &Store, args: &MaintenanceArgs) -> Result<(), StoreError> {
-    let _ = (store, args);
-    Err(StoreError::Config(
-        "maintenance jobs are not built yet".into(),
-    ))
+/// Runs every job once, now (what `postbox maintain` does).
+pub async fn run_once(store: &Store, args: &MaintenanceArgs) -> Result<RunReport, StoreError> {
+    run_once_at(
+        store,
+        &MaintenanceConfig::from(args),
+        Utc::now(),
+        &CancellationToken::new(),
+    )
+    .await
+}
+
+/// Runs every job once as of `now` (tests pin it), under the maintenance
+/// lock; returns at once with `ran: false` when another instance holds it.
+/// `shutdown` stops the batched deletes between batches.
+pub async fn run_once_at(
+    store: &Store,
+    config: &MaintenanceConfig,
+    now: DateTime<Utc>,
+    shutdown: &CancellationToken,
+) -> Result<RunReport, StoreError> {
+    let Some(lock) = store.maintenance_lock_try().await? else {
+        metrics::counter!("postbox_maintenance_runs_total", "result" => "skipped").increment(1);
+        tracing::debug!("maintenance skipped: another instance holds the lock");
+        return Ok(RunReport::default());
+    };
+    let result = jobs(store, config, now, shutdown).await;
+    // Release even when a job failed; an error here closes the session instead.
+    let released = lock.release().await;
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    metrics::counter!("postbox_maintenance_runs_total", "result" => outcome).increment(1);
+    let report = result?;
+    released?;
+    Ok(report)
+}
+
+async fn jobs(
+    store: &Store,
+    config: &MaintenanceConfig,
+    now: DateTime<Utc>,
+    shutdown: &CancellationToken,
+) -> Result<RunReport, StoreError> {
+    let mut report = RunReport {
+        ran: true,
+        ..RunReport::default()
+    };
+    report.rescued = rescue(store, now, config.batch_size).await?;
+    // Auto-disable before retention, so it sees the evidence retention removes
+    // (retention also keeps each webhook's newest deleted success).
+    report.disabled = disable::run_once(store, config, now).await?;
+    let deleted = retention::run_once(store, config, now, shutdown).await?;
+    report.deleted_success = deleted.success;
+    report.deleted_failed = deleted.failed;
+    report.deleted_events = deleted.events;
+    Ok(report)
+}
+
+/// Lease rescue: the dispatchers do it every few seconds themselves; running
+/// it here too costs one index probe and lets `postbox maintain` rescue with
+/// every dispatcher stopped.
+async fn rescue(store: &Store, now: DateTime<Utc>, batch: i64) -> Result<u64, StoreError> {
+    let mut total = 0;
+    loop {
+        let n = store.delivery_rescue_expired(now, batch).await?;
+        total += n;
+        if n < batch as u64 {
+            break;
+        }
+    }
+    if total > 0 {
+        metrics::counter!("postbox_maintenance_rescued_total").increment(total);
+    }
+    Ok(total)
+}
+
+/// `5 days`, `24 hours`, `90 seconds`: durations as operators write them.
+pub(crate) fn human(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (n, unit) = if secs > 0 && secs.is_multiple_of(86400) {
+        (secs / 86400, "day")
+    } else if secs > 0 && secs.is_multiple_of(3600) {
+        (secs / 3600, "hour")
+    } else if secs > 0 && secs.is_multiple_of(60) {
+        (secs / 60, "minute")
+    } else {
+        (secs, "second")
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_operators_write_them() {
+        assert_eq!(human(Duration::from_secs(5 * 86400)), "5 days");
+        assert_eq!(human(Duration::from_secs(86400)), "1 day");
+        assert_eq!(human(Duration::from_secs(36 * 3600)), "36 hours");
+        assert_eq!(human(Duration::from_secs(90)), "90 seconds");
+        assert_eq!(human(Duration::from_secs(120)), "2 minutes");
+    }
+
+    #[test]
+    fn defaults_match_the_cli() {
+        use clap::Parser;
+        let cli = crate::config::Cli::try_parse_from(["postbox", "maintain"]).unwrap();
+        let crate::config::Command::Maintain(m) = cli.command else {
+            panic!()
+        };
+        let from_cli = MaintenanceConfig::from(&m.maintenance);
+        let lib = MaintenanceConfig::default();
+        assert_eq!(from_cli.disable_after, lib.disable_after);
+        assert_eq!(from_cli.retention_success, lib.retention_success);
+        assert_eq!(from_cli.retention_failed, lib.retention_failed);
+        assert_eq!(from_cli.schedule, lib.schedule);
+    }
 }

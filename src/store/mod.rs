@@ -9,6 +9,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
+pub use maintenance::{DeletedBatch, MaintenanceLock, QueueDepth};
 pub use types::{ClaimedDelivery, Completion, DeliveryStatus, FanoutResult};
 pub use webhooks::{
     Delivery, EventType, NewWebhook, QueueStats, RetryOutcome, Webhook, WebhookPatch, WebhookStats,

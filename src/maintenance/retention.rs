@@ -1,0 +1,86 @@
+//! Retention: deletes finished deliveries (with their attempts) and the
+//! events no delivery needs, in batches of `batch_size` rows per statement
+//! until a short batch. Each statement is its own short transaction that
+//! locks only the rows it deletes (SKIP LOCKED), so the queue never waits on
+//! it; each batch starts where the previous one ended, so nothing is rescanned.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use super::MaintenanceConfig;
+use crate::store::{DeletedBatch, Store, StoreError};
+
+/// Rows deleted by one retention run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Deleted {
+    pub success: i64,
+    pub failed: i64,
+    pub events: i64,
+}
+
+pub(super) async fn run_once(
+    store: &Store,
+    config: &MaintenanceConfig,
+    now: DateTime<Utc>,
+    shutdown: &CancellationToken,
+) -> Result<Deleted, StoreError> {
+    let success_cutoff = now - to_chrono(config.retention_success, "POSTBOX_RETENTION_SUCCESS")?;
+    let failed_cutoff = now - to_chrono(config.retention_failed, "POSTBOX_RETENTION_FAILED")?;
+    let batch = config.batch_size.max(1);
+    let success = in_batches("success", batch, shutdown, |floor| {
+        store.maintenance_delivery_delete_success(floor, success_cutoff, batch)
+    })
+    .await?;
+    let failed = in_batches("failed", batch, shutdown, |floor| {
+        store.maintenance_delivery_delete_failed(floor, failed_cutoff, batch)
+    })
+    .await?;
+    // Events last: the deliveries that kept them alive are gone by now.
+    let events = in_batches("events", batch, shutdown, |floor| {
+        store.maintenance_event_delete_unneeded(floor, success_cutoff, batch)
+    })
+    .await?;
+    Ok(Deleted {
+        success,
+        failed,
+        events,
+    })
+}
+
+/// Runs `step` until it deletes fewer than `batch` rows (or shutdown), each
+/// batch starting at the previous batch's newest timestamp.
+async fn in_batches<F, Fut>(
+    kind: &'static str,
+    batch: i64,
+    shutdown: &CancellationToken,
+    mut step: F,
+) -> Result<i64, StoreError>
+where
+    F: FnMut(Option<DateTime<Utc>>) -> Fut,
+    Fut: Future<Output = Result<DeletedBatch, StoreError>>,
+{
+    let mut total = 0;
+    let mut floor = None;
+    loop {
+        let b = step(floor).await?;
+        total += b.deleted;
+        if b.deleted > 0 {
+            metrics::counter!("postbox_maintenance_deleted_total", "kind" => kind)
+                .increment(b.deleted as u64);
+        }
+        if b.deleted < batch || shutdown.is_cancelled() {
+            break;
+        }
+        floor = b.newest;
+        // Let the dispatcher's statements in between batches.
+        tokio::task::yield_now().await;
+    }
+    Ok(total)
+}
+
+fn to_chrono(d: std::time::Duration, name: &str) -> Result<chrono::Duration, StoreError> {
+    chrono::Duration::from_std(d)
+        .map_err(|e| StoreError::Config(format!("{name} out of range: {e}")))
+}
