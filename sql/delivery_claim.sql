@@ -3,10 +3,14 @@
 -- their in-flight cap in this dispatcher), $4 = lease in seconds, $5 = at most
 -- this many rows per webhook in one claim (fairness across endpoints).
 -- The attempt counter is incremented here: it is the claim's fencing token.
--- Locks the claimed rows (SKIP LOCKED); reads due rows only, through
--- deliveries_due_idx, in a window of 4 x $1 candidates. Claims nothing while
--- the queue is paused.
-WITH candidates AS (
+--
+-- Locks a window of at most 4 x $1 due rows (SKIP LOCKED, so dispatchers take
+-- disjoint windows), read in due order through deliveries_due_idx: the scan
+-- touches due rows only, whatever the table holds. Rows of the window that
+-- are not picked are unlocked at commit, a few milliseconds later. The final
+-- update reaches rows by primary key (= ANY of an array), a plan that does
+-- not depend on statistics. Claims nothing while the queue is paused.
+WITH window_rows AS MATERIALIZED (
     SELECT d.id, d.webhook_id, d.next_attempt_at
     FROM postbox.deliveries d
     WHERE d.status IN ('pending', 'retrying')
@@ -15,27 +19,25 @@ WITH candidates AS (
       AND NOT (SELECT paused FROM postbox.queue_state)
     ORDER BY d.next_attempt_at
     LIMIT 4 * $1::bigint
-), ranked AS (
-    SELECT c.id, c.next_attempt_at,
-           row_number() OVER (PARTITION BY c.webhook_id ORDER BY c.next_attempt_at) AS rank_in_webhook
-    FROM candidates c
-), due AS (
-    SELECT d.id
-    FROM postbox.deliveries d
-    JOIN ranked r ON r.id = d.id
+    FOR UPDATE SKIP LOCKED
+), picked AS MATERIALIZED (
+    SELECT r.id
+    FROM (
+        SELECT w.id, w.next_attempt_at,
+               row_number() OVER (PARTITION BY w.webhook_id ORDER BY w.next_attempt_at) AS rank_in_webhook
+        FROM window_rows w
+    ) r
     WHERE r.rank_in_webhook <= $5::bigint
-      AND d.status IN ('pending', 'retrying')
     ORDER BY r.next_attempt_at
     LIMIT $1::bigint
-    FOR UPDATE OF d SKIP LOCKED
 )
 UPDATE postbox.deliveries d
 SET status = 'sending',
     attempts = d.attempts + 1,
     lease_expires_at = $2 + make_interval(secs => $4),
     updated_at = $2
-FROM due, postbox.webhooks w, postbox.events e
-WHERE d.id = due.id
+FROM postbox.webhooks w, postbox.events e
+WHERE d.id = ANY (ARRAY(SELECT id FROM picked))
   AND w.id = d.webhook_id
   AND e.id = d.event_id
 RETURNING d.id, d.webhook_id, d.event_id, d.event_type, d.attempts,

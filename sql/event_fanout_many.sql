@@ -2,9 +2,10 @@
 -- matching active webhook of the event's owner (exact type, 'group.*' or '*').
 -- $2 = now. Locks the claimed event rows (SKIP LOCKED: concurrent dispatchers
 -- take disjoint batches). Reads events through events_fanout_pending_idx, so
--- the cost follows the backlog, not the table. The unique key
--- (event_id, webhook_id) makes a repeated fan-out add nothing.
-WITH batch AS (
+-- the cost follows the backlog, not the table; reaches them again by primary
+-- key (= ANY of an array), a plan that does not depend on statistics. The
+-- unique key (event_id, webhook_id) makes a repeated fan-out add nothing.
+WITH batch AS MATERIALIZED (
     SELECT e.id
     FROM postbox.events e
     WHERE e.fanout_pending
@@ -14,8 +15,7 @@ WITH batch AS (
 ), marked AS (
     UPDATE postbox.events e
     SET fanout_pending = false
-    FROM batch
-    WHERE e.id = batch.id
+    WHERE e.id = ANY (ARRAY(SELECT id FROM batch))
     RETURNING e.id, e.event_type, e.owner_id
 ), inserted AS (
     INSERT INTO postbox.deliveries (webhook_id, event_id, event_type, status, next_attempt_at, created_at, updated_at)
