@@ -14,4 +14,5 @@ mod hardening;
 mod inbound;
 mod pipeline;
 mod publish;
+mod readme;
 mod receive;
