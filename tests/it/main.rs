@@ -16,5 +16,6 @@ mod maintenance;
 mod ops_docs;
 mod pipeline;
 mod publish;
+mod readme;
 mod receive;
 mod retention_bench;
