@@ -113,6 +113,8 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
         let n = (sizes.events / 2).max(10_000);
         report.ceilings.receiver_per_second =
             Some(load::receiver_alone(&receiver.ok_url(0), sizes.concurrency, n).await?);
+        // Those requests were unsigned: start the signature sample afresh.
+        receiver.counters.reset();
         say("ceiling: queue alone");
         let hooks =
             add_endpoints(&store, &receiver, "queue", sizes.endpoints, &secret, false).await?;

@@ -25,6 +25,14 @@ pub struct Counters {
     pub record: std::sync::atomic::AtomicBool,
 }
 
+impl Counters {
+    pub fn reset(&self) {
+        self.ok.store(0, Ordering::Relaxed);
+        self.verified.store(0, Ordering::Relaxed);
+        self.bad_signatures.store(0, Ordering::Relaxed);
+    }
+}
+
 pub struct BenchReceiver {
     pub addr: SocketAddr,
     pub counters: Arc<Counters>,

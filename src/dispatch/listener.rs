@@ -3,6 +3,7 @@
 //! the connection drops it reconnects with backoff, LISTENs again and pokes
 //! once, since notifications sent while it was away are lost.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,13 +14,22 @@ use tokio_util::sync::CancellationToken;
 
 use crate::store::WAKEUP_CHANNEL;
 
-pub async fn run(url: String, wake: Arc<Notify>, shutdown: CancellationToken) {
+/// `claim` is raised for notifications with the payload `claim` (work was
+/// requeued, the queue resumed) and after a reconnect: the dispatcher then
+/// looks for due deliveries, not only for new events.
+pub async fn run(
+    url: String,
+    wake: Arc<Notify>,
+    claim: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+) {
     let mut delay = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
-        match listen_once(&url, &wake, &shutdown).await {
+        match listen_once(&url, &wake, &claim, &shutdown).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "wake-up connection lost");
+                claim.store(true, Ordering::Relaxed);
                 wake.notify_one();
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
@@ -31,7 +41,12 @@ pub async fn run(url: String, wake: Arc<Notify>, shutdown: CancellationToken) {
     }
 }
 
-async fn listen_once(url: &str, wake: &Notify, shutdown: &CancellationToken) -> Result<(), String> {
+async fn listen_once(
+    url: &str,
+    wake: &Notify,
+    claim: &AtomicBool,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
     let (client, mut connection) = tokio_postgres::connect(url, NoTls)
         .await
         .map_err(|e| e.to_string())?;
@@ -54,10 +69,16 @@ async fn listen_once(url: &str, wake: &Notify, shutdown: &CancellationToken) -> 
                 ready_rx = None;
                 tracing::debug!("listening for wake-ups");
                 // Anything committed while we were not listening is found now.
+                claim.store(true, Ordering::Relaxed);
                 wake.notify_one();
             }
             msg = messages.next() => match msg {
-                Some(Ok(AsyncMessage::Notification(_))) => wake.notify_one(),
+                Some(Ok(AsyncMessage::Notification(n))) => {
+                    if n.payload() == "claim" {
+                        claim.store(true, Ordering::Relaxed);
+                    }
+                    wake.notify_one();
+                }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e.to_string()),
                 None => return Err("the server closed the connection".into()),

@@ -16,6 +16,7 @@ pub mod retry;
 pub mod sender;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::clock::SharedClock;
-use crate::store::{ClaimedDelivery, Completion, DeliveryStatus, Store, StoreError};
+use crate::store::{ClaimLimits, ClaimedDelivery, Completion, DeliveryStatus, Store, StoreError};
 use retry::Attempt;
 use sender::{Sender, SenderConfig};
 
@@ -143,20 +144,29 @@ impl Dispatcher {
         let s = &self.shared;
         let now = s.clock.now();
         let rescued = s.store.delivery_rescue_expired(now, 1000).await?;
-        let fan = s
-            .store
-            .event_fanout_many(s.config.batch_size as i64, now)
-            .await?;
-        let claimed = s
-            .store
-            .delivery_claim(
-                s.config.concurrency.min(s.config.batch_size) as i64,
-                now,
-                &[],
-                s.config.lease(),
-                s.config.endpoint_concurrency as i64,
-            )
-            .await?;
+        let limit = s.config.concurrency.min(s.config.batch_size) as i64;
+        let claim = ClaimLimits {
+            limit,
+            skip_webhooks: &[],
+            lease: s.config.lease(),
+            per_webhook: s.config.endpoint_concurrency as i64,
+        };
+        let fan = s.store.event_fanout_many(limit, now, claim).await?;
+        let mut claimed = fan.claimed;
+        let room = limit - claimed.len() as i64;
+        if room > 0 {
+            let more = s
+                .store
+                .delivery_claim(
+                    now,
+                    ClaimLimits {
+                        limit: room,
+                        ..claim
+                    },
+                )
+                .await?;
+            claimed.extend(more);
+        }
         let attempts = claimed.len();
         let completions =
             futures_util::future::join_all(claimed.iter().map(|d| s.attempt(d))).await;
@@ -177,10 +187,12 @@ impl Dispatcher {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), DispatchError> {
         let s = self.shared.clone();
         let wake = Arc::new(Notify::new());
+        let wake_claim = Arc::new(AtomicBool::new(false));
         let listener_stop = CancellationToken::new();
         let listener = tokio::spawn(listener::run(
             s.store.url().to_string(),
             wake.clone(),
+            wake_claim.clone(),
             listener_stop.clone(),
         ));
         let (tx, rx) = mpsc::channel::<Completion>(s.config.concurrency.max(1) * 2);
@@ -188,38 +200,35 @@ impl Dispatcher {
         let permits = Arc::new(Semaphore::new(s.config.concurrency.max(1)));
         let mut tasks = JoinSet::new();
         let mut limiter = RateLimiter::new(s.config.rate_limit);
-        let mut waiting_flag: Option<bool> = None;
-        let mut armed = false;
-        let mut barrier_clear = false;
+        let mut idle = IdleState::default();
+        // Look for due deliveries (not only new events) in the next pass.
+        let mut claim_wanted = true;
         let mut last_rescue: Option<Instant> = None;
         let mut error_backoff = Duration::from_millis(100);
         tracing::info!(
             concurrency = s.config.concurrency,
             endpoint_concurrency = s.config.endpoint_concurrency,
             rate_limit = s.config.rate_limit,
+            lease_secs = s.config.lease().as_secs(),
             "dispatcher started"
         );
 
         while !shutdown.is_cancelled() {
             while tasks.try_join_next().is_some() {}
             let pass = async {
-                if last_rescue.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+                if last_rescue.is_none_or(|t| t.elapsed() >= RESCUE_EVERY) {
                     last_rescue = Some(Instant::now());
                     let n = s.store.delivery_rescue_expired(s.clock.now(), 1000).await?;
                     if n > 0 {
                         tracing::warn!(rescued = n, "requeued deliveries whose lease expired");
+                        claim_wanted = true;
                     }
                 }
                 let free = permits.available_permits();
                 if free == 0 {
                     return Ok::<_, StoreError>(Pass::Full);
                 }
-                let batch = s.config.batch_size.max(1);
-                let fan = s
-                    .store
-                    .event_fanout_many(batch as i64, s.clock.now())
-                    .await?;
-                let mut limit = free.min(batch);
+                let mut limit = free.min(s.config.batch_size.max(1));
                 if let Some(allowed) = limiter.available() {
                     limit = limit.min(allowed);
                 }
@@ -227,34 +236,64 @@ impl Dispatcher {
                     return Ok(Pass::RateLimited);
                 }
                 let skip = s.saturated_webhooks();
-                let claimed = s
+                let claim = ClaimLimits {
+                    limit: limit as i64,
+                    skip_webhooks: &skip,
+                    lease: s.config.lease(),
+                    per_webhook: s.config.endpoint_concurrency as i64,
+                };
+                // 1. New events: fan out and claim in one statement.
+                let safe_before = idle.safe;
+                let fan = s
                     .store
-                    .delivery_claim(
-                        limit as i64,
-                        s.clock.now(),
-                        &skip,
-                        s.config.lease(),
-                        s.config.endpoint_concurrency as i64,
-                    )
+                    .event_fanout_many(limit as i64, s.clock.now(), claim)
                     .await?;
-                limiter.take(claimed.len());
-                metrics::histogram!("postbox_claim_batch_size").record(claimed.len() as f64);
-                let n = claimed.len();
-                for d in claimed {
-                    let permit = permits
-                        .clone()
-                        .try_acquire_owned()
-                        .expect("claimed within free slots");
-                    s.track(&d);
-                    tasks.spawn(execute(s.clone(), d, permit, tx.clone()));
+                idle.saw_barrier(fan.barrier_clear);
+                let mut claimed = fan.claimed.len();
+                for d in fan.claimed {
+                    spawn_attempt(&s, &permits, &mut tasks, &tx, d);
                 }
-                let backlog = fan.events as usize == batch || (n > 0 && n == limit);
-                Ok(if backlog {
+                if fan.queued > 0 || wake_claim.swap(false, Ordering::Relaxed) {
+                    claim_wanted = true;
+                }
+                let now = s.clock.now();
+                if fan.next_due.is_some_and(|due| due <= now) && !idle.only_saturated_due {
+                    claim_wanted = true;
+                }
+                // 2. Due deliveries: retries, requeued, rescued, queued by fan-out.
+                let room = limit - claimed;
+                if claim_wanted && room > 0 {
+                    claim_wanted = false;
+                    let rows = s
+                        .store
+                        .delivery_claim(
+                            now,
+                            ClaimLimits {
+                                limit: room as i64,
+                                ..claim
+                            },
+                        )
+                        .await?;
+                    idle.only_saturated_due = rows.is_empty() && !skip.is_empty();
+                    if rows.len() == room {
+                        claim_wanted = true;
+                    }
+                    claimed += rows.len();
+                    for d in rows {
+                        spawn_attempt(&s, &permits, &mut tasks, &tx, d);
+                    }
+                }
+                limiter.take(claimed);
+                metrics::histogram!("postbox_claim_batch_size").record(claimed as f64);
+                Ok(if fan.events as usize == limit || claim_wanted {
                     Pass::Backlog
-                } else if fan.events > 0 || n > 0 {
+                } else if fan.events > 0 || claimed > 0 {
                     Pass::Some
                 } else {
-                    Pass::Idle
+                    Pass::Idle {
+                        safe_before,
+                        next_due: fan.next_due,
+                    }
                 })
             };
             let pass = match pass.await {
@@ -264,6 +303,8 @@ impl Dispatcher {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in_ms = error_backoff.as_millis() as u64, "dispatcher pass failed");
+                    idle = IdleState::default();
+                    claim_wanted = true;
                     tokio::select! {
                         _ = tokio::time::sleep(error_backoff) => {}
                         _ = shutdown.cancelled() => {}
@@ -288,41 +329,60 @@ impl Dispatcher {
                     }
                 }
                 Pass::Backlog => {
-                    armed = false;
                     // Busy: producers need not pay for a NOTIFY.
-                    if waiting_flag != Some(false)
-                        && s.store.queue_state_set_waiting(false).await.is_ok()
-                    {
-                        waiting_flag = Some(false);
-                    }
-                }
-                Pass::Some => armed = false,
-                Pass::Idle if !armed => {
-                    // Say we wait, make sure no producer missed it, look once more.
-                    if waiting_flag != Some(true) {
-                        if let Err(e) = s.store.queue_state_set_waiting(true).await {
-                            tracing::warn!(error = %e, "cannot set the wake-up flag");
-                        } else {
-                            waiting_flag = Some(true);
+                    if idle.flag != Some(false) {
+                        match s.store.queue_state_set_waiting(false).await {
+                            Ok(()) => idle.set_flag(false),
+                            Err(e) => tracing::warn!(error = %e, "cannot clear the wake-up flag"),
                         }
                     }
-                    barrier_clear = waiting_flag == Some(true)
-                        && s.store.queue_wakeup_barrier().await.unwrap_or(false);
-                    armed = true;
                 }
-                Pass::Idle => {
-                    armed = false;
-                    let sleep = if barrier_clear {
-                        s.sleep_until_due().await
-                    } else {
-                        // A producer may have missed the flag: look again soon.
+                // Less than a batch: the next pass looks once more.
+                Pass::Some => {}
+                Pass::Idle {
+                    safe_before: false, ..
+                } if idle.flag != Some(true) => {
+                    // Say we wait; the next statement checks that no producer
+                    // missed it, the one after looks for work once more.
+                    match s.store.queue_state_set_waiting(true).await {
+                        Ok(()) => idle.set_flag(true),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot set the wake-up flag");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+                Pass::Idle {
+                    safe_before,
+                    next_due,
+                } => {
+                    let sleep = if safe_before {
+                        let now = s.clock.now();
+                        let until_due = next_due
+                            .filter(|_| !idle.only_saturated_due)
+                            .map(|due| until(due, now))
+                            .unwrap_or(s.config.poll_interval);
+                        until_due.min(s.config.poll_interval)
+                    } else if idle.rechecked {
+                        // A producer may still hold the barrier: look again soon.
                         Duration::from_millis(10)
+                    } else {
+                        idle.rechecked = true;
+                        continue;
                     };
-                    tokio::select! {
-                        _ = wake.notified() => {}
-                        _ = s.slot_freed.notified() => {}
-                        _ = tokio::time::sleep(sleep) => {}
-                        _ = shutdown.cancelled() => {}
+                    idle.rechecked = false;
+                    let timed_out = tokio::select! {
+                        _ = wake.notified() => false,
+                        _ = s.slot_freed.notified() => { claim_wanted = true; false }
+                        _ = tokio::time::sleep(sleep) => true,
+                        _ = shutdown.cancelled() => false,
+                    };
+                    if timed_out {
+                        // Due work, or another dispatcher may have cleared the
+                        // flag: claim, and say again that we wait.
+                        claim_wanted = true;
+                        idle.flag = None;
+                        idle.safe = false;
                     }
                 }
             }
@@ -378,11 +438,6 @@ impl Dispatcher {
         let _ = completer.await;
         listener_stop.cancel();
         let _ = listener.await;
-        if waiting_flag == Some(true) {
-            // Nobody may be listening any more; producers stop notifying until
-            // a dispatcher says it waits again.
-            let _ = s.store.queue_state_set_waiting(false).await;
-        }
         tracing::info!("dispatcher stopped");
         Ok(())
     }
@@ -393,12 +448,66 @@ enum Pass {
     Full,
     /// The per-dispatcher rate limit allows nothing now.
     RateLimited,
-    /// A full batch came back: there is more.
+    /// A full batch came back, or due work is left: there is more.
     Backlog,
     /// Some work, less than a batch.
     Some,
-    /// Nothing to do.
-    Idle,
+    /// Nothing to do. `safe_before`: a wake-up barrier cleared before this
+    /// pass's snapshot, so no producer can have missed the flag.
+    Idle {
+        safe_before: bool,
+        next_due: Option<DateTime<Utc>>,
+    },
+}
+
+/// How often each dispatcher requeues deliveries whose lease expired.
+const RESCUE_EVERY: Duration = Duration::from_secs(5);
+
+/// The wake-up protocol's state (see migrations/V1: events_before_insert).
+#[derive(Default)]
+struct IdleState {
+    /// What this dispatcher last wrote to queue_state.dispatcher_waiting.
+    flag: Option<bool>,
+    /// A barrier cleared while the flag was true: producers that read the
+    /// old value have all committed. Valid until the flag changes.
+    safe: bool,
+    /// The flag was true when the last statement started.
+    flag_at_start: bool,
+    /// One recheck after an unsafe idle pass was made.
+    rechecked: bool,
+    /// The last claim found due work only for webhooks at their cap.
+    only_saturated_due: bool,
+}
+
+impl IdleState {
+    fn set_flag(&mut self, waiting: bool) {
+        self.flag = Some(waiting);
+        self.safe = false;
+        self.flag_at_start = waiting;
+    }
+
+    /// Records the barrier result of a statement that just ran.
+    fn saw_barrier(&mut self, clear: bool) {
+        if self.flag_at_start && clear {
+            self.safe = true;
+        }
+        self.flag_at_start = self.flag == Some(true);
+    }
+}
+
+fn spawn_attempt(
+    s: &Arc<Shared>,
+    permits: &Arc<Semaphore>,
+    tasks: &mut JoinSet<()>,
+    tx: &mpsc::Sender<Completion>,
+    d: ClaimedDelivery,
+) {
+    let permit = permits
+        .clone()
+        .try_acquire_owned()
+        .expect("claims never exceed the free slots");
+    s.track(&d);
+    tasks.spawn(execute(s.clone(), d, permit, tx.clone()));
 }
 
 impl Shared {
@@ -427,16 +536,6 @@ impl Shared {
             .filter(|(_, n)| **n >= self.config.endpoint_concurrency)
             .map(|(id, _)| *id)
             .collect()
-    }
-
-    /// How long to sleep when idle: until the next due retry, at most the poll interval.
-    async fn sleep_until_due(&self) -> Duration {
-        let poll = self.config.poll_interval;
-        match self.store.delivery_next_due().await {
-            Ok(Some(due)) => until(due, self.clock.now()).min(poll),
-            Ok(None) => poll,
-            Err(_) => poll,
-        }
     }
 
     /// Makes one attempt and decides the delivery's next state.

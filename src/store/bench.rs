@@ -98,7 +98,10 @@ impl Store {
             "VACUUM ANALYZE postbox.events",
             "VACUUM ANALYZE postbox.deliveries",
         ] {
-            client.batch_execute(stmt).await.map_err(db("bench_history_insert_many: vacuum"))?;
+            client
+                .batch_execute(stmt)
+                .await
+                .map_err(db("bench_history_insert_many: vacuum"))?;
         }
         Ok(())
     }

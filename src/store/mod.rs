@@ -10,7 +10,7 @@ use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 pub use maintenance::{DeletedBatch, MaintenanceLock, QueueDepth};
-pub use types::{ClaimedDelivery, Completion, DeliveryStatus, FanoutResult};
+pub use types::{ClaimLimits, ClaimedDelivery, Completion, DeliveryStatus, FanoutResult};
 pub use webhooks::{
     Delivery, EventType, NewWebhook, QueueStats, RetryOutcome, Webhook, WebhookPatch, WebhookStats,
 };
@@ -74,6 +74,30 @@ mod inbox;
 mod maintenance;
 mod types;
 mod webhooks;
+
+/// A claimed delivery from a row of `event_fanout_many` or `delivery_claim`.
+fn claimed_from_row(
+    r: &tokio_postgres::Row,
+    attempt: i32,
+    webhook_active: bool,
+) -> ClaimedDelivery {
+    ClaimedDelivery {
+        id: r.get("id"),
+        webhook_id: r.get("webhook_id"),
+        event_id: r.get("event_id"),
+        event_type: r.get("event_type"),
+        attempt,
+        payload: r.get("payload"),
+        event_created_at: r.get("event_created_at"),
+        url: r.get("url"),
+        secret: r.get("secret"),
+        previous_secret: r.get("previous_secret"),
+        headers: r.get("headers"),
+        max_retries: r.get("max_retries"),
+        retry_delay_seconds: r.get("retry_delay_seconds"),
+        webhook_active,
+    }
+}
 
 /// A handle on the database: a connection pool plus the statements.
 #[derive(Clone)]
@@ -161,65 +185,79 @@ impl Store {
         Ok(row.get(0))
     }
 
+    /// Fans out up to `events` events and claims up to `claim.limit` of the
+    /// new deliveries in the same statement (see the SQL file).
     pub async fn event_fanout_many(
         &self,
-        limit: i64,
+        events: i64,
         now: DateTime<Utc>,
+        claim: ClaimLimits<'_>,
     ) -> Result<FanoutResult, StoreError> {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(sql!("event_fanout_many"))
             .await
             .map_err(db("event_fanout_many"))?;
-        let row = client
-            .query_one(&stmt, &[&limit, &now])
+        let lease_secs = claim.lease.as_secs_f64();
+        let rows = client
+            .query(
+                &stmt,
+                &[
+                    &events,
+                    &now,
+                    &claim.limit,
+                    &claim.skip_webhooks,
+                    &lease_secs,
+                    &claim.per_webhook,
+                ],
+            )
             .await
             .map_err(db("event_fanout_many"))?;
-        Ok(FanoutResult {
-            events: row.get(0),
-            deliveries: row.get(1),
-        })
+        let mut result = FanoutResult::default();
+        for (i, r) in rows.iter().enumerate() {
+            if i == 0 {
+                result.events = r.get("events");
+                result.deliveries = r.get("deliveries");
+                result.queued = r.get("queued");
+                result.next_due = r.get("next_due");
+                result.barrier_clear = r.get("barrier_clear");
+            }
+            let id: Option<Uuid> = r.get("id");
+            if id.is_some() {
+                result.claimed.push(claimed_from_row(r, 1, true));
+            }
+        }
+        Ok(result)
     }
 
+    /// Claims up to `claim.limit` due deliveries (pending or retrying).
     pub async fn delivery_claim(
         &self,
-        limit: i64,
         now: DateTime<Utc>,
-        skip_webhooks: &[Uuid],
-        lease: Duration,
-        per_webhook: i64,
+        claim: ClaimLimits<'_>,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(sql!("delivery_claim"))
             .await
             .map_err(db("delivery_claim"))?;
-        let lease_secs = lease.as_secs_f64();
+        let lease_secs = claim.lease.as_secs_f64();
         let rows = client
             .query(
                 &stmt,
-                &[&limit, &now, &skip_webhooks, &lease_secs, &per_webhook],
+                &[
+                    &claim.limit,
+                    &now,
+                    &claim.skip_webhooks,
+                    &lease_secs,
+                    &claim.per_webhook,
+                ],
             )
             .await
             .map_err(db("delivery_claim"))?;
         Ok(rows
-            .into_iter()
-            .map(|r| ClaimedDelivery {
-                id: r.get("id"),
-                webhook_id: r.get("webhook_id"),
-                event_id: r.get("event_id"),
-                event_type: r.get("event_type"),
-                attempt: r.get("attempts"),
-                payload: r.get("payload"),
-                event_created_at: r.get("event_created_at"),
-                url: r.get("url"),
-                secret: r.get("secret"),
-                previous_secret: r.get("previous_secret"),
-                headers: r.get("headers"),
-                max_retries: r.get("max_retries"),
-                retry_delay_seconds: r.get("retry_delay_seconds"),
-                webhook_active: r.get("active"),
-            })
+            .iter()
+            .map(|r| claimed_from_row(r, r.get("attempts"), r.get("active")))
             .collect())
     }
 
@@ -329,20 +367,6 @@ impl Store {
             .await
             .map_err(db("queue_state_set_waiting"))?;
         Ok(())
-    }
-
-    /// See `sql/queue_wakeup_barrier.sql`.
-    pub async fn queue_wakeup_barrier(&self) -> Result<bool, StoreError> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(sql!("queue_wakeup_barrier"))
-            .await
-            .map_err(db("queue_wakeup_barrier"))?;
-        let row = client
-            .query_one(&stmt, &[])
-            .await
-            .map_err(db("queue_wakeup_barrier"))?;
-        Ok(row.get(0))
     }
 
     pub async fn webhook_disable(

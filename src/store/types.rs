@@ -93,9 +93,31 @@ pub struct Completion {
     pub duration_ms: i32,
 }
 
-/// What one fan-out batch did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What one fan-out batch did, and what it claimed.
+#[derive(Debug, Clone, Default)]
 pub struct FanoutResult {
+    /// Events taken from the outbox.
     pub events: i64,
+    /// Deliveries created (claimed or queued).
     pub deliveries: i64,
+    /// Deliveries queued as pending for webhooks that were not at their cap.
+    pub queued: i64,
+    /// Earliest due time of queued work as of the statement.
+    pub next_due: Option<DateTime<Utc>>,
+    /// Whether the wake-up barrier was clear during the statement.
+    pub barrier_clear: bool,
+    /// Deliveries claimed at once (status 'sending', attempt 1).
+    pub claimed: Vec<ClaimedDelivery>,
+}
+
+/// The claim parameters shared by `event_fanout_many` and `delivery_claim`.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimLimits<'a> {
+    /// At most this many deliveries.
+    pub limit: i64,
+    /// Skip these webhooks (at their in-flight cap).
+    pub skip_webhooks: &'a [uuid::Uuid],
+    pub lease: std::time::Duration,
+    /// At most this many deliveries per webhook in one claim.
+    pub per_webhook: i64,
 }

@@ -8,7 +8,7 @@ use chrono::Utc;
 use postbox::clock::{SharedClock, ShiftedClock};
 use postbox::dispatch::Dispatcher;
 use postbox::signing::{verify, SigningKey};
-use postbox::store::{Completion, DeliveryStatus};
+use postbox::store::{ClaimLimits, Completion, DeliveryStatus};
 use serde_json::json;
 
 use crate::support::*;
@@ -349,16 +349,23 @@ async fn a_late_completion_after_a_takeover_changes_nothing() {
     publish(&c, "user.created", json!({}), "u").await;
     let store = db.store();
     let now = Utc::now();
-    store.event_fanout_many(10, now).await.unwrap();
-    let lease = Duration::from_secs(60);
-    let first = store.delivery_claim(10, now, &[], lease, 10).await.unwrap();
+    let limits = ClaimLimits {
+        limit: 10,
+        skip_webhooks: &[],
+        lease: Duration::from_secs(60),
+        per_webhook: 10,
+    };
+    // Fan-out claims the new delivery at once: attempt 1.
+    let first = store
+        .event_fanout_many(10, now, limits)
+        .await
+        .unwrap()
+        .claimed;
     assert_eq!(first.len(), 1);
+    assert_eq!(first[0].attempt, 1);
     let later = now + chrono::Duration::seconds(61);
     assert_eq!(store.delivery_rescue_expired(later, 10).await.unwrap(), 1);
-    let second = store
-        .delivery_claim(10, later, &[], lease, 10)
-        .await
-        .unwrap();
+    let second = store.delivery_claim(later, limits).await.unwrap();
     assert_eq!(second[0].attempt, 2);
     let outcome = |attempt, status| Completion {
         delivery_id: first[0].id,
