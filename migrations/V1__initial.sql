@@ -200,6 +200,8 @@ BEGIN
             USING ERRCODE = '22023',
                   HINT = 'Add it first: INSERT INTO postbox.event_types (name, description) VALUES (...).';
     END IF;
+    -- The text form, as endpoints receive it: the stored size says little
+    -- (a number such as 1e100000 is a few bytes stored, 100 KB as text).
     IF octet_length(NEW.payload::text) > 1048576 THEN
         RAISE EXCEPTION 'postbox: the payload of a % event is % bytes; the limit is 1 MiB (1048576 bytes)',
             NEW.event_type, octet_length(NEW.payload::text)

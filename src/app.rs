@@ -140,7 +140,13 @@ pub async fn serve(
         });
     }
     if !args.no_dispatcher {
-        let dispatcher = Dispatcher::new(store.clone(), args.dispatch.to_config(), clock.clone())?;
+        // Its own pool: the dispatcher's sessions may commit asynchronously.
+        let dispatch_store = Store::connect_with(
+            &args.db.database_url,
+            args.db.db_pool_size,
+            args.dispatch.dispatcher_async_commit,
+        )?;
+        let dispatcher = Dispatcher::new(dispatch_store, args.dispatch.to_config(), clock.clone())?;
         let stop = shutdown.clone();
         roles.spawn(async move { dispatcher.run(stop).await.map_err(AppError::from) });
     }

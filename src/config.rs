@@ -96,6 +96,11 @@ pub struct DispatchArgs {
     /// Events fanned out per statement and most deliveries claimed at once
     #[arg(long, env = "POSTBOX_BATCH_SIZE", default_value_t = 500)]
     pub batch_size: usize,
+    /// The dispatcher's own writes (claims, outcomes) commit without waiting
+    /// for the WAL flush (synchronous_commit=off); a Postgres crash can only
+    /// make a delivery be sent again
+    #[arg(long, env = "POSTBOX_DISPATCHER_ASYNC_COMMIT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub dispatcher_async_commit: bool,
 }
 
 impl DispatchArgs {

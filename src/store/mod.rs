@@ -109,9 +109,31 @@ pub struct Store {
 impl Store {
     /// Builds a pool of at most `max_size` connections. Connects lazily.
     pub fn connect(url: &str, max_size: usize) -> Result<Store, StoreError> {
-        let pg: tokio_postgres::Config = url
+        Store::connect_with(url, max_size, false)
+    }
+
+    /// Like `connect`; with `async_commit` the pool's sessions commit with
+    /// `synchronous_commit = off`: a commit returns before its WAL is flushed.
+    /// Only the dispatcher uses it. A Postgres crash can then forget its last
+    /// few hundred milliseconds of claims and outcomes; every guarantee still
+    /// holds (the events are untouched, a forgotten claim or outcome means the
+    /// delivery is sent again: at least once), and no commit waits for a disk
+    /// flush, which is most of a small transaction's cost.
+    pub fn connect_with(
+        url: &str,
+        max_size: usize,
+        async_commit: bool,
+    ) -> Result<Store, StoreError> {
+        let mut pg: tokio_postgres::Config = url
             .parse()
             .map_err(|e: tokio_postgres::Error| StoreError::Config(e.to_string()))?;
+        if async_commit {
+            let options = match pg.get_options() {
+                Some(o) if !o.is_empty() => format!("{o} -c synchronous_commit=off"),
+                _ => "-c synchronous_commit=off".to_string(),
+            };
+            pg.options(&options);
+        }
         let manager = Manager::from_config(
             pg,
             NoTls,
