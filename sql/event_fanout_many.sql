@@ -45,16 +45,16 @@ WITH batch AS MATERIALIZED (
      AND w.active
      AND w.event_types && ARRAY[m.event_type, split_part(m.event_type, '.', 1) || '.*', '*']
 ), decided AS MATERIALIZED (
-    SELECT mt.*,
+    SELECT mt.*, postbox.uuid_v7() AS id,
            (NOT (SELECT paused FROM postbox.queue_state)
             AND mt.rank_in_batch <= $3::bigint
             AND mt.rank_in_webhook <= $6::bigint
             AND mt.webhook_id <> ALL ($4::uuid[])) AS claim
     FROM matched mt
 ), inserted AS (
-    INSERT INTO postbox.deliveries (webhook_id, event_id, event_type, status, attempts,
+    INSERT INTO postbox.deliveries (id, webhook_id, event_id, event_type, status, attempts,
                                     next_attempt_at, lease_expires_at, created_at, updated_at)
-    SELECT d.webhook_id, d.event_id, d.event_type,
+    SELECT d.id, d.webhook_id, d.event_id, d.event_type,
            CASE WHEN d.claim THEN 'sending'::postbox.delivery_status ELSE 'pending' END,
            CASE WHEN d.claim THEN 1 ELSE 0 END,
            $2,
@@ -75,6 +75,6 @@ LEFT JOIN (
     SELECT i.id, i.webhook_id, i.event_id, d.event_type, d.payload::text AS payload, d.event_created_at,
            d.url, d.secret, d.previous_secret, d.headers, d.max_retries, d.retry_delay_seconds
     FROM inserted i
-    JOIN decided d ON d.event_id = i.event_id AND d.webhook_id = i.webhook_id
+    JOIN decided d ON d.id = i.id
     WHERE i.status = 'sending'
 ) AS c ON true

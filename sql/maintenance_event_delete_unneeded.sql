@@ -3,9 +3,10 @@
 -- left, created before $2 (now - POSTBOX_RETENTION_SUCCESS) and at or after $1
 -- (the previous batch's newest created_at). Reads events_created_idx in order
 -- and probes deliveries_event_webhook_key per event; locks only the rows it
--- deletes, SKIP LOCKED. A fanned-out event gets no new deliveries, and a
--- concurrent delivery insert would hold a key-share lock on the event, so the
--- check cannot race. Returns the rows deleted and the newest created_at.
+-- deletes, SKIP LOCKED. Deliveries are created only by fan-out, from events
+-- that are still fanout_pending and locked by it, or together with a brand-new
+-- event (the API's test send), so the check cannot race.
+-- Returns the rows deleted and the newest created_at.
 WITH doomed AS (
     SELECT e.id
     FROM postbox.events e

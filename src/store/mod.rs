@@ -113,8 +113,9 @@ impl Store {
     }
 
     /// Like `connect`; with `async_commit` the pool's sessions commit with
-    /// `synchronous_commit = off`: a commit returns before its WAL is flushed.
-    /// Only the dispatcher uses it. A Postgres crash can then forget its last
+    /// `synchronous_commit = off`: a commit returns before its WAL is flushed
+    /// (and statements are planned once, generically). Only the dispatcher
+    /// uses it. A Postgres crash can then forget its last
     /// few hundred milliseconds of claims and outcomes; every guarantee still
     /// holds (the events are untouched, a forgotten claim or outcome means the
     /// delivery is sent again: at least once), and no commit waits for a disk
@@ -128,9 +129,12 @@ impl Store {
             .parse()
             .map_err(|e: tokio_postgres::Error| StoreError::Config(e.to_string()))?;
         if async_commit {
+            // The dispatcher's statements are written to need no custom plan
+            // (index scans, primary keys through arrays): plan them once.
+            let ours = "-c synchronous_commit=off -c plan_cache_mode=force_generic_plan";
             let options = match pg.get_options() {
-                Some(o) if !o.is_empty() => format!("{o} -c synchronous_commit=off"),
-                _ => "-c synchronous_commit=off".to_string(),
+                Some(o) if !o.is_empty() => format!("{o} {ours}"),
+                _ => ours.to_string(),
             };
             pg.options(&options);
         }
