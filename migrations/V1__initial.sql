@@ -212,7 +212,10 @@ BEGIN
             USING ERRCODE = '54000', HINT = 'Send a reference (an id or a URL) instead of the data.';
     END IF;
     PERFORM pg_advisory_xact_lock_shared(7138400190000001);
-    IF (SELECT dispatcher_waiting FROM postbox.queue_state) THEN
+    -- Only READ COMMITTED reads the flag as of now; a REPEATABLE READ or
+    -- SERIALIZABLE producer may hold an older snapshot, so it always notifies.
+    IF current_setting('transaction_isolation') <> 'read committed'
+       OR (SELECT dispatcher_waiting FROM postbox.queue_state) THEN
         PERFORM pg_notify('postbox_wakeup', '');
     END IF;
     RETURN NEW;

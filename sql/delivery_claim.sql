@@ -1,7 +1,8 @@
 -- delivery_claim: claims up to $1 due deliveries and commits them as 'sending'
--- before any request is made. $2 = now, $3 = webhooks to skip (already at
--- their in-flight cap in this dispatcher), $4 = lease in seconds, $5 = at most
--- this many rows per webhook in one claim (fairness across endpoints).
+-- before any request is made. $2 = now, $4 = lease in seconds. Per webhook
+-- (fairness across endpoints, the in-flight cap): at most $6[i] rows for the
+-- webhook $3[i], which already has requests in flight in this dispatcher
+-- (none when $6[i] <= 0), and at most $5 for any other.
 -- The attempt counter is incremented here: it is the claim's fencing token.
 --
 -- Locks a window of at most 4 x $1 due rows (SKIP LOCKED, so dispatchers take
@@ -15,7 +16,7 @@ WITH window_rows AS MATERIALIZED (
     FROM postbox.deliveries d
     WHERE d.status IN ('pending', 'retrying')
       AND d.next_attempt_at <= $2
-      AND d.webhook_id <> ALL ($3::uuid[])
+      AND d.webhook_id <> ALL (ARRAY(SELECT b.webhook_id FROM unnest($3::uuid[], $6::bigint[]) AS b(webhook_id, room) WHERE b.room <= 0))
       AND NOT (SELECT paused FROM postbox.queue_state)
     ORDER BY d.next_attempt_at
     LIMIT 4 * $1::bigint
@@ -23,11 +24,12 @@ WITH window_rows AS MATERIALIZED (
 ), picked AS MATERIALIZED (
     SELECT r.id
     FROM (
-        SELECT w.id, w.next_attempt_at,
+        SELECT w.id, w.next_attempt_at, coalesce(b.room, $5::bigint) AS room,
                row_number() OVER (PARTITION BY w.webhook_id ORDER BY w.next_attempt_at) AS rank_in_webhook
         FROM window_rows w
+        LEFT JOIN unnest($3::uuid[], $6::bigint[]) AS b(webhook_id, room) ON b.webhook_id = w.webhook_id
     ) r
-    WHERE r.rank_in_webhook <= $5::bigint
+    WHERE r.rank_in_webhook <= r.room
     ORDER BY r.next_attempt_at
     LIMIT $1::bigint
 )

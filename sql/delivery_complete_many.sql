@@ -27,10 +27,17 @@ WITH outcome AS (
       AND d.attempts = o.attempt
     RETURNING d.id, d.webhook_id, d.status
 ), verified AS (
+    -- Best effort, and never waits: a webhook row locked elsewhere (an API
+    -- update or delete) is left for a later success. Waiting here could
+    -- deadlock with a delete that cascades to the rows updated above.
     UPDATE postbox.webhooks w
     SET verified = true
-    WHERE w.id IN (SELECT a.webhook_id FROM applied a WHERE a.status = 'success')
-      AND NOT w.verified
+    WHERE w.id IN (
+        SELECT v.id FROM postbox.webhooks v
+        WHERE v.id IN (SELECT a.webhook_id FROM applied a WHERE a.status = 'success')
+          AND NOT v.verified
+        FOR NO KEY UPDATE SKIP LOCKED
+    )
 )
 INSERT INTO postbox.delivery_attempts (delivery_id, attempt, started_at, duration_ms, response_code, response_body, error_message)
 SELECT o.id, o.attempt, o.started_at, o.duration_ms, o.response_code, o.response_body, o.error_message

@@ -2,14 +2,16 @@
 -- matching active webhook of the event's owner (exact type, 'group.*' or '*'),
 -- and claims up to $3 of the new deliveries at once: they are inserted as
 -- 'sending', attempt 1, under a lease of $5 seconds, and returned with all a
--- request needs. The others (over $3, over $6 per webhook in this batch, for
--- webhooks in $4 (at their in-flight cap), or while the queue is paused) are
--- inserted as 'pending' for delivery_claim. $2 = now.
+-- request needs. The others (over $3; over a webhook's room: $7[i] for the
+-- webhook $4[i] that already has requests in flight in this dispatcher, $6
+-- for any other; or while the queue is paused) are inserted as 'pending' for
+-- delivery_claim. $2 = now.
 --
 -- Always returns at least one row: the batch summary (events, deliveries,
 -- queued, next_due, barrier_clear) with the claimed delivery's columns, which
 -- are NULL when nothing was claimed.
--- - next_due: the earliest due time of queued work, as of this statement.
+-- - next_due: the earliest due time of queued work, as of this statement
+--   (none while the queue is paused).
 -- - barrier_clear: no producer transaction that may have read
 --   dispatcher_waiting = false is still open (each producer holds the shared
 --   form of this advisory lock until it commits). Taken and released at once
@@ -44,13 +46,16 @@ WITH batch AS MATERIALIZED (
       ON w.owner_id = m.owner_id
      AND w.active
      AND w.event_types && ARRAY[m.event_type, split_part(m.event_type, '.', 1) || '.*', '*']
+), busy AS MATERIALIZED (
+    SELECT b.webhook_id, b.room
+    FROM unnest($4::uuid[], $7::bigint[]) AS b(webhook_id, room)
 ), decided AS MATERIALIZED (
     SELECT mt.*, postbox.uuid_v7() AS id,
            (NOT (SELECT paused FROM postbox.queue_state)
             AND mt.rank_in_batch <= $3::bigint
-            AND mt.rank_in_webhook <= $6::bigint
-            AND mt.webhook_id <> ALL ($4::uuid[])) AS claim
+            AND mt.rank_in_webhook <= coalesce(b.room, $6::bigint)) AS claim
     FROM matched mt
+    LEFT JOIN busy b ON b.webhook_id = mt.webhook_id
 ), inserted AS (
     INSERT INTO postbox.deliveries (id, webhook_id, event_id, event_type, status, attempts,
                                     next_attempt_at, lease_expires_at, created_at, updated_at)
@@ -66,8 +71,12 @@ WITH batch AS MATERIALIZED (
 )
 SELECT (SELECT count(*) FROM marked) AS events,
        (SELECT count(*) FROM inserted) AS deliveries,
-       (SELECT count(*) FROM inserted i WHERE i.status = 'pending' AND i.webhook_id <> ALL ($4::uuid[])) AS queued,
-       (SELECT min(q.next_attempt_at) FROM postbox.deliveries q WHERE q.status IN ('pending', 'retrying')) AS next_due,
+       (SELECT count(*) FROM inserted i
+         WHERE i.status = 'pending'
+           AND NOT EXISTS (SELECT 1 FROM busy b WHERE b.webhook_id = i.webhook_id AND b.room <= 0)) AS queued,
+       (SELECT min(q.next_attempt_at) FROM postbox.deliveries q
+         WHERE q.status IN ('pending', 'retrying')
+           AND NOT (SELECT paused FROM postbox.queue_state)) AS next_due,
        CASE WHEN pg_try_advisory_lock(7138400190000001) THEN pg_advisory_unlock(7138400190000001) ELSE false END AS barrier_clear,
        c.*
 FROM (SELECT 1) AS one

@@ -54,7 +54,7 @@ WITH candidates AS (
             AND (last_success.at IS NULL OR a.started_at > last_success.at)
             AND (a.response_code IS NULL OR a.response_code NOT BETWEEN 200 AND 299)
       )
-    FOR UPDATE OF w SKIP LOCKED
+    FOR NO KEY UPDATE OF w SKIP LOCKED
 )
 UPDATE postbox.webhooks w
 SET active = false, disabled_at = $1, disabled_reason = $3, updated_at = $1

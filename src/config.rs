@@ -113,7 +113,8 @@ impl DispatchArgs {
             allow_private_targets: self.allow_private_targets,
             require_https: self.require_https,
             shutdown_timeout: self.shutdown_timeout,
-            poll_interval: self.poll_interval,
+            // A zero poll would spin; 10 ms is already far below any use.
+            poll_interval: self.poll_interval.max(std::time::Duration::from_millis(10)),
             batch_size: self.batch_size.max(1),
         }
     }

@@ -25,6 +25,8 @@ pub struct Claims {
     /// `admin` opens the queue routes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// Issued-at; optional (SPEC requires only `sub` and HS256).
+    #[serde(default)]
     pub iat: i64,
     pub exp: i64,
 }

@@ -102,15 +102,27 @@ pub async fn test_send(state: &ApiState, ctx: Ctx) -> Result<Response, ApiError>
         .delivery_test_create(id, &ctx.caller.owner, &payload, now, state.test_lease)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook"))?;
-    let attempt = state.sender.send(&claimed).await;
-    // A test is never retried: with no retries left, a failure is final.
-    let mut once = claimed.clone();
-    once.max_retries = 0;
-    let completion = retry::complete(&once, &attempt, state.clock.now(), 0.0);
-    state
-        .store
-        .delivery_complete_many(&[completion], state.clock.now())
-        .await?;
+    // Send and record in a task of its own: a client that hangs up mid-request
+    // must not leave the row `sending` for the lease rescue to retry.
+    let (sender, store, clock) = (
+        state.sender.clone(),
+        state.store.clone(),
+        state.clock.clone(),
+    );
+    let task_claim = claimed.clone();
+    let attempt = tokio::spawn(async move {
+        let attempt = sender.send(&task_claim).await;
+        // A test is never retried: with no retries left, a failure is final.
+        let mut once = task_claim;
+        once.max_retries = 0;
+        let completion = retry::complete(&once, &attempt, clock.now(), 0.0);
+        store
+            .delivery_complete_many(&[completion], clock.now())
+            .await
+            .map(|_| attempt)
+    })
+    .await
+    .map_err(|e| ApiError::internal(&e))??;
     Ok(ok(
         StatusCode::OK,
         &TestResult {

@@ -12,8 +12,14 @@ impl From<StoreError> for ApiError {
         let message = e.db_message().unwrap_or("invalid input").to_string();
         match e.sql_state() {
             // Raised by postbox's own checks: unknown type, payload not an object, ...
-            Some("22023") | Some("22P02") | Some("22001") | Some("23514") | Some("23502") => {
+            // 22P05/22021: text or JSON with a NUL character, which Postgres cannot store.
+            Some("22023") | Some("22P02") | Some("22001") | Some("23514") | Some("23502")
+            | Some("22P05") | Some("22021") => {
                 ApiError::new(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message)
+            }
+            // Deadlock or serialization failure: a concurrent change won; try again.
+            Some("40P01") | Some("40001") => {
+                ApiError::unavailable("the request collided with a concurrent change; retry it")
             }
             Some("54000") => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", message)

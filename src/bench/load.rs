@@ -179,7 +179,8 @@ pub async fn queue_alone(
                 let now = Utc::now();
                 let limits = ClaimLimits {
                     limit: batch,
-                    skip_webhooks: &[],
+                    busy_webhooks: &[],
+                    busy_room: &[],
                     lease: Duration::from_secs(60),
                     per_webhook: batch,
                 };

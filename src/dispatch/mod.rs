@@ -106,6 +106,8 @@ struct Shared {
     config: DispatchConfig,
     inflight: Mutex<InFlight>,
     slot_freed: Notify,
+    /// A webhook that was at its in-flight cap is below it again.
+    cap_freed: AtomicBool,
 }
 
 pub struct Dispatcher {
@@ -134,6 +136,7 @@ impl Dispatcher {
                 config,
                 inflight: Mutex::new(InFlight::default()),
                 slot_freed: Notify::new(),
+                cap_freed: AtomicBool::new(false),
             }),
         })
     }
@@ -147,7 +150,8 @@ impl Dispatcher {
         let limit = s.config.concurrency.min(s.config.batch_size) as i64;
         let claim = ClaimLimits {
             limit,
-            skip_webhooks: &[],
+            busy_webhooks: &[],
+            busy_room: &[],
             lease: s.config.lease(),
             per_webhook: s.config.endpoint_concurrency as i64,
         };
@@ -203,6 +207,7 @@ impl Dispatcher {
         let mut idle = IdleState::default();
         // Look for due deliveries (not only new events) in the next pass.
         let mut claim_wanted = true;
+        let mut last_claim = Instant::now();
         let mut last_rescue: Option<Instant> = None;
         let mut error_backoff = Duration::from_millis(100);
         tracing::info!(
@@ -235,10 +240,11 @@ impl Dispatcher {
                 if limit == 0 {
                     return Ok(Pass::RateLimited);
                 }
-                let skip = s.saturated_webhooks();
+                let (busy, room_left) = s.busy_webhooks();
                 let claim = ClaimLimits {
                     limit: limit as i64,
-                    skip_webhooks: &skip,
+                    busy_webhooks: &busy,
+                    busy_room: &room_left,
                     lease: s.config.lease(),
                     per_webhook: s.config.endpoint_concurrency as i64,
                 };
@@ -253,28 +259,40 @@ impl Dispatcher {
                 for d in fan.claimed {
                     spawn_attempt(&s, &permits, &mut tasks, &tx, d);
                 }
-                if fan.queued > 0 || wake_claim.swap(false, Ordering::Relaxed) {
+                let now = s.clock.now();
+                if fan.queued > 0
+                    || wake_claim.swap(false, Ordering::Relaxed)
+                    || s.cap_freed.swap(false, Ordering::Relaxed)
+                    || last_claim.elapsed() >= s.config.poll_interval
+                {
+                    idle.due_unclaimable = false;
                     claim_wanted = true;
                 }
-                let now = s.clock.now();
-                if fan.next_due.is_some_and(|due| due <= now) && !idle.only_saturated_due {
+                if fan.next_due.is_some_and(|due| due <= now) && !idle.due_unclaimable {
                     claim_wanted = true;
                 }
                 // 2. Due deliveries: retries, requeued, rescued, queued by fan-out.
                 let room = limit - claimed;
                 if claim_wanted && room > 0 {
                     claim_wanted = false;
+                    last_claim = Instant::now();
+                    // The fan-out's claims count against their webhooks' caps.
+                    let (busy, room_left) = s.busy_webhooks();
                     let rows = s
                         .store
                         .delivery_claim(
                             now,
                             ClaimLimits {
                                 limit: room as i64,
+                                busy_webhooks: &busy,
+                                busy_room: &room_left,
                                 ..claim
                             },
                         )
                         .await?;
-                    idle.only_saturated_due = rows.is_empty() && !skip.is_empty();
+                    // Due but nothing claimable (webhooks at their cap, rows
+                    // locked by another dispatcher): wait for a change.
+                    idle.due_unclaimable = rows.is_empty();
                     if rows.len() == room {
                         claim_wanted = true;
                     }
@@ -317,9 +335,18 @@ impl Dispatcher {
                 .set((s.config.concurrency - permits.available_permits()) as f64);
             match pass {
                 Pass::Full => {
-                    tokio::select! {
-                        _ = s.slot_freed.notified() => {}
-                        _ = shutdown.cancelled() => {}
+                    let stalled = tokio::select! {
+                        _ = s.slot_freed.notified() => false,
+                        _ = tokio::time::sleep(STALLED_AFTER) => true,
+                        _ = shutdown.cancelled() => false,
+                    };
+                    if stalled && idle.flag != Some(true) {
+                        // Every slot is held by slow requests: this dispatcher
+                        // fans out nothing meanwhile, so let producers wake
+                        // the others.
+                        if s.store.queue_state_set_waiting(true).await.is_ok() {
+                            idle.set_flag(true);
+                        }
                     }
                 }
                 Pass::RateLimited => {
@@ -339,9 +366,7 @@ impl Dispatcher {
                 }
                 // Less than a batch: the next pass looks once more.
                 Pass::Some => {}
-                Pass::Idle {
-                    safe_before: false, ..
-                } if idle.flag != Some(true) => {
+                Pass::Idle { .. } if idle.flag != Some(true) => {
                     // Say we wait; the next statement checks that no producer
                     // missed it, the one after looks for work once more.
                     match s.store.queue_state_set_waiting(true).await {
@@ -357,32 +382,37 @@ impl Dispatcher {
                     next_due,
                 } => {
                     let sleep = if safe_before {
-                        let now = s.clock.now();
+                        idle.recheck_delay = RECHECK_FIRST;
                         let until_due = next_due
-                            .filter(|_| !idle.only_saturated_due)
-                            .map(|due| until(due, now))
+                            .filter(|_| !idle.due_unclaimable)
+                            .map(|due| until(due, s.clock.now()).max(Duration::from_millis(1)))
                             .unwrap_or(s.config.poll_interval);
                         until_due.min(s.config.poll_interval)
-                    } else if idle.rechecked {
-                        // A producer may still hold the barrier: look again soon.
-                        Duration::from_millis(10)
-                    } else {
+                    } else if !idle.rechecked {
+                        // The barrier cleared during the last pass: look once more.
                         idle.rechecked = true;
                         continue;
+                    } else {
+                        // A producer transaction is still open: look again
+                        // soon, then less and less often.
+                        let d = idle.recheck_delay.max(RECHECK_FIRST);
+                        idle.recheck_delay = (d * 2).min(s.config.poll_interval);
+                        d
                     };
                     idle.rechecked = false;
-                    let timed_out = tokio::select! {
+                    let polled = tokio::select! {
                         _ = wake.notified() => false,
-                        _ = s.slot_freed.notified() => { claim_wanted = true; false }
-                        _ = tokio::time::sleep(sleep) => true,
+                        _ = s.slot_freed.notified() => false,
+                        _ = tokio::time::sleep(sleep) => safe_before,
                         _ = shutdown.cancelled() => false,
                     };
-                    if timed_out {
-                        // Due work, or another dispatcher may have cleared the
-                        // flag: claim, and say again that we wait.
-                        claim_wanted = true;
-                        idle.flag = None;
-                        idle.safe = false;
+                    if polled && sleep >= s.config.poll_interval {
+                        // A full poll without a wake-up: another dispatcher may
+                        // have cleared the flag. Say again that we wait.
+                        idle = IdleState {
+                            due_unclaimable: idle.due_unclaimable,
+                            ..IdleState::default()
+                        };
                     }
                 }
             }
@@ -462,6 +492,10 @@ enum Pass {
 
 /// How often each dispatcher requeues deliveries whose lease expired.
 const RESCUE_EVERY: Duration = Duration::from_secs(5);
+/// All slots busy this long: the dispatcher counts as stalled (see Pass::Full).
+const STALLED_AFTER: Duration = Duration::from_millis(100);
+/// First wait when the wake-up barrier is taken by an open producer transaction.
+const RECHECK_FIRST: Duration = Duration::from_millis(10);
 
 /// The wake-up protocol's state (see migrations/V1: events_before_insert).
 #[derive(Default)]
@@ -475,8 +509,11 @@ struct IdleState {
     flag_at_start: bool,
     /// One recheck after an unsafe idle pass was made.
     rechecked: bool,
-    /// The last claim found due work only for webhooks at their cap.
-    only_saturated_due: bool,
+    /// The next wait while the barrier stays taken (doubles up to the poll).
+    recheck_delay: Duration,
+    /// The last claim found nothing although work was due (webhooks at their
+    /// cap, rows locked elsewhere): due times do not drive the next sleep.
+    due_unclaimable: bool,
 }
 
 impl IdleState {
@@ -521,6 +558,10 @@ impl Shared {
         let mut f = self.inflight.lock().expect("in-flight lock");
         f.deliveries.remove(&d.id);
         if let Some(n) = f.per_webhook.get_mut(&d.webhook_id) {
+            if *n == self.config.endpoint_concurrency {
+                // Its queued work may be claimed again.
+                self.cap_freed.store(true, Ordering::Relaxed);
+            }
             *n -= 1;
             if *n == 0 {
                 f.per_webhook.remove(&d.webhook_id);
@@ -528,14 +569,15 @@ impl Shared {
         }
     }
 
-    /// Webhooks at their in-flight cap: the next claim skips them.
-    fn saturated_webhooks(&self) -> Vec<Uuid> {
+    /// Webhooks with requests in flight, and how many more each may take
+    /// before it reaches its cap.
+    fn busy_webhooks(&self) -> (Vec<Uuid>, Vec<i64>) {
         let f = self.inflight.lock().expect("in-flight lock");
+        let cap = self.config.endpoint_concurrency as i64;
         f.per_webhook
             .iter()
-            .filter(|(_, n)| **n >= self.config.endpoint_concurrency)
-            .map(|(id, _)| *id)
-            .collect()
+            .map(|(id, n)| (*id, cap - *n as i64))
+            .unzip()
     }
 
     /// Makes one attempt and decides the delivery's next state.

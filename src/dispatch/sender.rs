@@ -170,6 +170,12 @@ impl Sender {
             attempt.error = Some(reason);
             return attempt;
         }
+        if SigningKey::from_secret(&d.secret).is_err() {
+            // Never send an unsigned request (a secret written by SQL can be malformed).
+            attempt.error =
+                Some("the webhook's secret is not a valid whsec_ secret: not sent".into());
+            return attempt;
+        }
         let body = event_body(d);
         let headers = self.headers(d, &body, started_at.timestamp());
         let request = self.client.post(&d.url).headers(headers).body(body).send();

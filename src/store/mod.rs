@@ -232,9 +232,10 @@ impl Store {
                     &events,
                     &now,
                     &claim.limit,
-                    &claim.skip_webhooks,
+                    &claim.busy_webhooks,
                     &lease_secs,
                     &claim.per_webhook,
+                    &claim.busy_room,
                 ],
             )
             .await
@@ -274,9 +275,10 @@ impl Store {
                 &[
                     &claim.limit,
                     &now,
-                    &claim.skip_webhooks,
+                    &claim.busy_webhooks,
                     &lease_secs,
                     &claim.per_webhook,
+                    &claim.busy_room,
                 ],
             )
             .await

@@ -115,9 +115,11 @@ pub struct FanoutResult {
 pub struct ClaimLimits<'a> {
     /// At most this many deliveries.
     pub limit: i64,
-    /// Skip these webhooks (at their in-flight cap).
-    pub skip_webhooks: &'a [uuid::Uuid],
+    /// Webhooks with requests in flight, and how many more each may take
+    /// (`busy_room[i]` for `busy_webhooks[i]`; 0 or less: none).
+    pub busy_webhooks: &'a [uuid::Uuid],
+    pub busy_room: &'a [i64],
     pub lease: std::time::Duration,
-    /// At most this many deliveries per webhook in one claim.
+    /// At most this many deliveries for any other webhook in one claim.
     pub per_webhook: i64,
 }

@@ -351,7 +351,8 @@ async fn a_late_completion_after_a_takeover_changes_nothing() {
     let now = Utc::now();
     let limits = ClaimLimits {
         limit: 10,
-        skip_webhooks: &[],
+        busy_webhooks: &[],
+        busy_room: &[],
         lease: Duration::from_secs(60),
         per_webhook: 10,
     };

@@ -36,7 +36,8 @@ async fn publish_batch(db: &TestDb, c: &tokio_postgres::Client, events: i64) {
     // Fan-out claims what it can; a claim of 0 leaves every delivery queued.
     let limits = postbox::store::ClaimLimits {
         limit: 0,
-        skip_webhooks: &[],
+        busy_webhooks: &[],
+        busy_room: &[],
         lease: std::time::Duration::from_secs(60),
         per_webhook: 0,
     };
