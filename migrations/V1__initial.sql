@@ -78,8 +78,6 @@ CREATE TABLE postbox.webhooks (
     headers              jsonb NOT NULL DEFAULT '{}'::jsonb CHECK (jsonb_typeof(headers) = 'object'),
     max_retries          integer NOT NULL DEFAULT 3 CHECK (max_retries BETWEEN 0 AND 10),
     retry_delay_seconds  integer NOT NULL DEFAULT 60 CHECK (retry_delay_seconds BETWEEN 0 AND 86400),
-    -- Optional cap on requests per second to this endpoint, across all dispatchers.
-    rate_limit_per_second integer CHECK (rate_limit_per_second > 0),
     -- Why and when Postbox turned the webhook off (410 Gone, failing too long).
     disabled_at          timestamptz,
     disabled_reason      text,

@@ -331,28 +331,6 @@ impl Store {
             .map_err(db("delivery_complete_many"))
     }
 
-    /// Returns claimed-but-unsent deliveries to the queue (shutdown).
-    pub async fn delivery_release_many(
-        &self,
-        claims: &[(Uuid, i32)],
-        now: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
-        if claims.is_empty() {
-            return Ok(0);
-        }
-        let ids: Vec<Uuid> = claims.iter().map(|c| c.0).collect();
-        let attempts: Vec<i32> = claims.iter().map(|c| c.1).collect();
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(sql!("delivery_release_many"))
-            .await
-            .map_err(db("delivery_release_many"))?;
-        client
-            .execute(&stmt, &[&ids, &attempts, &now])
-            .await
-            .map_err(db("delivery_release_many"))
-    }
-
     /// Requeues up to `limit` deliveries whose lease expired; returns how many.
     pub async fn delivery_rescue_expired(
         &self,

@@ -566,3 +566,42 @@ async fn stats_views_count_by_status() {
     let counts: Vec<i64> = (0..6).map(|i| q.get(i)).collect();
     assert_eq!(counts, vec![0, 0, 0, 0, 1, 0]);
 }
+
+#[tokio::test]
+async fn due_retries_are_claimed_while_new_events_keep_arriving() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let busy = Receiver::ok().await;
+    // Fails once, then succeeds; retry_delay 0: the retry is due at once.
+    let flaky = Receiver::start(Arc::new(|n| Answer::status(if n == 0 { 500 } else { 200 }))).await;
+    NewWebhook::new("busy", busy.url(), &["*"]).insert(&c).await;
+    NewWebhook {
+        retry_delay_seconds: 0,
+        ..NewWebhook::new("flaky", flaky.url(), &["*"])
+    }
+    .insert(&c)
+    .await;
+    let running = spawn_dispatcher(db.store(), dispatch_config(), system_clock());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let producer = {
+        let (url, stop) = (db.url.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (pc, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            while !stop.is_cancelled() {
+                publish(&pc, "session.message", json!({"m": 1}), "busy").await;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    publish(&c, "user.created", json!({"id": 1}), "flaky").await;
+    let got = flaky.wait_for(2, Duration::from_secs(5)).await;
+    assert_eq!(got[1].header("x-webhook-attempt"), "2");
+    stop.cancel();
+    producer.await.unwrap();
+    running.shutdown().await;
+    assert!(busy.count() > 10, "the steady traffic was delivered too");
+}
