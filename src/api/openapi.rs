@@ -12,11 +12,41 @@ use super::envelope::ApiError;
 use super::request::{Ctx, MAX_BODY};
 use super::router::{Access, RouteSpec, ROUTES};
 use super::validate as v;
+use super::ApiState;
 
-pub fn get(ctx: &Ctx) -> Result<Response, ApiError> {
+/// Serves the document with the live event catalogue as enums, so that a
+/// generated client or a fuzzer knows exactly which types are accepted.
+pub async fn get(state: &ApiState, ctx: &Ctx) -> Result<Response, ApiError> {
     ctx.query_pairs(&[])?;
-    let doc = document();
+    let types: Vec<String> = state
+        .store
+        .event_type_list()
+        .await?
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    let doc = with_catalogue(document(), &types);
     Ok(warp::reply::with_status(warp::reply::json(&doc), StatusCode::OK).into_response())
+}
+
+/// `document()` with `types` as the enum of event types (publish) and of
+/// subscriptions (each type, each `group.*`, and `*`).
+pub fn with_catalogue(mut doc: Value, types: &[String]) -> Value {
+    let mut subscriptions: Vec<String> = types.to_vec();
+    let mut groups: Vec<String> = types
+        .iter()
+        .filter_map(|t| t.split_once('.').map(|(g, _)| format!("{g}.*")))
+        .collect();
+    groups.sort();
+    groups.dedup();
+    subscriptions.extend(groups);
+    subscriptions.push("*".into());
+    let schemas = &mut doc["components"]["schemas"];
+    for name in ["WebhookCreate", "WebhookUpdate"] {
+        schemas[name]["properties"]["events"]["items"]["enum"] = json!(subscriptions);
+    }
+    schemas["PublishRequest"]["properties"]["type"]["enum"] = json!(types);
+    doc
 }
 
 fn schema_ref(name: &str) -> Value {
@@ -220,7 +250,7 @@ fn schemas() -> Value {
     let event_list = json!({"type": "array", "minItems": 1, "maxItems": v::EVENTS_MAX,
         "items": {"type": "string", "description": "a catalogue type, group.* or *"}});
     let headers = json!({"type": "object", "maxProperties": v::HEADERS_MAX,
-        "additionalProperties": {"type": "string", "maxLength": v::HEADER_VALUE_MAX},
+        "additionalProperties": {"type": "string", "maxLength": v::HEADER_VALUE_MAX, "pattern": "^[\\t\\x20-\\x7e]*$"},
         "description": "custom headers; not content-type, user-agent, webhook-*, x-webhook-* or other reserved names"});
     let name = json!({"type": "string", "minLength": 1, "maxLength": v::NAME_MAX});
     let description = json!({"type": "string", "maxLength": v::DESCRIPTION_MAX, "nullable": true});
@@ -323,12 +353,13 @@ fn schemas() -> Value {
                 "paused": {"type": "integer", "description": "due work held back by the pause"}, "isPaused": {"type": "boolean"}}},
         "PauseState": {"type": "object", "required": ["isPaused"], "properties": {"isPaused": {"type": "boolean"}}},
         "RetryFailedRequest": {"type": "object", "additionalProperties": false, "properties": {
-            "webhookId": {"type": "string", "format": "uuid", "description": "only this webhook's failed deliveries"}}},
+            "webhookId": {"type": "string", "format": "uuid", "nullable": true,
+                "description": "only this webhook's failed deliveries; absent or null: all"}}},
         "Count": {"type": "object", "required": ["count"], "properties": {"count": {"type": "integer"}}},
         "PublishRequest": {"type": "object", "additionalProperties": false, "required": ["type", "data"], "properties": {
             "type": {"type": "string", "minLength": 1, "description": "a catalogue type"},
             "data": {"type": "object", "description": "the payload; at most 1 MiB"},
-            "idempotencyKey": {"type": "string", "minLength": 1, "maxLength": v::IDEMPOTENCY_KEY_MAX}}},
+            "idempotencyKey": {"type": "string", "minLength": 1, "maxLength": v::IDEMPOTENCY_KEY_MAX, "nullable": true}}},
         "PublishResult": {"type": "object", "required": ["id"], "properties": {"id": uuid}}
     })
 }

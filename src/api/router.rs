@@ -299,7 +299,7 @@ fn allow_header(path: &str) -> Option<HeaderValue> {
 /// test checks it).
 async fn dispatch(state: &ApiState, route: &RouteSpec, ctx: Ctx) -> Result<Response, ApiError> {
     match (route.method, route.path) {
-        ("GET", "/api/openapi.json") => openapi::get(&ctx),
+        ("GET", "/api/openapi.json") => openapi::get(state, &ctx).await,
         ("GET", "/api/webhooks/events") => webhooks::catalogue(state, ctx).await,
         ("GET", "/api/webhooks/queue/stats") => queue::stats(state, ctx).await,
         ("POST", "/api/webhooks/queue/pause") => queue::pause(state, ctx).await,

@@ -100,6 +100,12 @@ pub async fn url(state: &ApiState, v: Value) -> Result<String, ApiError> {
             format!("must be at most {URL_MAX} characters"),
         ));
     }
+    if !raw.is_ascii() {
+        return Err(ApiError::validation(
+            "url",
+            "must be ASCII: write an internationalised host name in punycode (xn--...) and percent-encode the path",
+        ));
+    }
     if raw.trim() != raw || raw.is_empty() {
         return Err(ApiError::validation(
             "url",

@@ -182,7 +182,7 @@ async fn stripe_refusals_store_nothing() {
         ),
         (
             "stale",
-            stripe_headers(STRIPE_SECRET, t - 301, &body),
+            stripe_headers(STRIPE_SECRET, t - 400, &body),
             body.clone(),
             401,
             "INVALID_SIGNATURE",
@@ -340,13 +340,13 @@ async fn clerk_refusals_store_nothing() {
         ),
         (
             "stale",
-            clerk_headers(CLERK_SECRET, "msg_1", t - 301, body),
+            clerk_headers(CLERK_SECRET, "msg_1", t - 400, body),
             body,
             401,
         ),
         (
             "future",
-            clerk_headers(CLERK_SECRET, "msg_1", t + 301, body),
+            clerk_headers(CLERK_SECRET, "msg_1", t + 400, body),
             body,
             401,
         ),
