@@ -225,10 +225,13 @@ pub fn headers(v: Value) -> Result<Value, ApiError> {
                 format!("must be at most {HEADER_VALUE_MAX} bytes"),
             ));
         }
-        if HeaderValue::from_str(&value).is_err() {
+        // Visible ASCII and tabs only: what every HTTP stack accepts (and
+        // what the OpenAPI document says).
+        let ascii = value.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b));
+        if !ascii || HeaderValue::from_str(&value).is_err() {
             return Err(ApiError::validation(
                 &field,
-                "is not a valid header value (no control characters such as CR or LF)",
+                "is not a valid header value: visible ASCII and tabs only (no CR, LF or other control characters)",
             ));
         }
         out.insert(header.as_str().to_string(), Value::String(value));
