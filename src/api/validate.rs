@@ -227,7 +227,9 @@ pub fn headers(v: Value) -> Result<Value, ApiError> {
         }
         // Visible ASCII and tabs only: what every HTTP stack accepts (and
         // what the OpenAPI document says).
-        let ascii = value.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b));
+        let ascii = value
+            .bytes()
+            .all(|b| b == b'\t' || (0x20..0x7f).contains(&b));
         if !ascii || HeaderValue::from_str(&value).is_err() {
             return Err(ApiError::validation(
                 &field,

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{db, Store, StoreError};
+use super::{Store, StoreError};
 
 impl Store {
     /// Stores one verified incoming event unless `(source, external_id)` is
@@ -18,14 +18,10 @@ impl Store {
         payload_json: &str,
         received_at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(sql!("inbox_insert"))
-            .await
-            .map_err(db("inbox_insert"))?;
-        let row = client
-            .query_one(
-                &stmt,
+        let row = self
+            .row(
+                "inbox_insert",
+                sql!("inbox_insert"),
                 &[
                     &source,
                     &external_id,
@@ -34,8 +30,7 @@ impl Store {
                     &received_at,
                 ],
             )
-            .await
-            .map_err(db("inbox_insert"))?;
+            .await?;
         Ok(row.get(0))
     }
 }

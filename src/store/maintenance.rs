@@ -183,29 +183,25 @@ impl Store {
         cutoff: DateTime<Utc>,
         reason: &str,
     ) -> Result<Vec<Uuid>, StoreError> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(sql!("webhook_disable_failing"))
-            .await
-            .map_err(db("webhook_disable_failing"))?;
-        let rows = client
-            .query(&stmt, &[&now, &cutoff, &reason])
-            .await
-            .map_err(db("webhook_disable_failing"))?;
+        let rows = self
+            .rows(
+                "webhook_disable_failing",
+                sql!("webhook_disable_failing"),
+                &[&now, &cutoff, &reason],
+            )
+            .await?;
         Ok(rows.into_iter().map(|r| r.get(0)).collect())
     }
 
     /// The queue gauges of /metrics.
     pub async fn delivery_queue_depth(&self, now: DateTime<Utc>) -> Result<QueueDepth, StoreError> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(sql!("delivery_queue_depth"))
-            .await
-            .map_err(db("delivery_queue_depth"))?;
-        let r = client
-            .query_one(&stmt, &[&now])
-            .await
-            .map_err(db("delivery_queue_depth"))?;
+        let r = self
+            .row(
+                "delivery_queue_depth",
+                sql!("delivery_queue_depth"),
+                &[&now],
+            )
+            .await?;
         Ok(QueueDepth {
             pending: r.get("pending"),
             retrying: r.get("retrying"),

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
 pub use maintenance::{DeletedBatch, MaintenanceLock, QueueDepth};
@@ -167,6 +168,53 @@ impl Store {
         Ok(self.pool.get().await?)
     }
 
+    // One statement on a pooled connection, prepared once per connection;
+    // `op` names it in errors.
+
+    async fn exec(
+        &self,
+        op: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await.map_err(db(op))?;
+        client.execute(&stmt, params).await.map_err(db(op))
+    }
+
+    async fn rows(
+        &self,
+        op: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await.map_err(db(op))?;
+        client.query(&stmt, params).await.map_err(db(op))
+    }
+
+    async fn row(
+        &self,
+        op: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, StoreError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await.map_err(db(op))?;
+        client.query_one(&stmt, params).await.map_err(db(op))
+    }
+
+    async fn row_opt(
+        &self,
+        op: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await.map_err(db(op))?;
+        client.query_opt(&stmt, params).await.map_err(db(op))
+    }
+
     /// Applies the embedded migrations; running it again changes nothing.
     pub async fn migrate(&self) -> Result<usize, StoreError> {
         let mut client = self.client().await?;
@@ -199,15 +247,13 @@ impl Store {
         owner_id: &str,
         idempotency_key: Option<&str>,
     ) -> Result<Uuid, StoreError> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(sql!("event_publish"))
-            .await
-            .map_err(db("event_publish"))?;
-        let row = client
-            .query_one(&stmt, &[&event_type, payload, &owner_id, &idempotency_key])
-            .await
-            .map_err(db("event_publish"))?;
+        let row = self
+            .row(
+                "event_publish",
+                sql!("event_publish"),
+                &[&event_type, payload, &owner_id, &idempotency_key],
+            )
+            .await?;
         Ok(row.get(0))
     }
 
@@ -314,21 +360,15 @@ impl Store {
             .collect();
         let started: Vec<DateTime<Utc>> = outcomes.iter().map(|o| o.started_at).collect();
         let durations: Vec<i32> = outcomes.iter().map(|o| o.duration_ms).collect();
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(sql!("delivery_complete_many"))
-            .await
-            .map_err(db("delivery_complete_many"))?;
-        client
-            .execute(
-                &stmt,
-                &[
-                    &ids, &attempts, &statuses, &next, &codes, &bodies, &errors, &started,
-                    &durations, &now,
-                ],
-            )
-            .await
-            .map_err(db("delivery_complete_many"))
+        self.exec(
+            "delivery_complete_many",
+            sql!("delivery_complete_many"),
+            &[
+                &ids, &attempts, &statuses, &next, &codes, &bodies, &errors, &started, &durations,
+                &now,
+            ],
+        )
+        .await
     }
 
     /// Requeues up to `limit` deliveries whose lease expired; returns how many.
@@ -337,41 +377,29 @@ impl Store {
         now: DateTime<Utc>,
         limit: i64,
     ) -> Result<u64, StoreError> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(sql!("delivery_rescue_expired"))
-            .await
-            .map_err(db("delivery_rescue_expired"))?;
-        client
-            .execute(&stmt, &[&now, &limit])
-            .await
-            .map_err(db("delivery_rescue_expired"))
+        self.exec(
+            "delivery_rescue_expired",
+            sql!("delivery_rescue_expired"),
+            &[&now, &limit],
+        )
+        .await
     }
 
     /// The earliest instant at which queued work becomes due, if any.
     pub async fn delivery_next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(sql!("delivery_next_due"))
-            .await
-            .map_err(db("delivery_next_due"))?;
-        let row = client
-            .query_one(&stmt, &[])
-            .await
-            .map_err(db("delivery_next_due"))?;
+        let row = self
+            .row("delivery_next_due", sql!("delivery_next_due"), &[])
+            .await?;
         Ok(row.get(0))
     }
 
     pub async fn queue_state_set_waiting(&self, waiting: bool) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(sql!("queue_state_set_waiting"))
-            .await
-            .map_err(db("queue_state_set_waiting"))?;
-        client
-            .execute(&stmt, &[&waiting])
-            .await
-            .map_err(db("queue_state_set_waiting"))?;
+        self.exec(
+            "queue_state_set_waiting",
+            sql!("queue_state_set_waiting"),
+            &[&waiting],
+        )
+        .await?;
         Ok(())
     }
 
@@ -381,15 +409,13 @@ impl Store {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(sql!("webhook_disable"))
-            .await
-            .map_err(db("webhook_disable"))?;
-        let n = client
-            .execute(&stmt, &[&id, &reason, &now])
-            .await
-            .map_err(db("webhook_disable"))?;
+        let n = self
+            .exec(
+                "webhook_disable",
+                sql!("webhook_disable"),
+                &[&id, &reason, &now],
+            )
+            .await?;
         Ok(n > 0)
     }
 }

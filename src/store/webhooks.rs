@@ -167,14 +167,10 @@ pub enum RetryOutcome {
 
 impl Store {
     pub async fn webhook_insert(&self, w: &NewWebhook) -> Result<Webhook, StoreError> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(sql!("webhook_insert"))
-            .await
-            .map_err(db("webhook_insert"))?;
-        let row = client
-            .query_one(
-                &stmt,
+        let row = self
+            .row(
+                "webhook_insert",
+                sql!("webhook_insert"),
                 &[
                     &w.owner_id,
                     &w.name,
@@ -188,21 +184,14 @@ impl Store {
                     &w.active,
                 ],
             )
-            .await
-            .map_err(db("webhook_insert"))?;
+            .await?;
         Ok(Webhook::from_row(&row))
     }
 
     pub async fn webhook_get(&self, id: Uuid, owner: &str) -> Result<Option<Webhook>, StoreError> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(sql!("webhook_get"))
-            .await
-            .map_err(db("webhook_get"))?;
-        let row = client
-            .query_opt(&stmt, &[&id, &owner])
-            .await
-            .map_err(db("webhook_get"))?;
+        let row = self
+            .row_opt("webhook_get", sql!("webhook_get"), &[&id, &owner])
+            .await?;
         Ok(row.as_ref().map(Webhook::from_row))
     }
 
@@ -271,15 +260,9 @@ impl Store {
 
     /// True when the owner's webhook existed and is gone.
     pub async fn webhook_delete(&self, id: Uuid, owner: &str) -> Result<bool, StoreError> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(sql!("webhook_delete"))
-            .await
-            .map_err(db("webhook_delete"))?;
-        let n = client
-            .execute(&stmt, &[&id, &owner])
-            .await
-            .map_err(db("webhook_delete"))?;
+        let n = self
+            .exec("webhook_delete", sql!("webhook_delete"), &[&id, &owner])
+            .await?;
         Ok(n > 0)
     }
 
@@ -293,15 +276,13 @@ impl Store {
         secret: &str,
         grace_seconds: i32,
     ) -> Result<Option<Option<DateTime<Utc>>>, StoreError> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(sql!("webhook_rotate_secret"))
-            .await
-            .map_err(db("webhook_rotate_secret"))?;
-        let row = client
-            .query_opt(&stmt, &[&id, &owner, &secret, &grace_seconds])
-            .await
-            .map_err(db("webhook_rotate_secret"))?;
+        let row = self
+            .row_opt(
+                "webhook_rotate_secret",
+                sql!("webhook_rotate_secret"),
+                &[&id, &owner, &secret, &grace_seconds],
+            )
+            .await?;
         Ok(row.map(|r| r.get(0)))
     }
 
@@ -310,15 +291,13 @@ impl Store {
         id: Uuid,
         owner: &str,
     ) -> Result<Option<WebhookStats>, StoreError> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(sql!("webhook_stats_get"))
-            .await
-            .map_err(db("webhook_stats_get"))?;
-        let row = client
-            .query_opt(&stmt, &[&id, &owner])
-            .await
-            .map_err(db("webhook_stats_get"))?;
+        let row = self
+            .row_opt(
+                "webhook_stats_get",
+                sql!("webhook_stats_get"),
+                &[&id, &owner],
+            )
+            .await?;
         Ok(row.map(|r| WebhookStats {
             total: r.get("total"),
             success: r.get("success"),
@@ -332,15 +311,9 @@ impl Store {
     }
 
     pub async fn event_type_list(&self) -> Result<Vec<EventType>, StoreError> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(sql!("event_type_list"))
-            .await
-            .map_err(db("event_type_list"))?;
-        let rows = client
-            .query(&stmt, &[])
-            .await
-            .map_err(db("event_type_list"))?;
+        let rows = self
+            .rows("event_type_list", sql!("event_type_list"), &[])
+            .await?;
         Ok(rows
             .iter()
             .map(|r| EventType {
@@ -386,15 +359,13 @@ impl Store {
         webhook_id: Uuid,
         owner: &str,
     ) -> Result<Option<Delivery>, StoreError> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(sql!("delivery_get"))
-            .await
-            .map_err(db("delivery_get"))?;
-        let row = client
-            .query_opt(&stmt, &[&id, &webhook_id, &owner])
-            .await
-            .map_err(db("delivery_get"))?;
+        let row = self
+            .row_opt(
+                "delivery_get",
+                sql!("delivery_get"),
+                &[&id, &webhook_id, &owner],
+            )
+            .await?;
         Ok(row.as_ref().map(Delivery::from_row))
     }
 
@@ -404,15 +375,13 @@ impl Store {
         webhook_id: Uuid,
         owner: &str,
     ) -> Result<RetryOutcome, StoreError> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(sql!("delivery_retry"))
-            .await
-            .map_err(db("delivery_retry"))?;
-        let row = client
-            .query_opt(&stmt, &[&id, &webhook_id, &owner])
-            .await
-            .map_err(db("delivery_retry"))?;
+        let row = self
+            .row_opt(
+                "delivery_retry",
+                sql!("delivery_retry"),
+                &[&id, &webhook_id, &owner],
+            )
+            .await?;
         Ok(match row {
             None => RetryOutcome::NotFound,
             Some(r) if r.get::<_, bool>("requeued") => RetryOutcome::Requeued,
@@ -425,15 +394,12 @@ impl Store {
         &self,
         webhook_id: Option<Uuid>,
     ) -> Result<u64, StoreError> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(sql!("delivery_retry_failed_many"))
-            .await
-            .map_err(db("delivery_retry_failed_many"))?;
-        client
-            .execute(&stmt, &[&webhook_id])
-            .await
-            .map_err(db("delivery_retry_failed_many"))
+        self.exec(
+            "delivery_retry_failed_many",
+            sql!("delivery_retry_failed_many"),
+            &[&webhook_id],
+        )
+        .await
     }
 
     /// Creates a `webhook.test` event and its one delivery, already claimed
@@ -457,34 +423,11 @@ impl Store {
             .query_opt(&stmt, &[&webhook_id, &owner, payload, &now, &lease_secs])
             .await
             .map_err(db("delivery_test_create"))?;
-        Ok(row.map(|r| ClaimedDelivery {
-            id: r.get("id"),
-            webhook_id: r.get("webhook_id"),
-            event_id: r.get("event_id"),
-            event_type: r.get("event_type"),
-            attempt: r.get("attempts"),
-            payload: r.get("payload"),
-            event_created_at: r.get("event_created_at"),
-            url: r.get("url"),
-            secret: r.get("secret"),
-            previous_secret: r.get("previous_secret"),
-            headers: r.get("headers"),
-            max_retries: r.get("max_retries"),
-            retry_delay_seconds: r.get("retry_delay_seconds"),
-            webhook_active: r.get("active"),
-        }))
+        Ok(row.map(|r| super::claimed_from_row(&r, r.get("attempts"), r.get("active"))))
     }
 
     pub async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(sql!("queue_stats"))
-            .await
-            .map_err(db("queue_stats"))?;
-        let r = client
-            .query_one(&stmt, &[])
-            .await
-            .map_err(db("queue_stats"))?;
+        let r = self.row("queue_stats", sql!("queue_stats"), &[]).await?;
         Ok(QueueStats {
             waiting: r.get("waiting"),
             active: r.get("active"),
@@ -513,9 +456,6 @@ impl Store {
 
     /// Runs a statement without parameters whose answer does not matter.
     async fn execute_plain(&self, sql: &str, op: &'static str) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        let stmt = client.prepare_cached(sql).await.map_err(db(op))?;
-        client.execute(&stmt, &[]).await.map_err(db(op))?;
-        Ok(())
+        self.exec(op, sql, &[]).await.map(|_| ())
     }
 }
