@@ -188,6 +188,9 @@ INSERT INTO postbox.queue_state DEFAULT VALUES;
 -- old value, then looks for work once more before it sleeps.
 CREATE FUNCTION postbox.events_before_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    known boolean;
+    waiting boolean;
 BEGIN
     IF NEW.payload IS NULL OR jsonb_typeof(NEW.payload) <> 'object' THEN
         RAISE EXCEPTION 'postbox: the payload of a % event must be a JSON object, not %',
@@ -197,11 +200,6 @@ BEGIN
     IF NEW.owner_id IS NULL OR NEW.owner_id = '' THEN
         RAISE EXCEPTION 'postbox: owner_id must not be empty' USING ERRCODE = '22023';
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM postbox.event_types WHERE name = NEW.event_type) THEN
-        RAISE EXCEPTION 'postbox: unknown event type "%"', NEW.event_type
-            USING ERRCODE = '22023',
-                  HINT = 'Add it first: INSERT INTO postbox.event_types (name, description) VALUES (...).';
-    END IF;
     -- The text form, as endpoints receive it: the stored size says little
     -- (a number such as 1e100000 is a few bytes stored, 100 KB as text).
     IF octet_length(NEW.payload::text) > 1048576 THEN
@@ -209,11 +207,20 @@ BEGIN
             NEW.event_type, octet_length(NEW.payload::text)
             USING ERRCODE = '54000', HINT = 'Send a reference (an id or a URL) instead of the data.';
     END IF;
+    -- The lock first, then one query (a fresh snapshot) for the type and the flag.
     PERFORM pg_advisory_xact_lock_shared(7138400190000001);
+    SELECT EXISTS (SELECT 1 FROM postbox.event_types t WHERE t.name = NEW.event_type),
+           q.dispatcher_waiting
+      INTO known, waiting
+      FROM postbox.queue_state q;
+    IF NOT known THEN
+        RAISE EXCEPTION 'postbox: unknown event type "%"', NEW.event_type
+            USING ERRCODE = '22023',
+                  HINT = 'Add it first: INSERT INTO postbox.event_types (name, description) VALUES (...).';
+    END IF;
     -- Only READ COMMITTED reads the flag as of now; a REPEATABLE READ or
     -- SERIALIZABLE producer may hold an older snapshot, so it always notifies.
-    IF current_setting('transaction_isolation') <> 'read committed'
-       OR (SELECT dispatcher_waiting FROM postbox.queue_state) THEN
+    IF waiting OR current_setting('transaction_isolation') <> 'read committed' THEN
         PERFORM pg_notify('postbox_wakeup', '');
     END IF;
     RETURN NEW;
