@@ -11,7 +11,10 @@
 //!
 //! No transaction and no pool connection is held across an HTTP request.
 
+mod completer;
+mod idle;
 pub mod listener;
+mod rate;
 pub mod retry;
 pub mod sender;
 
@@ -28,6 +31,9 @@ use uuid::Uuid;
 
 use crate::clock::SharedClock;
 use crate::store::{ClaimLimits, ClaimedDelivery, Completion, DeliveryStatus, Store, StoreError};
+use completer::run_completer;
+use idle::{IdleState, Pass, RECHECK_FIRST, RESCUE_EVERY, STALLED_AFTER};
+use rate::RateLimiter;
 use retry::Attempt;
 use sender::{Sender, SenderConfig};
 
@@ -417,10 +423,7 @@ impl Dispatcher {
                     if polled && sleep >= s.config.poll_interval {
                         // A full poll without a wake-up: another dispatcher may
                         // have cleared the flag. Say again that we wait.
-                        idle = IdleState {
-                            due_unclaimable: idle.due_unclaimable,
-                            ..IdleState::default()
-                        };
+                        idle.reset();
                     }
                 }
             }
@@ -478,65 +481,6 @@ impl Dispatcher {
         let _ = listener.await;
         tracing::info!("dispatcher stopped");
         Ok(())
-    }
-}
-
-enum Pass {
-    /// Every slot is busy.
-    Full,
-    /// The per-dispatcher rate limit allows nothing now.
-    RateLimited,
-    /// A full batch came back, or due work is left: there is more.
-    Backlog,
-    /// Some work, less than a batch.
-    Some,
-    /// Nothing to do. `safe_before`: a wake-up barrier cleared before this
-    /// pass's snapshot, so no producer can have missed the flag.
-    Idle {
-        safe_before: bool,
-        next_due: Option<DateTime<Utc>>,
-    },
-}
-
-/// How often each dispatcher requeues deliveries whose lease expired.
-const RESCUE_EVERY: Duration = Duration::from_secs(5);
-/// All slots busy this long: the dispatcher counts as stalled (see Pass::Full).
-const STALLED_AFTER: Duration = Duration::from_millis(100);
-/// First wait when the wake-up barrier is taken by an open producer transaction.
-const RECHECK_FIRST: Duration = Duration::from_millis(10);
-
-/// The wake-up protocol's state (see migrations/V1: events_before_insert).
-#[derive(Default)]
-struct IdleState {
-    /// What this dispatcher last wrote to queue_state.dispatcher_waiting.
-    flag: Option<bool>,
-    /// A barrier cleared while the flag was true: producers that read the
-    /// old value have all committed. Valid until the flag changes.
-    safe: bool,
-    /// The flag was true when the last statement started.
-    flag_at_start: bool,
-    /// One recheck after an unsafe idle pass was made.
-    rechecked: bool,
-    /// The next wait while the barrier stays taken (doubles up to the poll).
-    recheck_delay: Duration,
-    /// The last claim found nothing although work was due (webhooks at their
-    /// cap, rows locked elsewhere): due times do not drive the next sleep.
-    due_unclaimable: bool,
-}
-
-impl IdleState {
-    fn set_flag(&mut self, waiting: bool) {
-        self.flag = Some(waiting);
-        self.safe = false;
-        self.flag_at_start = waiting;
-    }
-
-    /// Records the barrier result of a statement that just ran.
-    fn saw_barrier(&mut self, clear: bool) {
-        if self.flag_at_start && clear {
-            self.safe = true;
-        }
-        self.flag_at_start = self.flag == Some(true);
     }
 }
 
@@ -650,70 +594,4 @@ async fn execute(
     shared.untrack(&d);
     drop(permit);
     shared.slot_freed.notify_one();
-}
-
-/// Writes outcomes in batches: whatever has arrived while the previous write
-/// ran goes in the next one. A failed write is retried; if the database stays
-/// away, the leases expire and the rescue sends those deliveries again.
-async fn run_completer(store: Store, mut rx: mpsc::Receiver<Completion>, clock: SharedClock) {
-    let mut batch = Vec::with_capacity(1024);
-    while rx.recv_many(&mut batch, 1024).await > 0 {
-        let mut delay = Duration::from_millis(50);
-        for attempt in 1..=8 {
-            match store.delivery_complete_many(&batch, clock.now()).await {
-                Ok(_) => break,
-                Err(e) if attempt == 8 => {
-                    tracing::error!(error = %e, outcomes = batch.len(), "giving up recording outcomes; the lease rescue will resend them");
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, outcomes = batch.len(), "recording outcomes failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-        batch.clear();
-    }
-}
-
-/// A token bucket: `rate` starts per second, bursts of at most `rate`.
-struct RateLimiter {
-    rate: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl RateLimiter {
-    fn new(rate: u32) -> RateLimiter {
-        RateLimiter {
-            rate: f64::from(rate),
-            tokens: f64::from(rate).min(1.0),
-            last: Instant::now(),
-        }
-    }
-
-    /// Whole starts allowed now, or `None` when unlimited.
-    fn available(&mut self) -> Option<usize> {
-        if self.rate <= 0.0 {
-            return None;
-        }
-        let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate)
-            .min(self.rate.max(1.0));
-        self.last = now;
-        Some(self.tokens.floor() as usize)
-    }
-
-    fn take(&mut self, n: usize) {
-        if self.rate > 0.0 {
-            self.tokens -= n as f64;
-        }
-    }
-
-    fn until_next(&self) -> Duration {
-        if self.rate <= 0.0 {
-            return Duration::ZERO;
-        }
-        Duration::from_secs_f64(((1.0 - self.tokens).max(0.0) / self.rate).max(0.001))
-    }
 }

@@ -4,7 +4,7 @@
 //! migrated database; docs/CONFIGURATION.md lists exactly what clap knows.
 //!
 //! Examples are the fenced blocks right after a `<!-- test: NAME -->` marker.
-//! node and python3 must be on PATH and the libraries installed where `.ci/run`
+//! node and python3 must be on PATH and the libraries installed where `scripts/test`
 //! puts them; a missing piece fails the test with the command that fixes it.
 
 use std::collections::BTreeSet;
@@ -108,7 +108,7 @@ async fn start_example(name: &str, lang: Lang, code: &str, secret: &str) -> Exam
     let deps = Path::new(ROOT).join(deps);
     if code.contains("standardwebhooks") && !deps.join("standardwebhooks").exists() {
         panic!(
-            "{} is missing the standardwebhooks library: run .ci/run, or `{install}`",
+            "{} is missing the standardwebhooks library: run scripts/test, or `{install}`",
             deps.display()
         );
     }

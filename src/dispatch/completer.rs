@@ -1,0 +1,36 @@
+//! The completer: records attempt outcomes in batches, off the request path.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::clock::SharedClock;
+use crate::store::{Completion, Store};
+
+/// Writes outcomes in batches: whatever has arrived while the previous write
+/// ran goes in the next one. A failed write is retried; if the database stays
+/// away, the leases expire and the rescue sends those deliveries again.
+pub(super) async fn run_completer(
+    store: Store,
+    mut rx: mpsc::Receiver<Completion>,
+    clock: SharedClock,
+) {
+    let mut batch = Vec::with_capacity(1024);
+    while rx.recv_many(&mut batch, 1024).await > 0 {
+        let mut delay = Duration::from_millis(50);
+        for attempt in 1..=8 {
+            match store.delivery_complete_many(&batch, clock.now()).await {
+                Ok(_) => break,
+                Err(e) if attempt == 8 => {
+                    tracing::error!(error = %e, outcomes = batch.len(), "giving up recording outcomes; the lease rescue will resend them");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, outcomes = batch.len(), "recording outcomes failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        batch.clear();
+    }
+}
