@@ -27,6 +27,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::clock::SharedClock;
@@ -553,11 +554,20 @@ impl Shared {
             let latency = (now - d.event_created_at).num_milliseconds().max(0) as f64 / 1000.0;
             metrics::histogram!("postbox_delivery_latency_seconds").record(latency);
         }
-        tracing::debug!(
-            delivery_id = %d.id, event_id = %d.event_id, webhook_id = %d.webhook_id,
-            attempt = d.attempt, status = ?attempt.status, outcome, duration_ms = attempt.duration_ms,
-            error = attempt.error.as_deref().unwrap_or(""), "attempt finished"
-        );
+        let error = attempt.error.as_deref().unwrap_or("");
+        match completion.status {
+            DeliveryStatus::Success => tracing::debug!(
+                status = ?attempt.status, duration_ms = attempt.duration_ms, "delivered"
+            ),
+            DeliveryStatus::Failed => tracing::warn!(
+                status = ?attempt.status, duration_ms = attempt.duration_ms, error,
+                "delivery failed for good (dead letter)"
+            ),
+            _ => tracing::info!(
+                status = ?attempt.status, duration_ms = attempt.duration_ms, error,
+                next_attempt_at = ?completion.next_attempt_at, "attempt failed; will retry"
+            ),
+        }
         if attempt.gone() {
             match self
                 .store
@@ -587,7 +597,21 @@ async fn execute(
     permit: OwnedSemaphorePermit,
     completions: mpsc::Sender<Completion>,
 ) {
-    let completion = shared.attempt(&d).await;
+    // One span per attempt: ids, attempt number and the endpoint's host;
+    // never the URL's path or query (they may carry tokens) nor a secret.
+    let host = url::Url::parse(&d.url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default();
+    let span = tracing::info_span!(
+        "delivery",
+        delivery_id = %d.id,
+        event_id = %d.event_id,
+        webhook_id = %d.webhook_id,
+        attempt = d.attempt,
+        host = %host,
+    );
+    let completion = shared.attempt(&d).instrument(span).await;
     // Hand the outcome over before freeing the slot, so that shutdown's
     // flush sees every finished attempt.
     let _ = completions.send(completion).await;
