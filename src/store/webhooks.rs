@@ -390,16 +390,27 @@ impl Store {
     }
 
     /// Requeues failed deliveries (of one webhook, or all); returns how many.
+    /// Requeues failed deliveries in batches of 5,000 (each its own
+    /// transaction) until a short batch; returns how many in all.
     pub async fn delivery_retry_failed_many(
         &self,
         webhook_id: Option<Uuid>,
     ) -> Result<u64, StoreError> {
-        self.exec(
-            "delivery_retry_failed_many",
-            sql!("delivery_retry_failed_many"),
-            &[&webhook_id],
-        )
-        .await
+        const BATCH: i64 = 5_000;
+        let mut total = 0;
+        loop {
+            let n = self
+                .exec(
+                    "delivery_retry_failed_many",
+                    sql!("delivery_retry_failed_many"),
+                    &[&webhook_id, &BATCH],
+                )
+                .await?;
+            total += n;
+            if (n as i64) < BATCH {
+                return Ok(total);
+            }
+        }
     }
 
     /// Creates a `webhook.test` event and its one delivery, already claimed
