@@ -4,13 +4,11 @@
 //! locks only the rows it deletes (SKIP LOCKED), so the queue never waits on
 //! it; each batch starts where the previous one ended, so nothing is rescanned.
 
-use std::future::Future;
-
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use super::MaintenanceConfig;
-use crate::store::{DeletedBatch, Store, StoreError};
+use crate::store::{Retention, Store, StoreError};
 
 /// Rows deleted by one retention run.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -29,19 +27,10 @@ pub(super) async fn run_once(
     let success_cutoff = now - to_chrono(config.retention_success, "POSTBOX_RETENTION_SUCCESS")?;
     let failed_cutoff = now - to_chrono(config.retention_failed, "POSTBOX_RETENTION_FAILED")?;
     let batch = config.batch_size.max(1);
-    let success = in_batches("success", batch, shutdown, |floor| {
-        store.maintenance_delivery_delete_success(floor, success_cutoff, batch)
-    })
-    .await?;
-    let failed = in_batches("failed", batch, shutdown, |floor| {
-        store.maintenance_delivery_delete_failed(floor, failed_cutoff, batch)
-    })
-    .await?;
+    let success = in_batches(store, Retention::Success, success_cutoff, batch, shutdown).await?;
+    let failed = in_batches(store, Retention::Failed, failed_cutoff, batch, shutdown).await?;
     // Events last: the deliveries that kept them alive are gone by now.
-    let events = in_batches("events", batch, shutdown, |floor| {
-        store.maintenance_event_delete_unneeded(floor, success_cutoff, batch)
-    })
-    .await?;
+    let events = in_batches(store, Retention::Events, success_cutoff, batch, shutdown).await?;
     Ok(Deleted {
         success,
         failed,
@@ -49,25 +38,24 @@ pub(super) async fn run_once(
     })
 }
 
-/// Runs `step` until it deletes fewer than `batch` rows (or shutdown), each
-/// batch starting at the previous batch's newest timestamp.
-async fn in_batches<F, Fut>(
-    kind: &'static str,
+/// Deletes `kind` in batches until one deletes fewer than `batch` rows (or
+/// shutdown), each batch starting at the previous batch's newest timestamp.
+async fn in_batches(
+    store: &Store,
+    kind: Retention,
+    cutoff: DateTime<Utc>,
     batch: i64,
     shutdown: &CancellationToken,
-    mut step: F,
-) -> Result<i64, StoreError>
-where
-    F: FnMut(Option<DateTime<Utc>>) -> Fut,
-    Fut: Future<Output = Result<DeletedBatch, StoreError>>,
-{
+) -> Result<i64, StoreError> {
     let mut total = 0;
     let mut floor = None;
     loop {
-        let b = step(floor).await?;
+        let b = store
+            .maintenance_delete_batch(kind, floor, cutoff, batch)
+            .await?;
         total += b.deleted;
         if b.deleted > 0 {
-            metrics::counter!("postbox_maintenance_deleted_total", "kind" => kind)
+            metrics::counter!("postbox_maintenance_deleted_total", "kind" => kind.as_str())
                 .increment(b.deleted as u64);
         }
         if b.deleted < batch || shutdown.is_cancelled() {

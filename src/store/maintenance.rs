@@ -10,6 +10,28 @@ use super::{db, Store, StoreError};
 
 /// One batch of a retention delete: how many rows went, and the newest
 /// timestamp among them (the next batch starts there).
+/// What a retention batch deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// Successful deliveries (and their attempts).
+    Success,
+    /// Failed deliveries, the dead letters (and their attempts).
+    Failed,
+    /// Events that no delivery needs any more.
+    Events,
+}
+
+impl Retention {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Retention::Success => "success",
+            Retention::Failed => "failed",
+            Retention::Events => "events",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeletedBatch {
     pub deleted: i64,
@@ -102,73 +124,32 @@ impl Store {
         Ok(taken.then_some(MaintenanceLock { conn: Some(conn) }))
     }
 
-    /// One batch of success retention; see the SQL file.
-    pub async fn maintenance_delivery_delete_success(
+    /// One batch of `kind`'s retention (see its SQL file): deletes up to
+    /// `limit` rows older than `cutoff`, starting at `floor` (the previous
+    /// batch's newest timestamp; the first batch starts at the unix epoch).
+    pub async fn maintenance_delete_batch(
         &self,
+        kind: Retention,
         floor: Option<DateTime<Utc>>,
         cutoff: DateTime<Utc>,
         limit: i64,
     ) -> Result<DeletedBatch, StoreError> {
-        self.delete_batch(
-            "maintenance_delivery_delete_success",
-            sql!("maintenance_delivery_delete_success"),
-            floor,
-            cutoff,
-            limit,
-        )
-        .await
-    }
-
-    /// One batch of failed (dead-letter) retention; see the SQL file.
-    pub async fn maintenance_delivery_delete_failed(
-        &self,
-        floor: Option<DateTime<Utc>>,
-        cutoff: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<DeletedBatch, StoreError> {
-        self.delete_batch(
-            "maintenance_delivery_delete_failed",
-            sql!("maintenance_delivery_delete_failed"),
-            floor,
-            cutoff,
-            limit,
-        )
-        .await
-    }
-
-    /// One batch of event retention (events no delivery needs); see the SQL file.
-    pub async fn maintenance_event_delete_unneeded(
-        &self,
-        floor: Option<DateTime<Utc>>,
-        cutoff: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<DeletedBatch, StoreError> {
-        self.delete_batch(
-            "maintenance_event_delete_unneeded",
-            sql!("maintenance_event_delete_unneeded"),
-            floor,
-            cutoff,
-            limit,
-        )
-        .await
-    }
-
-    async fn delete_batch(
-        &self,
-        op: &'static str,
-        sql: &str,
-        floor: Option<DateTime<Utc>>,
-        cutoff: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<DeletedBatch, StoreError> {
-        // The first batch of a run starts at the beginning of (unix) time.
+        let (op, sql) = match kind {
+            Retention::Success => (
+                "maintenance_delivery_delete_success",
+                sql!("maintenance_delivery_delete_success"),
+            ),
+            Retention::Failed => (
+                "maintenance_delivery_delete_failed",
+                sql!("maintenance_delivery_delete_failed"),
+            ),
+            Retention::Events => (
+                "maintenance_event_delete_unneeded",
+                sql!("maintenance_event_delete_unneeded"),
+            ),
+        };
         let floor = floor.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
-        let client = self.client().await?;
-        let stmt = client.prepare_cached(sql).await.map_err(db(op))?;
-        let row = client
-            .query_one(&stmt, &[&floor, &cutoff, &limit])
-            .await
-            .map_err(db(op))?;
+        let row = self.row(op, sql, &[&floor, &cutoff, &limit]).await?;
         Ok(DeletedBatch {
             deleted: row.get("deleted"),
             newest: row.get("newest"),

@@ -10,7 +10,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
-pub use maintenance::{DeletedBatch, MaintenanceLock, QueueDepth};
+pub use maintenance::{DeletedBatch, MaintenanceLock, QueueDepth, Retention};
 pub use types::{ClaimLimits, ClaimedDelivery, Completion, DeliveryStatus, FanoutResult};
 pub use webhooks::{
     Delivery, EventType, NewWebhook, QueueStats, RetryOutcome, Webhook, WebhookPatch, WebhookStats,
