@@ -20,8 +20,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let row = self
             .row(
-                "inbox_insert",
-                sql!("inbox_insert"),
+                statement!("inbox_insert"),
                 &[
                     &source,
                     &external_id,

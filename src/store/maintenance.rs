@@ -72,10 +72,9 @@ impl MaintenanceLock {
             return Ok(());
         };
         let result = async {
-            let stmt = conn
-                .prepare_cached(sql!("maintenance_lock_release"))
-                .await
-                .map_err(db("maintenance_lock_release"))?;
+            let stmt = statement!("maintenance_lock_release")
+                .prepare(&conn)
+                .await?;
             let row = conn
                 .query_one(&stmt, &[])
                 .await
@@ -112,10 +111,7 @@ impl Store {
     /// session (another instance's maintenance run) holds it.
     pub async fn maintenance_lock_try(&self) -> Result<Option<MaintenanceLock>, StoreError> {
         let conn = self.client().await?;
-        let stmt = conn
-            .prepare_cached(sql!("maintenance_lock_try"))
-            .await
-            .map_err(db("maintenance_lock_try"))?;
+        let stmt = statement!("maintenance_lock_try").prepare(&conn).await?;
         let row = conn
             .query_one(&stmt, &[])
             .await
@@ -134,22 +130,13 @@ impl Store {
         cutoff: DateTime<Utc>,
         limit: i64,
     ) -> Result<DeletedBatch, StoreError> {
-        let (op, sql) = match kind {
-            Retention::Success => (
-                "maintenance_delivery_delete_success",
-                sql!("maintenance_delivery_delete_success"),
-            ),
-            Retention::Failed => (
-                "maintenance_delivery_delete_failed",
-                sql!("maintenance_delivery_delete_failed"),
-            ),
-            Retention::Events => (
-                "maintenance_event_delete_unneeded",
-                sql!("maintenance_event_delete_unneeded"),
-            ),
+        let st = match kind {
+            Retention::Success => statement!("maintenance_delivery_delete_success"),
+            Retention::Failed => statement!("maintenance_delivery_delete_failed"),
+            Retention::Events => statement!("maintenance_event_delete_unneeded"),
         };
         let floor = floor.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
-        let row = self.row(op, sql, &[&floor, &cutoff, &limit]).await?;
+        let row = self.row(st, &[&floor, &cutoff, &limit]).await?;
         Ok(DeletedBatch {
             deleted: row.get("deleted"),
             newest: row.get("newest"),
@@ -166,8 +153,7 @@ impl Store {
     ) -> Result<Vec<Uuid>, StoreError> {
         let rows = self
             .rows(
-                "webhook_disable_failing",
-                sql!("webhook_disable_failing"),
+                statement!("webhook_disable_failing"),
                 &[&now, &cutoff, &reason],
             )
             .await?;
@@ -177,11 +163,7 @@ impl Store {
     /// The queue gauges of /metrics.
     pub async fn delivery_queue_depth(&self, now: DateTime<Utc>) -> Result<QueueDepth, StoreError> {
         let r = self
-            .row(
-                "delivery_queue_depth",
-                sql!("delivery_queue_depth"),
-                &[&now],
-            )
+            .row(statement!("delivery_queue_depth"), &[&now])
             .await?;
         Ok(QueueDepth {
             pending: r.get("pending"),

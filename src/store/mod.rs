@@ -69,6 +69,38 @@ macro_rules! sql {
     };
 }
 
+/// `sql/<name>.sql` as a [`Statement`]: the file is named once, and the name
+/// is what errors report.
+macro_rules! statement {
+    ($name:literal) => {
+        $crate::store::Statement {
+            name: $name,
+            text: sql!($name),
+        }
+    };
+}
+
+/// One statement of `sql/`: its file name (the operation named in errors)
+/// and its text.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Statement {
+    pub name: &'static str,
+    pub text: &'static str,
+}
+
+impl Statement {
+    /// Prepares the statement on `client` (cached per connection).
+    pub(crate) async fn prepare(
+        self,
+        client: &Object,
+    ) -> Result<tokio_postgres::Statement, StoreError> {
+        client
+            .prepare_cached(self.text)
+            .await
+            .map_err(db(self.name))
+    }
+}
+
 // Statements grouped by concern; each file adds an `impl Store` block.
 pub mod bench;
 mod inbox;
@@ -169,50 +201,38 @@ impl Store {
     }
 
     // One statement on a pooled connection, prepared once per connection;
-    // `op` names it in errors.
+    // its name is the operation errors report.
 
-    async fn exec(
-        &self,
-        op: &'static str,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, StoreError> {
+    async fn exec(&self, st: Statement, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
         let client = self.client().await?;
-        let stmt = client.prepare_cached(sql).await.map_err(db(op))?;
-        client.execute(&stmt, params).await.map_err(db(op))
+        let stmt = st.prepare(&client).await?;
+        client.execute(&stmt, params).await.map_err(db(st.name))
     }
 
     async fn rows(
         &self,
-        op: &'static str,
-        sql: &str,
+        st: Statement,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
         let client = self.client().await?;
-        let stmt = client.prepare_cached(sql).await.map_err(db(op))?;
-        client.query(&stmt, params).await.map_err(db(op))
+        let stmt = st.prepare(&client).await?;
+        client.query(&stmt, params).await.map_err(db(st.name))
     }
 
-    async fn row(
-        &self,
-        op: &'static str,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, StoreError> {
+    async fn row(&self, st: Statement, params: &[&(dyn ToSql + Sync)]) -> Result<Row, StoreError> {
         let client = self.client().await?;
-        let stmt = client.prepare_cached(sql).await.map_err(db(op))?;
-        client.query_one(&stmt, params).await.map_err(db(op))
+        let stmt = st.prepare(&client).await?;
+        client.query_one(&stmt, params).await.map_err(db(st.name))
     }
 
     async fn row_opt(
         &self,
-        op: &'static str,
-        sql: &str,
+        st: Statement,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, StoreError> {
         let client = self.client().await?;
-        let stmt = client.prepare_cached(sql).await.map_err(db(op))?;
-        client.query_opt(&stmt, params).await.map_err(db(op))
+        let stmt = st.prepare(&client).await?;
+        client.query_opt(&stmt, params).await.map_err(db(st.name))
     }
 
     /// Applies the embedded migrations; running it again changes nothing.
@@ -249,8 +269,7 @@ impl Store {
     ) -> Result<Uuid, StoreError> {
         let row = self
             .row(
-                "event_publish",
-                sql!("event_publish"),
+                statement!("event_publish"),
                 &[&event_type, payload, &owner_id, &idempotency_key],
             )
             .await?;
@@ -266,10 +285,7 @@ impl Store {
         claim: ClaimLimits<'_>,
     ) -> Result<FanoutResult, StoreError> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(sql!("event_fanout_many"))
-            .await
-            .map_err(db("event_fanout_many"))?;
+        let stmt = statement!("event_fanout_many").prepare(&client).await?;
         let lease_secs = claim.lease.as_secs_f64();
         let rows = client
             .query(
@@ -310,10 +326,7 @@ impl Store {
         claim: ClaimLimits<'_>,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(sql!("delivery_claim"))
-            .await
-            .map_err(db("delivery_claim"))?;
+        let stmt = statement!("delivery_claim").prepare(&client).await?;
         let lease_secs = claim.lease.as_secs_f64();
         let rows = client
             .query(
@@ -361,8 +374,7 @@ impl Store {
         let started: Vec<DateTime<Utc>> = outcomes.iter().map(|o| o.started_at).collect();
         let durations: Vec<i32> = outcomes.iter().map(|o| o.duration_ms).collect();
         self.exec(
-            "delivery_complete_many",
-            sql!("delivery_complete_many"),
+            statement!("delivery_complete_many"),
             &[
                 &ids, &attempts, &statuses, &next, &codes, &bodies, &errors, &started, &durations,
                 &now,
@@ -377,29 +389,19 @@ impl Store {
         now: DateTime<Utc>,
         limit: i64,
     ) -> Result<u64, StoreError> {
-        self.exec(
-            "delivery_rescue_expired",
-            sql!("delivery_rescue_expired"),
-            &[&now, &limit],
-        )
-        .await
+        self.exec(statement!("delivery_rescue_expired"), &[&now, &limit])
+            .await
     }
 
     /// The earliest instant at which queued work becomes due, if any.
     pub async fn delivery_next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let row = self
-            .row("delivery_next_due", sql!("delivery_next_due"), &[])
-            .await?;
+        let row = self.row(statement!("delivery_next_due"), &[]).await?;
         Ok(row.get(0))
     }
 
     pub async fn queue_state_set_waiting(&self, waiting: bool) -> Result<(), StoreError> {
-        self.exec(
-            "queue_state_set_waiting",
-            sql!("queue_state_set_waiting"),
-            &[&waiting],
-        )
-        .await?;
+        self.exec(statement!("queue_state_set_waiting"), &[&waiting])
+            .await?;
         Ok(())
     }
 
@@ -410,11 +412,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let n = self
-            .exec(
-                "webhook_disable",
-                sql!("webhook_disable"),
-                &[&id, &reason, &now],
-            )
+            .exec(statement!("webhook_disable"), &[&id, &reason, &now])
             .await?;
         Ok(n > 0)
     }

@@ -169,8 +169,7 @@ impl Store {
     pub async fn webhook_insert(&self, w: &NewWebhook) -> Result<Webhook, StoreError> {
         let row = self
             .row(
-                "webhook_insert",
-                sql!("webhook_insert"),
+                statement!("webhook_insert"),
                 &[
                     &w.owner_id,
                     &w.name,
@@ -190,7 +189,7 @@ impl Store {
 
     pub async fn webhook_get(&self, id: Uuid, owner: &str) -> Result<Option<Webhook>, StoreError> {
         let row = self
-            .row_opt("webhook_get", sql!("webhook_get"), &[&id, &owner])
+            .row_opt(statement!("webhook_get"), &[&id, &owner])
             .await?;
         Ok(row.as_ref().map(Webhook::from_row))
     }
@@ -203,14 +202,8 @@ impl Store {
         offset: i64,
     ) -> Result<(Vec<Webhook>, i64), StoreError> {
         let client = self.client().await?;
-        let list = client
-            .prepare_cached(sql!("webhook_list"))
-            .await
-            .map_err(db("webhook_list"))?;
-        let count = client
-            .prepare_cached(sql!("webhook_count"))
-            .await
-            .map_err(db("webhook_count"))?;
+        let list = statement!("webhook_list").prepare(&client).await?;
+        let count = statement!("webhook_count").prepare(&client).await?;
         let rows = client
             .query(&list, &[&owner, &limit, &offset])
             .await
@@ -230,10 +223,7 @@ impl Store {
         p: &WebhookPatch,
     ) -> Result<Option<Webhook>, StoreError> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(sql!("webhook_update"))
-            .await
-            .map_err(db("webhook_update"))?;
+        let stmt = statement!("webhook_update").prepare(&client).await?;
         let description_given = p.description.is_some();
         let description = p.description.clone().flatten();
         let row = client
@@ -261,7 +251,7 @@ impl Store {
     /// True when the owner's webhook existed and is gone.
     pub async fn webhook_delete(&self, id: Uuid, owner: &str) -> Result<bool, StoreError> {
         let n = self
-            .exec("webhook_delete", sql!("webhook_delete"), &[&id, &owner])
+            .exec(statement!("webhook_delete"), &[&id, &owner])
             .await?;
         Ok(n > 0)
     }
@@ -278,8 +268,7 @@ impl Store {
     ) -> Result<Option<Option<DateTime<Utc>>>, StoreError> {
         let row = self
             .row_opt(
-                "webhook_rotate_secret",
-                sql!("webhook_rotate_secret"),
+                statement!("webhook_rotate_secret"),
                 &[&id, &owner, &secret, &grace_seconds],
             )
             .await?;
@@ -292,11 +281,7 @@ impl Store {
         owner: &str,
     ) -> Result<Option<WebhookStats>, StoreError> {
         let row = self
-            .row_opt(
-                "webhook_stats_get",
-                sql!("webhook_stats_get"),
-                &[&id, &owner],
-            )
+            .row_opt(statement!("webhook_stats_get"), &[&id, &owner])
             .await?;
         Ok(row.map(|r| WebhookStats {
             total: r.get("total"),
@@ -311,9 +296,7 @@ impl Store {
     }
 
     pub async fn event_type_list(&self) -> Result<Vec<EventType>, StoreError> {
-        let rows = self
-            .rows("event_type_list", sql!("event_type_list"), &[])
-            .await?;
+        let rows = self.rows(statement!("event_type_list"), &[]).await?;
         Ok(rows
             .iter()
             .map(|r| EventType {
@@ -333,14 +316,12 @@ impl Store {
         offset: i64,
     ) -> Result<(Vec<Delivery>, i64), StoreError> {
         let client = self.client().await?;
-        let list = client
-            .prepare_cached(sql!("delivery_list_by_webhook"))
-            .await
-            .map_err(db("delivery_list_by_webhook"))?;
-        let count = client
-            .prepare_cached(sql!("delivery_count_by_webhook"))
-            .await
-            .map_err(db("delivery_count_by_webhook"))?;
+        let list = statement!("delivery_list_by_webhook")
+            .prepare(&client)
+            .await?;
+        let count = statement!("delivery_count_by_webhook")
+            .prepare(&client)
+            .await?;
         let rows = client
             .query(&list, &[&webhook_id, &owner, &status, &limit, &offset])
             .await
@@ -360,11 +341,7 @@ impl Store {
         owner: &str,
     ) -> Result<Option<Delivery>, StoreError> {
         let row = self
-            .row_opt(
-                "delivery_get",
-                sql!("delivery_get"),
-                &[&id, &webhook_id, &owner],
-            )
+            .row_opt(statement!("delivery_get"), &[&id, &webhook_id, &owner])
             .await?;
         Ok(row.as_ref().map(Delivery::from_row))
     }
@@ -376,11 +353,7 @@ impl Store {
         owner: &str,
     ) -> Result<RetryOutcome, StoreError> {
         let row = self
-            .row_opt(
-                "delivery_retry",
-                sql!("delivery_retry"),
-                &[&id, &webhook_id, &owner],
-            )
+            .row_opt(statement!("delivery_retry"), &[&id, &webhook_id, &owner])
             .await?;
         Ok(match row {
             None => RetryOutcome::NotFound,
@@ -401,8 +374,7 @@ impl Store {
         loop {
             let n = self
                 .exec(
-                    "delivery_retry_failed_many",
-                    sql!("delivery_retry_failed_many"),
+                    statement!("delivery_retry_failed_many"),
                     &[&webhook_id, &BATCH],
                 )
                 .await?;
@@ -425,10 +397,7 @@ impl Store {
         lease: std::time::Duration,
     ) -> Result<Option<ClaimedDelivery>, StoreError> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(sql!("delivery_test_create"))
-            .await
-            .map_err(db("delivery_test_create"))?;
+        let stmt = statement!("delivery_test_create").prepare(&client).await?;
         let lease_secs = lease.as_secs_f64();
         let row = client
             .query_opt(&stmt, &[&webhook_id, &owner, payload, &now, &lease_secs])
@@ -438,7 +407,7 @@ impl Store {
     }
 
     pub async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
-        let r = self.row("queue_stats", sql!("queue_stats"), &[]).await?;
+        let r = self.row(statement!("queue_stats"), &[]).await?;
         Ok(QueueStats {
             waiting: r.get("waiting"),
             active: r.get("active"),
@@ -451,22 +420,15 @@ impl Store {
     }
 
     pub async fn queue_pause(&self) -> Result<(), StoreError> {
-        self.execute_plain(sql!("queue_pause"), "queue_pause").await
+        self.exec(statement!("queue_pause"), &[]).await.map(|_| ())
     }
 
     pub async fn queue_resume(&self) -> Result<(), StoreError> {
-        self.execute_plain(sql!("queue_resume"), "queue_resume")
-            .await
+        self.exec(statement!("queue_resume"), &[]).await.map(|_| ())
     }
 
     /// NOTIFY postbox_wakeup: idle dispatchers look for work now.
     pub async fn queue_wakeup(&self) -> Result<(), StoreError> {
-        self.execute_plain(sql!("queue_wakeup"), "queue_wakeup")
-            .await
-    }
-
-    /// Runs a statement without parameters whose answer does not matter.
-    async fn execute_plain(&self, sql: &str, op: &'static str) -> Result<(), StoreError> {
-        self.exec(op, sql, &[]).await.map(|_| ())
+        self.exec(statement!("queue_wakeup"), &[]).await.map(|_| ())
     }
 }
