@@ -101,36 +101,18 @@ impl Statement {
     }
 }
 
-// Statements grouped by concern; each file adds an `impl Store` block.
+// Statements grouped by table; each file adds an `impl Store` block.
 pub mod bench;
+mod delivery;
+mod event;
 mod inbox;
 mod maintenance;
+mod queue;
 mod types;
 mod webhooks;
 
-/// A claimed delivery from a row of `event_fanout_many` or `delivery_claim`.
-fn claimed_from_row(
-    r: &tokio_postgres::Row,
-    attempt: i32,
-    webhook_active: bool,
-) -> ClaimedDelivery {
-    ClaimedDelivery {
-        id: r.get("id"),
-        webhook_id: r.get("webhook_id"),
-        event_id: r.get("event_id"),
-        event_type: r.get("event_type"),
-        attempt,
-        payload: r.get("payload"),
-        event_created_at: r.get("event_created_at"),
-        url: r.get("url"),
-        secret: r.get("secret"),
-        previous_secret: r.get("previous_secret"),
-        headers: r.get("headers"),
-        max_retries: r.get("max_retries"),
-        retry_delay_seconds: r.get("retry_delay_seconds"),
-        webhook_active,
-    }
-}
+// store/webhooks.rs claims one delivery for the test send with the same columns.
+use delivery::claimed_from_row;
 
 /// A handle on the database: a connection pool plus the statements.
 #[derive(Clone)]
@@ -257,151 +239,6 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
         client.simple_query("SELECT 1").await.map_err(db("ping"))?;
-        Ok(())
-    }
-
-    pub async fn event_publish(
-        &self,
-        event_type: &str,
-        payload: &serde_json::Value,
-        owner_id: &str,
-        idempotency_key: Option<&str>,
-    ) -> Result<Uuid, StoreError> {
-        let row = self
-            .row(
-                statement!("event_publish"),
-                &[&event_type, payload, &owner_id, &idempotency_key],
-            )
-            .await?;
-        Ok(row.get(0))
-    }
-
-    /// Fans out up to `events` events and claims up to `claim.limit` of the
-    /// new deliveries in the same statement (see the SQL file).
-    pub async fn event_fanout_many(
-        &self,
-        events: i64,
-        now: DateTime<Utc>,
-        claim: ClaimLimits<'_>,
-    ) -> Result<FanoutResult, StoreError> {
-        let client = self.client().await?;
-        let stmt = statement!("event_fanout_many").prepare(&client).await?;
-        let lease_secs = claim.lease.as_secs_f64();
-        let rows = client
-            .query(
-                &stmt,
-                &[
-                    &events,
-                    &now,
-                    &claim.limit,
-                    &claim.busy_webhooks,
-                    &lease_secs,
-                    &claim.per_webhook,
-                    &claim.busy_room,
-                ],
-            )
-            .await
-            .map_err(db("event_fanout_many"))?;
-        let mut result = FanoutResult::default();
-        for (i, r) in rows.iter().enumerate() {
-            if i == 0 {
-                result.events = r.get("events");
-                result.deliveries = r.get("deliveries");
-                result.queued = r.get("queued");
-                result.next_due = r.get("next_due");
-                result.barrier_clear = r.get("barrier_clear");
-            }
-            let id: Option<Uuid> = r.get("id");
-            if id.is_some() {
-                result.claimed.push(claimed_from_row(r, 1, true));
-            }
-        }
-        Ok(result)
-    }
-
-    /// Claims up to `claim.limit` due deliveries (pending or retrying).
-    pub async fn delivery_claim(
-        &self,
-        now: DateTime<Utc>,
-        claim: ClaimLimits<'_>,
-    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        let client = self.client().await?;
-        let stmt = statement!("delivery_claim").prepare(&client).await?;
-        let lease_secs = claim.lease.as_secs_f64();
-        let rows = client
-            .query(
-                &stmt,
-                &[
-                    &claim.limit,
-                    &now,
-                    &claim.busy_webhooks,
-                    &lease_secs,
-                    &claim.per_webhook,
-                    &claim.busy_room,
-                ],
-            )
-            .await
-            .map_err(db("delivery_claim"))?;
-        Ok(rows
-            .iter()
-            .map(|r| claimed_from_row(r, r.get("attempts"), r.get("active")))
-            .collect())
-    }
-
-    /// Records many outcomes in one round trip; returns how many applied
-    /// (an outcome whose lease was lost applies nothing).
-    pub async fn delivery_complete_many(
-        &self,
-        outcomes: &[Completion],
-        now: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
-        if outcomes.is_empty() {
-            return Ok(0);
-        }
-        let ids: Vec<Uuid> = outcomes.iter().map(|o| o.delivery_id).collect();
-        let attempts: Vec<i32> = outcomes.iter().map(|o| o.attempt).collect();
-        let statuses: Vec<DeliveryStatus> = outcomes.iter().map(|o| o.status).collect();
-        let next: Vec<Option<DateTime<Utc>>> = outcomes.iter().map(|o| o.next_attempt_at).collect();
-        let codes: Vec<Option<i32>> = outcomes.iter().map(|o| o.response_code).collect();
-        let bodies: Vec<Option<&str>> = outcomes
-            .iter()
-            .map(|o| o.response_body.as_deref())
-            .collect();
-        let errors: Vec<Option<&str>> = outcomes
-            .iter()
-            .map(|o| o.error_message.as_deref())
-            .collect();
-        let started: Vec<DateTime<Utc>> = outcomes.iter().map(|o| o.started_at).collect();
-        let durations: Vec<i32> = outcomes.iter().map(|o| o.duration_ms).collect();
-        self.exec(
-            statement!("delivery_complete_many"),
-            &[
-                &ids, &attempts, &statuses, &next, &codes, &bodies, &errors, &started, &durations,
-                &now,
-            ],
-        )
-        .await
-    }
-
-    /// Requeues up to `limit` deliveries whose lease expired; returns how many.
-    pub async fn delivery_rescue_expired(
-        &self,
-        now: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<u64, StoreError> {
-        self.exec(statement!("delivery_rescue_expired"), &[&now, &limit])
-            .await
-    }
-
-    /// The earliest instant at which queued work becomes due, if any.
-    pub async fn delivery_next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let row = self.row(statement!("delivery_next_due"), &[]).await?;
-        Ok(row.get(0))
-    }
-
-    pub async fn queue_state_set_waiting(&self, waiting: bool) -> Result<(), StoreError> {
-        self.exec(statement!("queue_state_set_waiting"), &[&waiting])
-            .await?;
         Ok(())
     }
 

@@ -1,0 +1,71 @@
+//! Statements on `postbox.events`: publishing one event and the dispatcher's
+//! fan-out, which turns committed events into deliveries and claims the first
+//! of them in the same statement.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::delivery::claimed_from_row;
+use super::{ClaimLimits, FanoutResult, Store, StoreError};
+
+impl Store {
+    /// Publishes one event on a pooled connection (`sql/event_publish.sql`);
+    /// returns its id. Callers that publish inside their own transaction use
+    /// `postbox::publish` instead.
+    pub async fn event_publish(
+        &self,
+        event_type: &str,
+        payload: &serde_json::Value,
+        owner_id: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<Uuid, StoreError> {
+        let row = self
+            .row(
+                statement!("event_publish"),
+                &[&event_type, payload, &owner_id, &idempotency_key],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Fans out up to `events` events and claims up to `claim.limit` of the
+    /// new deliveries in the same statement (see the SQL file). The first row
+    /// always carries the batch summary; claimed deliveries start at attempt 1.
+    pub async fn event_fanout_many(
+        &self,
+        events: i64,
+        now: DateTime<Utc>,
+        claim: ClaimLimits<'_>,
+    ) -> Result<FanoutResult, StoreError> {
+        let lease_secs = claim.lease.as_secs_f64();
+        let rows = self
+            .rows(
+                statement!("event_fanout_many"),
+                &[
+                    &events,
+                    &now,
+                    &claim.limit,
+                    &claim.busy_webhooks,
+                    &lease_secs,
+                    &claim.per_webhook,
+                    &claim.busy_room,
+                ],
+            )
+            .await?;
+        let mut result = FanoutResult::default();
+        if let Some(r) = rows.first() {
+            result.events = r.get("events");
+            result.deliveries = r.get("deliveries");
+            result.queued = r.get("queued");
+            result.next_due = r.get("next_due");
+            result.barrier_clear = r.get("barrier_clear");
+        }
+        for r in &rows {
+            let id: Option<Uuid> = r.get("id");
+            if id.is_some() {
+                result.claimed.push(claimed_from_row(r, 1, true));
+            }
+        }
+        Ok(result)
+    }
+}
