@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use uuid::Uuid;
 
+use crate::dispatch::{fan_out_then_claim, Busy, ClaimPlan};
 use crate::store::bench::{PLAIN_INSERT_SQL, PUBLISH_SQL};
-use crate::store::{ClaimLimits, Completion, DeliveryStatus, Store};
+use crate::store::{Completion, DeliveryStatus, Store};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Target {
@@ -177,29 +178,22 @@ pub async fn queue_alone(
             let mut idle_rounds = 0;
             while done.load(Ordering::Relaxed) < expected && idle_rounds < 200 {
                 let now = Utc::now();
-                let limits = ClaimLimits {
-                    limit: batch,
-                    busy_webhooks: &[],
-                    busy_room: &[],
+                let plan = ClaimPlan {
+                    limit: batch as usize,
                     lease: Duration::from_secs(60),
                     per_webhook: batch,
                 };
-                // The dispatcher's two claiming statements, as it runs them.
-                let mut claimed = store.event_fanout_many(batch, now, limits).await?.claimed;
-                let room = batch - claimed.len() as i64;
-                if room > 0 {
-                    claimed.extend(
-                        store
-                            .delivery_claim(
-                                now,
-                                ClaimLimits {
-                                    limit: room,
-                                    ..limits
-                                },
-                            )
-                            .await?,
-                    );
-                }
+                // The dispatcher's claim round, as it runs it.
+                let mut claimed = Vec::new();
+                fan_out_then_claim(
+                    &store,
+                    now,
+                    plan,
+                    Busy::default,
+                    |_| true,
+                    |d| claimed.push(d),
+                )
+                .await?;
                 if claimed.is_empty() {
                     idle_rounds += 1;
                     tokio::time::sleep(Duration::from_millis(5)).await;

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(super) enum Pass {
+    /// The pass failed (the database is away): back off.
+    Failed,
     /// Every slot is busy.
     Full,
     /// The per-dispatcher rate limit allows nothing now.
@@ -17,6 +20,7 @@ pub(super) enum Pass {
     /// A full batch came back, or due work is left: there is more.
     Backlog,
     /// Some work, less than a batch.
+    #[default]
     Some,
     /// Nothing to do. `safe_before`: a wake-up barrier cleared before this
     /// pass's snapshot, so no producer can have missed the flag.

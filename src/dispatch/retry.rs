@@ -28,6 +28,15 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    /// An attempt that never reached the network, and why.
+    pub fn not_sent(started_at: DateTime<Utc>, reason: impl Into<String>) -> Attempt {
+        Attempt {
+            started_at,
+            error: Some(reason.into()),
+            ..Default::default()
+        }
+    }
+
     pub fn succeeded(&self) -> bool {
         matches!(self.status, Some(s) if (200..300).contains(&s))
     }
@@ -90,24 +99,12 @@ pub fn complete(d: &ClaimedDelivery, a: &Attempt, now: DateTime<Utc>, jitter: f6
 mod tests {
     use super::*;
     use chrono::TimeZone;
-    use uuid::Uuid;
 
     fn claimed(attempt: i32, max_retries: i32) -> ClaimedDelivery {
         ClaimedDelivery {
-            id: Uuid::nil(),
-            webhook_id: Uuid::nil(),
-            event_id: Uuid::nil(),
-            event_type: "project.updated".into(),
             attempt,
-            payload: "{}".into(),
-            event_created_at: Utc::now(),
-            url: "http://x".into(),
-            secret: "whsec_AAAA".into(),
-            previous_secret: None,
-            headers: serde_json::json!({}),
             max_retries,
-            retry_delay_seconds: 60,
-            webhook_active: true,
+            ..ClaimedDelivery::sample()
         }
     }
 

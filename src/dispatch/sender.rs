@@ -1,14 +1,19 @@
-//! One signed HTTP attempt: builds the body and headers of SPEC section 4,
-//! sends it through a long-lived client (keep-alive pools, no redirects, a
-//! resolver that refuses non-public addresses unless allowed), reads at most
-//! 16 KiB of the answer, and turns whatever happens into an `Attempt`.
+//! One signed HTTP attempt, in two steps. `prepare` checks the target and
+//! builds the request once (URL parsed, signing keys decoded, body and
+//! headers as docs/WEBHOOKS.md describes them); `send_prepared` sends it
+//! through a long-lived client (keep-alive pools, no redirects, a resolver
+//! that refuses non-public addresses unless allowed), reads at most 16 KiB
+//! of the answer, and turns whatever happens into an `Attempt`. A request is
+//! never sent unsigned.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use url::Url;
 
 use crate::clock::SharedClock;
 use crate::dispatch::retry::{parse_retry_after, Attempt};
@@ -50,6 +55,17 @@ pub struct Sender {
     client: reqwest::Client,
     config: SenderConfig,
     clock: SharedClock,
+}
+
+/// A request checked and built once, ready to send.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The target, parsed once and allowed by the sender's rules.
+    pub url: Url,
+    /// When the attempt started: the signature's timestamp.
+    pub started_at: DateTime<Utc>,
+    headers: HeaderMap,
+    body: Bytes,
 }
 
 /// The request body: byte-identical on every attempt of an event.
@@ -98,13 +114,9 @@ impl Sender {
         })
     }
 
-    /// Why this URL may not be called now, if it may not.
-    fn refusal(&self, url: &str) -> Option<String> {
-        let parsed = match url::Url::parse(url) {
-            Ok(u) => u,
-            Err(e) => return Some(format!("invalid URL: {e}")),
-        };
-        match parsed.scheme() {
+    /// Why this target may not be called now, if it may not.
+    fn refusal(&self, url: &Url) -> Option<String> {
+        match url.scheme() {
             "https" => {}
             "http" if self.config.require_https => {
                 return Some(
@@ -114,10 +126,48 @@ impl Sender {
             "http" => {}
             other => return Some(format!("unsupported URL scheme {other}")),
         }
-        net::literal_target_refusal(&parsed, self.config.allow_private_targets)
+        net::literal_target_refusal(url, self.config.allow_private_targets)
     }
 
-    fn headers(&self, d: &ClaimedDelivery, body: &[u8], timestamp: i64) -> HeaderMap {
+    /// Checks the target and the secret and builds the signed request, or
+    /// says why it may not be sent. `url` is `d.url` parsed by the caller.
+    pub fn prepare(
+        &self,
+        d: &ClaimedDelivery,
+        url: Result<Url, url::ParseError>,
+        started_at: DateTime<Utc>,
+    ) -> Result<Prepared, String> {
+        let url = url.map_err(|e| format!("invalid URL: {e}"))?;
+        if let Some(reason) = self.refusal(&url) {
+            return Err(reason);
+        }
+        // Never send an unsigned request (a secret written by SQL can be malformed).
+        let key = SigningKey::from_secret(&d.secret)
+            .map_err(|_| "the webhook's secret is not a valid whsec_ secret: not sent")?;
+        let mut keys = vec![key];
+        // Still signing with the old secret during a rotation's grace period.
+        keys.extend(
+            d.previous_secret
+                .as_deref()
+                .and_then(|s| SigningKey::from_secret(s).ok()),
+        );
+        let body = event_body(d);
+        let headers = self.headers(d, &keys, &body, started_at.timestamp());
+        Ok(Prepared {
+            url,
+            started_at,
+            headers,
+            body,
+        })
+    }
+
+    fn headers(
+        &self,
+        d: &ClaimedDelivery,
+        keys: &[SigningKey],
+        body: &[u8],
+        timestamp: i64,
+    ) -> HeaderMap {
         let mut h = HeaderMap::new();
         // Custom headers first, so that nothing below can be overridden.
         if let Some(custom) = d.headers.as_object() {
@@ -134,14 +184,8 @@ impl Sender {
                 }
             }
         }
-        let mut keys = Vec::with_capacity(2);
-        for secret in std::iter::once(&d.secret).chain(d.previous_secret.as_ref()) {
-            if let Ok(k) = SigningKey::from_secret(secret) {
-                keys.push(k);
-            }
-        }
         let msg_id = d.event_id.to_string();
-        let sig = signature_header(&keys, &msg_id, timestamp, body);
+        let sig = signature_header(keys, &msg_id, timestamp, body);
         let set = |h: &mut HeaderMap, name: &'static str, value: String| {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 h.insert(name, v);
@@ -158,27 +202,31 @@ impl Sender {
         h
     }
 
-    /// Makes one attempt. Never fails: every problem becomes part of the `Attempt`.
+    /// Prepares and sends one attempt (the API's test send). Never fails:
+    /// every problem becomes part of the `Attempt`.
     pub async fn send(&self, d: &ClaimedDelivery) -> Attempt {
         let started_at = self.clock.now();
+        match self.prepare(d, Url::parse(&d.url), started_at) {
+            Ok(request) => self.send_prepared(request).await,
+            Err(reason) => Attempt::not_sent(started_at, reason),
+        }
+    }
+
+    /// Sends a prepared request. Never fails: every problem becomes part of
+    /// the `Attempt`.
+    pub async fn send_prepared(&self, request: Prepared) -> Attempt {
+        let Prepared {
+            url,
+            started_at,
+            headers,
+            body,
+        } = request;
         let t0 = Instant::now();
         let mut attempt = Attempt {
             started_at,
             ..Default::default()
         };
-        if let Some(reason) = self.refusal(&d.url) {
-            attempt.error = Some(reason);
-            return attempt;
-        }
-        if SigningKey::from_secret(&d.secret).is_err() {
-            // Never send an unsigned request (a secret written by SQL can be malformed).
-            attempt.error =
-                Some("the webhook's secret is not a valid whsec_ secret: not sent".into());
-            return attempt;
-        }
-        let body = event_body(d);
-        let headers = self.headers(d, &body, started_at.timestamp());
-        let request = self.client.post(&d.url).headers(headers).body(body).send();
+        let request = self.client.post(url).headers(headers).body(body).send();
         let result = tokio::time::timeout(self.config.request_timeout, async {
             let response = request.await?;
             let status = response.status().as_u16();
@@ -276,23 +324,13 @@ mod tests {
     #[test]
     fn body_embeds_the_payload_verbatim() {
         let d = ClaimedDelivery {
-            id: Uuid::nil(),
-            webhook_id: Uuid::nil(),
             event_id: Uuid::parse_str("f47ac10b-58cc-4372-a567-0e02b2c3d479").unwrap(),
-            event_type: "project.updated".into(),
-            attempt: 1,
             payload: r#"{"id": 42, "big": 123456789012345678901234567890}"#.into(),
             event_created_at: chrono::Utc
                 .with_ymd_and_hms(2026, 11, 28, 19, 47, 22)
                 .unwrap()
                 + chrono::Duration::milliseconds(123),
-            url: "http://x".into(),
-            secret: "whsec_AAAA".into(),
-            previous_secret: None,
-            headers: serde_json::json!({}),
-            max_retries: 3,
-            retry_delay_seconds: 60,
-            webhook_active: true,
+            ..ClaimedDelivery::sample()
         };
         let body = event_body(&d);
         assert_eq!(

@@ -6,7 +6,7 @@ use postgres_types::{FromSql, ToSql};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// `postbox.delivery_status`: exactly the five states of SPEC section 3.
+/// `postbox.delivery_status`: the five states of docs/STATE_MACHINE.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ToSql, FromSql, Serialize, Deserialize)]
 #[postgres(name = "delivery_status")]
 #[serde(rename_all = "lowercase")]
@@ -77,6 +77,29 @@ pub struct ClaimedDelivery {
     pub max_retries: i32,
     pub retry_delay_seconds: i32,
     pub webhook_active: bool,
+}
+
+#[cfg(test)]
+impl ClaimedDelivery {
+    /// A first attempt for `http://x`, for unit tests to adjust.
+    pub(crate) fn sample() -> ClaimedDelivery {
+        ClaimedDelivery {
+            id: Uuid::nil(),
+            webhook_id: Uuid::nil(),
+            event_id: Uuid::nil(),
+            event_type: "project.updated".into(),
+            attempt: 1,
+            payload: "{}".into(),
+            event_created_at: DateTime::UNIX_EPOCH,
+            url: "http://x".into(),
+            secret: "whsec_AAAA".into(),
+            previous_secret: None,
+            headers: serde_json::json!({}),
+            max_retries: 3,
+            retry_delay_seconds: 60,
+            webhook_active: true,
+        }
+    }
 }
 
 /// The recorded result of one attempt, ready for `delivery_complete_many`.

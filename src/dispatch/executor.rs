@@ -1,0 +1,127 @@
+//! The executor: turns one claim into one attempt and its completion.
+//!
+//! The steps, in order: prepare the request once (URL parsed, signing keys
+//! decoded, body signed: `sender::prepare`), send it (`sender`), classify the
+//! answer (`retry::complete`, pure; the jitter comes from the dispatcher's
+//! randomness input), then the side effects, each its own step: metrics, the
+//! log line, and disabling a webhook whose endpoint answered 410 Gone. It
+//! never fails: a receiver's failure is data, and a failed disable is logged
+//! (the completion still records the attempt).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tracing::Instrument;
+use url::Url;
+
+use super::retry::{self, Attempt};
+use super::sender::Sender;
+use crate::clock::SharedClock;
+use crate::store::{ClaimedDelivery, Completion, DeliveryStatus, Store};
+
+/// The randomness behind retry jitter: each call returns a number in
+/// `0.0..1.0`. Production uses [`system_jitter`]; tests fix it.
+pub type Jitter = Arc<dyn Fn() -> f64 + Send + Sync>;
+
+/// Jitter from the thread-local random generator.
+pub fn system_jitter() -> Jitter {
+    Arc::new(rand::random::<f64>)
+}
+
+/// The same jitter every time (tests: exact retry times).
+pub fn fixed_jitter(value: f64) -> Jitter {
+    Arc::new(move || value)
+}
+
+pub(super) struct Executor {
+    pub(super) store: Store,
+    pub(super) sender: Sender,
+    pub(super) clock: SharedClock,
+    pub(super) jitter: Jitter,
+}
+
+impl Executor {
+    /// Makes one attempt for `d` and decides the delivery's next state.
+    pub(super) async fn execute(&self, d: &ClaimedDelivery) -> Completion {
+        let url = Url::parse(&d.url);
+        // One span per attempt: ids, attempt number and the endpoint's host;
+        // never the URL's path or query (they may carry tokens) nor a secret.
+        let host = url.as_ref().ok().and_then(Url::host_str).unwrap_or("");
+        let span = tracing::info_span!(
+            "delivery",
+            delivery_id = %d.id,
+            event_id = %d.event_id,
+            webhook_id = %d.webhook_id,
+            attempt = d.attempt,
+            host = %host,
+        );
+        async {
+            let attempt = self.attempt(d, url).await;
+            let now = self.clock.now();
+            let completion = retry::complete(d, &attempt, now, (self.jitter)());
+            record_metrics(d, &attempt, &completion, now);
+            log_outcome(&attempt, &completion);
+            if attempt.gone() {
+                self.disable_gone(d, now).await;
+            }
+            completion
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Prepares and sends the request; a disabled webhook gets none.
+    async fn attempt(&self, d: &ClaimedDelivery, url: Result<Url, url::ParseError>) -> Attempt {
+        let started_at = self.clock.now();
+        if !d.webhook_active {
+            return Attempt::not_sent(started_at, "webhook is disabled: not sent");
+        }
+        match self.sender.prepare(d, url, started_at) {
+            Ok(request) => self.sender.send_prepared(request).await,
+            Err(reason) => Attempt::not_sent(started_at, reason),
+        }
+    }
+
+    /// 410 Gone: the endpoint wants no more deliveries, so its webhook is
+    /// disabled (docs/WEBHOOKS.md).
+    async fn disable_gone(&self, d: &ClaimedDelivery, now: DateTime<Utc>) {
+        let reason = "endpoint answered 410 Gone";
+        match self.store.webhook_disable(d.webhook_id, reason, now).await {
+            Ok(true) => {
+                tracing::warn!(webhook_id = %d.webhook_id, "webhook disabled: endpoint answered 410 Gone")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(webhook_id = %d.webhook_id, error = %e, "cannot disable webhook after 410")
+            }
+        }
+    }
+}
+
+fn record_metrics(d: &ClaimedDelivery, attempt: &Attempt, c: &Completion, now: DateTime<Utc>) {
+    let outcome = c.status.as_str();
+    metrics::counter!("postbox_deliveries_total", "outcome" => outcome).increment(1);
+    metrics::histogram!("postbox_attempt_duration_seconds")
+        .record(f64::from(attempt.duration_ms) / 1000.0);
+    if c.status == DeliveryStatus::Success {
+        let latency = (now - d.event_created_at).num_milliseconds().max(0) as f64 / 1000.0;
+        metrics::histogram!("postbox_delivery_latency_seconds").record(latency);
+    }
+}
+
+fn log_outcome(attempt: &Attempt, c: &Completion) {
+    let error = attempt.error.as_deref().unwrap_or("");
+    match c.status {
+        DeliveryStatus::Success => tracing::debug!(
+            status = ?attempt.status, duration_ms = attempt.duration_ms, "delivered"
+        ),
+        DeliveryStatus::Failed => tracing::warn!(
+            status = ?attempt.status, duration_ms = attempt.duration_ms, error,
+            "delivery failed for good (dead letter)"
+        ),
+        _ => tracing::info!(
+            status = ?attempt.status, duration_ms = attempt.duration_ms, error,
+            next_attempt_at = ?c.next_attempt_at, "attempt failed; will retry"
+        ),
+    }
+}

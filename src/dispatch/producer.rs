@@ -1,0 +1,502 @@
+//! The producer: the dispatcher's loop, one pass at a time.
+//!
+//! A pass rescues expired leases when due, runs one claim round (fan out,
+//! then claim the rest: `claim`) within the free slots, the rate limit and
+//! the per-webhook caps, and spawns one executor task per claim. The pure
+//! `LoopState::next_wait` turns the pass's outcome into a `Wait`; `wait`
+//! carries it out (sleep, wake-up, or a write of the wake-up flag). `run` is
+//! "pass, then wait"; `run_once` is one pass, then `finish`.
+//!
+//! Invariants: every claim holds a permit until its outcome is handed to the
+//! completer, so claims never exceed `concurrency`; an outcome reaches the
+//! completer before its slot is freed, so `finish` flushes every finished
+//! attempt. No connection is held while a request runs.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use super::claim::{fan_out_then_claim, ClaimPlan, Round};
+use super::completer::run_completer;
+use super::executor::Executor;
+use super::idle::{IdleState, Pass, RECHECK_FIRST, RESCUE_EVERY, STALLED_AFTER};
+use super::inflight::InFlight;
+use super::rate::RateLimiter;
+use super::signals::TestSignals;
+use super::DispatchConfig;
+use crate::clock::SharedClock;
+use crate::store::{ClaimedDelivery, Completion, DeliveryStatus, FanoutResult, Store, StoreError};
+
+/// Deliveries whose lease expired, requeued per rescue statement.
+const RESCUE_BATCH: i64 = 1000;
+/// The first wait after a failed pass; it doubles up to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What the producer and its executor tasks share.
+pub(super) struct Shared {
+    pub(super) store: Store,
+    pub(super) clock: SharedClock,
+    pub(super) config: DispatchConfig,
+    pub(super) executor: Executor,
+    pub(super) inflight: InFlight,
+    /// A task finished and freed its slot.
+    pub(super) slot_freed: Notify,
+    pub(super) signals: Option<TestSignals>,
+}
+
+/// What one pass did (`run_once` reports it).
+#[derive(Debug, Default)]
+pub(super) struct PassReport {
+    pub(super) pass: Pass,
+    pub(super) events: i64,
+    pub(super) deliveries: i64,
+    pub(super) claimed: usize,
+    pub(super) rescued: u64,
+}
+
+/// What to do between two passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Wait {
+    /// Pass again at once, after writing the wake-up flag if given.
+    Again { flag: Option<bool> },
+    /// The wake-up barrier cleared during the pass: look once more.
+    Recheck,
+    /// Every slot is busy: wait for one. Still busy after `stalled_after`:
+    /// say the dispatcher waits (when `say_waiting`), so peers get woken.
+    Slot {
+        stalled_after: Duration,
+        say_waiting: bool,
+    },
+    /// The rate limit allows nothing before this.
+    Sleep(Duration),
+    /// Nothing to do: sleep until a NOTIFY, a freed slot, or `sleep`.
+    /// `safe`: no producer can have missed the flag (a plain poll).
+    Idle { sleep: Duration, safe: bool },
+    /// The pass failed: wait this long (it doubles each time).
+    Backoff(Duration),
+}
+
+/// The loop's state between passes; everything `next_wait` reads.
+pub(super) struct LoopState {
+    limiter: RateLimiter,
+    idle: IdleState,
+    /// Look for due deliveries (not only new events) in the next pass.
+    claim_wanted: bool,
+    last_claim: Instant,
+    last_rescue: Option<Instant>,
+    error_backoff: Duration,
+    poll_interval: Duration,
+}
+
+impl LoopState {
+    pub(super) fn new(config: &DispatchConfig) -> LoopState {
+        LoopState {
+            limiter: RateLimiter::new(config.rate_limit),
+            idle: IdleState::default(),
+            claim_wanted: true,
+            last_claim: Instant::now(),
+            last_rescue: None,
+            error_backoff: FIRST_BACKOFF,
+            poll_interval: config.poll_interval,
+        }
+    }
+
+    /// What to wait for after a pass that ended in `pass`, at `now`. Pure.
+    pub(super) fn next_wait(&self, pass: &Pass, now: DateTime<Utc>) -> Wait {
+        let flag = self.idle.flag;
+        match *pass {
+            Pass::Failed => Wait::Backoff(self.error_backoff),
+            Pass::Full => Wait::Slot {
+                stalled_after: STALLED_AFTER,
+                say_waiting: flag != Some(true),
+            },
+            Pass::RateLimited => Wait::Sleep(self.limiter.until_next()),
+            // Busy: producers need not pay for a NOTIFY.
+            Pass::Backlog => Wait::Again {
+                flag: (flag != Some(false)).then_some(false),
+            },
+            // Less than a batch: the next pass looks once more.
+            Pass::Some => Wait::Again { flag: None },
+            // Say we wait; the next statement checks that no producer missed
+            // it, the one after looks for work once more.
+            Pass::Idle { .. } if flag != Some(true) => Wait::Again { flag: Some(true) },
+            Pass::Idle {
+                safe_before: true,
+                next_due,
+            } => {
+                let until_due = next_due
+                    .filter(|_| !self.idle.due_unclaimable)
+                    .map(|due| until(due, now).max(Duration::from_millis(1)))
+                    .unwrap_or(self.poll_interval);
+                Wait::Idle {
+                    sleep: until_due.min(self.poll_interval),
+                    safe: true,
+                }
+            }
+            Pass::Idle { .. } if !self.idle.rechecked => Wait::Recheck,
+            // A producer transaction is still open: look again soon, then
+            // less and less often.
+            Pass::Idle { .. } => Wait::Idle {
+                sleep: self.idle.recheck_delay.max(RECHECK_FIRST),
+                safe: false,
+            },
+        }
+    }
+
+    /// Decides, after the fan-out, whether the round claims due deliveries.
+    /// `poked` (asked only when the fan-out queued nothing) says whether a
+    /// wake-up or a freed cap asked for a claim.
+    fn wants_rest(
+        &mut self,
+        fan: &FanoutResult,
+        poked: impl FnOnce() -> bool,
+        now: DateTime<Utc>,
+    ) -> bool {
+        if fan.queued > 0 || poked() || self.last_claim.elapsed() >= self.poll_interval {
+            self.idle.due_unclaimable = false;
+            self.claim_wanted = true;
+        }
+        if fan.next_due.is_some_and(|due| due <= now) && !self.idle.due_unclaimable {
+            self.claim_wanted = true;
+        }
+        self.claim_wanted
+    }
+
+    /// Books a finished round and names the pass's outcome.
+    fn claimed(&mut self, round: &Round, limit: usize, safe_before: bool) -> Pass {
+        self.idle.saw_barrier(round.fan.barrier_clear);
+        if let Some(rest) = round.rest {
+            self.last_claim = Instant::now();
+            // Due but nothing claimable (webhooks at their cap, rows locked
+            // by another dispatcher): wait for a change.
+            self.idle.due_unclaimable = rest.claimed == 0;
+            self.claim_wanted = rest.claimed == rest.room;
+        }
+        self.limiter.take(round.claimed);
+        let fan = &round.fan;
+        let idle = Pass::Idle {
+            safe_before,
+            next_due: fan.next_due,
+        };
+        if fan.events as usize == limit || self.claim_wanted {
+            Pass::Backlog
+        } else if safe_before && self.idle.flag == Some(true) {
+            // Less than a batch, so this pass took every event committed
+            // before it; any later producer saw the flag and notified.
+            idle
+        } else if fan.events > 0 || round.claimed > 0 {
+            Pass::Some
+        } else {
+            idle
+        }
+    }
+}
+
+fn until(at: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+    (at - now).to_std().unwrap_or(Duration::ZERO)
+}
+
+pub(super) struct Producer {
+    shared: Arc<Shared>,
+    permits: Arc<Semaphore>,
+    tasks: JoinSet<()>,
+    completions: mpsc::Sender<Completion>,
+    completer: JoinHandle<()>,
+    /// Poked by the listener on every NOTIFY.
+    pub(super) wake: Arc<Notify>,
+    /// Raised by the listener when due deliveries should be claimed.
+    pub(super) wake_claim: Arc<AtomicBool>,
+    state: LoopState,
+}
+
+impl Producer {
+    /// A producer with its own completer task.
+    pub(super) fn start(shared: Arc<Shared>) -> Producer {
+        let slots = shared.config.concurrency.max(1);
+        let (completions, rx) = mpsc::channel(slots * 2);
+        let completer = tokio::spawn(run_completer(
+            shared.store.clone(),
+            rx,
+            shared.clock.clone(),
+            shared.signals.clone(),
+        ));
+        Producer {
+            state: LoopState::new(&shared.config),
+            shared,
+            permits: Arc::new(Semaphore::new(slots)),
+            tasks: JoinSet::new(),
+            completions,
+            completer,
+            wake: Arc::new(Notify::new()),
+            wake_claim: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Requests in flight.
+    pub(super) fn in_flight(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// One pass, then the wait it asks for: the body of `run`'s loop.
+    pub(super) async fn step(&mut self, shutdown: &CancellationToken) {
+        let pass = match self.pass().await {
+            Ok(report) => {
+                self.state.error_backoff = FIRST_BACKOFF;
+                report.pass
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = self.state.error_backoff.as_millis() as u64, "dispatcher pass failed");
+                self.state.idle = IdleState::default();
+                self.state.claim_wanted = true;
+                Pass::Failed
+            }
+        };
+        let wait = self.state.next_wait(&pass, self.shared.clock.now());
+        self.wait(wait, shutdown).await;
+    }
+
+    /// Rescues expired leases when due, claims within the free slots and
+    /// spawns an executor task per claim.
+    pub(super) async fn pass(&mut self) -> Result<PassReport, StoreError> {
+        while self.tasks.try_join_next().is_some() {}
+        let s = self.shared.clone();
+        let mut report = PassReport::default();
+        if self
+            .state
+            .last_rescue
+            .is_none_or(|t| t.elapsed() >= RESCUE_EVERY)
+        {
+            self.state.last_rescue = Some(Instant::now());
+            report.rescued = s
+                .store
+                .delivery_rescue_expired(s.clock.now(), RESCUE_BATCH)
+                .await?;
+            if report.rescued > 0 {
+                tracing::warn!(
+                    rescued = report.rescued,
+                    "requeued deliveries whose lease expired"
+                );
+                self.state.claim_wanted = true;
+            }
+        }
+        report.pass = self.claim(&mut report).await?;
+        metrics::gauge!("postbox_dispatcher_in_flight")
+            .set((s.config.concurrency - self.permits.available_permits()) as f64);
+        Ok(report)
+    }
+
+    async fn claim(&mut self, report: &mut PassReport) -> Result<Pass, StoreError> {
+        let s = self.shared.clone();
+        let free = self.permits.available_permits();
+        if free == 0 {
+            return Ok(Pass::Full);
+        }
+        let mut limit = free.min(s.config.batch_size.max(1));
+        if let Some(allowed) = self.state.limiter.available() {
+            limit = limit.min(allowed);
+        }
+        if limit == 0 {
+            return Ok(Pass::RateLimited);
+        }
+        let plan = ClaimPlan {
+            limit,
+            lease: s.config.lease(),
+            per_webhook: s.config.endpoint_concurrency as i64,
+        };
+        let safe_before = self.state.idle.safe;
+        let Producer {
+            permits,
+            tasks,
+            completions,
+            wake_claim,
+            state,
+            ..
+        } = self;
+        let round = fan_out_then_claim(
+            &s.store,
+            s.clock.now(),
+            plan,
+            || s.inflight.busy(),
+            |fan| {
+                let poked =
+                    || wake_claim.swap(false, Ordering::Relaxed) || s.inflight.take_cap_freed();
+                state.wants_rest(fan, poked, s.clock.now())
+            },
+            |d| spawn_attempt(&s, permits, tasks, completions, d),
+        )
+        .await?;
+        metrics::histogram!("postbox_claim_batch_size").record(round.claimed as f64);
+        if let (Some(signals), true) = (&s.signals, round.claimed > 0) {
+            signals.claimed(round.claimed);
+        }
+        (report.events, report.deliveries, report.claimed) =
+            (round.fan.events, round.fan.deliveries, round.claimed);
+        Ok(state.claimed(&round, limit, safe_before))
+    }
+
+    /// Carries out a `Wait` (see `LoopState::next_wait`).
+    async fn wait(&mut self, wait: Wait, shutdown: &CancellationToken) {
+        let s = self.shared.clone();
+        match wait {
+            Wait::Again { flag: None } => {}
+            Wait::Again {
+                flag: Some(waiting),
+            } => self.say_waiting(waiting).await,
+            Wait::Recheck => self.state.idle.rechecked = true,
+            Wait::Slot {
+                stalled_after,
+                say_waiting,
+            } => {
+                let stalled = tokio::select! {
+                    _ = s.slot_freed.notified() => false,
+                    _ = tokio::time::sleep(stalled_after) => true,
+                    _ = shutdown.cancelled() => false,
+                };
+                // Every slot is held by slow requests: this dispatcher fans
+                // out nothing meanwhile, so let producers wake the others.
+                if stalled && say_waiting && s.store.queue_state_set_waiting(true).await.is_ok() {
+                    self.state.idle.set_flag(true);
+                }
+            }
+            Wait::Sleep(d) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(d) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+            }
+            Wait::Backoff(d) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(d) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                self.state.error_backoff = (d * 2).min(MAX_BACKOFF);
+            }
+            Wait::Idle { sleep, safe } => {
+                let poll = self.state.poll_interval;
+                let idle = &mut self.state.idle;
+                idle.recheck_delay = if safe {
+                    RECHECK_FIRST
+                } else {
+                    (sleep * 2).min(poll)
+                };
+                idle.rechecked = false;
+                if let (Some(signals), true) = (&s.signals, safe) {
+                    signals.went_idle();
+                }
+                let polled = tokio::select! {
+                    _ = self.wake.notified() => false,
+                    _ = s.slot_freed.notified() => false,
+                    _ = tokio::time::sleep(sleep) => safe,
+                    _ = shutdown.cancelled() => false,
+                };
+                if polled && sleep >= poll {
+                    // A full poll without a wake-up: another dispatcher may
+                    // have cleared the flag. Say again that we wait.
+                    self.state.idle.reset();
+                }
+            }
+        }
+    }
+
+    /// Writes the wake-up flag and remembers it.
+    async fn say_waiting(&mut self, waiting: bool) {
+        match self.shared.store.queue_state_set_waiting(waiting).await {
+            Ok(()) => self.state.idle.set_flag(waiting),
+            Err(e) if waiting => {
+                tracing::warn!(error = %e, "cannot set the wake-up flag");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot clear the wake-up flag"),
+        }
+    }
+
+    /// Stops: lets the tasks finish (within `deadline`, if given), requeues
+    /// the unfinished, and waits until the completer has written every
+    /// outcome.
+    pub(super) async fn finish(mut self, deadline: Option<Duration>) {
+        let join_all = async { while self.tasks.join_next().await.is_some() {} };
+        let drained = match deadline {
+            Some(d) => tokio::time::timeout(d, join_all).await.is_ok(),
+            None => {
+                join_all.await;
+                true
+            }
+        };
+        if !drained {
+            self.tasks.abort_all();
+            while self.tasks.join_next().await.is_some() {}
+            self.requeue_unfinished().await;
+        }
+        drop(self.completions);
+        let _ = self.completer.await;
+    }
+
+    /// Gives back the claims whose requests were cut off, due now.
+    async fn requeue_unfinished(&self) {
+        let s = &self.shared;
+        let now = s.clock.now();
+        let completions: Vec<Completion> = s
+            .inflight
+            .claims()
+            .into_iter()
+            .map(|(id, attempt)| Completion {
+                delivery_id: id,
+                attempt,
+                status: DeliveryStatus::Retrying,
+                next_attempt_at: Some(now),
+                response_code: None,
+                response_body: None,
+                error_message: Some("dispatcher shut down before the endpoint answered".into()),
+                started_at: now,
+                duration_ms: 0,
+            })
+            .collect();
+        match s.store.delivery_complete_many(&completions, now).await {
+            Ok(n) => tracing::warn!(
+                requeued = n,
+                "shutdown deadline passed; requeued unfinished deliveries"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot requeue unfinished deliveries; their leases will expire")
+            }
+        }
+    }
+}
+
+fn spawn_attempt(
+    s: &Arc<Shared>,
+    permits: &Arc<Semaphore>,
+    tasks: &mut JoinSet<()>,
+    completions: &mpsc::Sender<Completion>,
+    d: ClaimedDelivery,
+) {
+    let permit = permits
+        .clone()
+        .try_acquire_owned()
+        .expect("claims never exceed the free slots");
+    s.inflight.track(&d);
+    tasks.spawn(run_attempt(s.clone(), d, permit, completions.clone()));
+}
+
+/// One executor task: the attempt, then its outcome to the completer, then
+/// the slot back.
+async fn run_attempt(
+    shared: Arc<Shared>,
+    d: ClaimedDelivery,
+    permit: OwnedSemaphorePermit,
+    completions: mpsc::Sender<Completion>,
+) {
+    let completion = shared.executor.execute(&d).await;
+    // Hand the outcome over before freeing the slot, so that shutdown's
+    // flush sees every finished attempt.
+    let _ = completions.send(completion).await;
+    shared.inflight.untrack(&d);
+    drop(permit);
+    shared.slot_freed.notify_one();
+}
