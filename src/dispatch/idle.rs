@@ -1,4 +1,4 @@
-//! The dispatcher's loop states and the wake-up protocol's bookkeeping.
+//! The wake-up protocol's bookkeeping, and the loop's timing constants.
 //!
 //! Producers NOTIFY only while `queue_state.dispatcher_waiting` is true (see
 //! the trigger in migrations/V1). A dispatcher may sleep without losing a
@@ -7,32 +7,9 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(super) enum Pass {
-    /// The pass failed (the database is away): back off.
-    Failed,
-    /// Every slot is busy.
-    Full,
-    /// The per-dispatcher rate limit allows nothing now.
-    RateLimited,
-    /// A full batch came back, or due work is left: there is more.
-    Backlog,
-    /// Some work, less than a batch.
-    #[default]
-    Some,
-    /// Nothing to do. `safe_before`: a wake-up barrier cleared before this
-    /// pass's snapshot, so no producer can have missed the flag.
-    Idle {
-        safe_before: bool,
-        next_due: Option<DateTime<Utc>>,
-    },
-}
-
 /// How often each dispatcher requeues deliveries whose lease expired.
 pub(super) const RESCUE_EVERY: Duration = Duration::from_secs(5);
-/// All slots busy this long: the dispatcher counts as stalled (see Pass::Full).
+/// All slots busy this long: the dispatcher counts as stalled (see `Wait::Slot`).
 pub(super) const STALLED_AFTER: Duration = Duration::from_millis(100);
 /// First wait when the wake-up barrier is taken by an open producer transaction.
 pub(super) const RECHECK_FIRST: Duration = Duration::from_millis(10);

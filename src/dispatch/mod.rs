@@ -25,6 +25,7 @@ mod rate;
 pub mod retry;
 pub mod sender;
 mod signals;
+mod wait;
 
 use std::sync::Arc;
 use std::time::Duration;

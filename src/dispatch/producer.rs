@@ -3,9 +3,9 @@
 //! A pass rescues expired leases when due, runs one claim round (fan out,
 //! then claim the rest: `claim`) within the free slots, the rate limit and
 //! the per-webhook caps, and spawns one executor task per claim. The pure
-//! `LoopState::next_wait` turns the pass's outcome into a `Wait`; `wait`
-//! carries it out (sleep, wake-up, or a write of the wake-up flag). `run` is
-//! "pass, then wait"; `run_once` is one pass, then `finish`.
+//! `LoopState::next_wait` (`wait`) turns the pass's outcome into a `Wait`;
+//! `Producer::wait` carries it out (sleep, wake-up, or a write of the wake-up
+//! flag). `run` is "pass, then wait"; `run_once` is one pass, then `finish`.
 //!
 //! Invariants: every claim holds a permit until its outcome is handed to the
 //! completer, so claims never exceed `concurrency`; an outcome reaches the
@@ -16,27 +16,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use super::claim::{fan_out_then_claim, ClaimPlan, Round};
+use super::claim::{fan_out_then_claim, ClaimPlan};
 use super::completer::run_completer;
 use super::executor::Executor;
-use super::idle::{IdleState, Pass, RECHECK_FIRST, RESCUE_EVERY, STALLED_AFTER};
+use super::idle::{IdleState, RESCUE_EVERY};
 use super::inflight::InFlight;
-use super::rate::RateLimiter;
 use super::signals::TestSignals;
+use super::wait::{LoopState, Pass, Wait, FIRST_BACKOFF, MAX_BACKOFF};
 use super::DispatchConfig;
 use crate::clock::SharedClock;
-use crate::store::{ClaimedDelivery, Completion, DeliveryStatus, FanoutResult, Store, StoreError};
+use crate::store::{ClaimedDelivery, Completion, DeliveryStatus, Store, StoreError};
 
 /// Deliveries whose lease expired, requeued per rescue statement.
 const RESCUE_BATCH: i64 = 1000;
-/// The first wait after a failed pass; it doubles up to `MAX_BACKOFF`.
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// What the producer and its executor tasks share.
 pub(super) struct Shared {
@@ -58,148 +54,6 @@ pub(super) struct PassReport {
     pub(super) deliveries: i64,
     pub(super) claimed: usize,
     pub(super) rescued: u64,
-}
-
-/// What to do between two passes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Wait {
-    /// Pass again at once, after writing the wake-up flag if given.
-    Again { flag: Option<bool> },
-    /// The wake-up barrier cleared during the pass: look once more.
-    Recheck,
-    /// Every slot is busy: wait for one. Still busy after `stalled_after`:
-    /// say the dispatcher waits (when `say_waiting`), so peers get woken.
-    Slot {
-        stalled_after: Duration,
-        say_waiting: bool,
-    },
-    /// The rate limit allows nothing before this.
-    Sleep(Duration),
-    /// Nothing to do: sleep until a NOTIFY, a freed slot, or `sleep`.
-    /// `safe`: no producer can have missed the flag (a plain poll).
-    Idle { sleep: Duration, safe: bool },
-    /// The pass failed: wait this long (it doubles each time).
-    Backoff(Duration),
-}
-
-/// The loop's state between passes; everything `next_wait` reads.
-pub(super) struct LoopState {
-    limiter: RateLimiter,
-    idle: IdleState,
-    /// Look for due deliveries (not only new events) in the next pass.
-    claim_wanted: bool,
-    last_claim: Instant,
-    last_rescue: Option<Instant>,
-    error_backoff: Duration,
-    poll_interval: Duration,
-}
-
-impl LoopState {
-    pub(super) fn new(config: &DispatchConfig) -> LoopState {
-        LoopState {
-            limiter: RateLimiter::new(config.rate_limit),
-            idle: IdleState::default(),
-            claim_wanted: true,
-            last_claim: Instant::now(),
-            last_rescue: None,
-            error_backoff: FIRST_BACKOFF,
-            poll_interval: config.poll_interval,
-        }
-    }
-
-    /// What to wait for after a pass that ended in `pass`, at `now`. Pure.
-    pub(super) fn next_wait(&self, pass: &Pass, now: DateTime<Utc>) -> Wait {
-        let flag = self.idle.flag;
-        match *pass {
-            Pass::Failed => Wait::Backoff(self.error_backoff),
-            Pass::Full => Wait::Slot {
-                stalled_after: STALLED_AFTER,
-                say_waiting: flag != Some(true),
-            },
-            Pass::RateLimited => Wait::Sleep(self.limiter.until_next()),
-            // Busy: producers need not pay for a NOTIFY.
-            Pass::Backlog => Wait::Again {
-                flag: (flag != Some(false)).then_some(false),
-            },
-            // Less than a batch: the next pass looks once more.
-            Pass::Some => Wait::Again { flag: None },
-            // Say we wait; the next statement checks that no producer missed
-            // it, the one after looks for work once more.
-            Pass::Idle { .. } if flag != Some(true) => Wait::Again { flag: Some(true) },
-            Pass::Idle {
-                safe_before: true,
-                next_due,
-            } => {
-                let until_due = next_due
-                    .filter(|_| !self.idle.due_unclaimable)
-                    .map(|due| until(due, now).max(Duration::from_millis(1)))
-                    .unwrap_or(self.poll_interval);
-                Wait::Idle {
-                    sleep: until_due.min(self.poll_interval),
-                    safe: true,
-                }
-            }
-            Pass::Idle { .. } if !self.idle.rechecked => Wait::Recheck,
-            // A producer transaction is still open: look again soon, then
-            // less and less often.
-            Pass::Idle { .. } => Wait::Idle {
-                sleep: self.idle.recheck_delay.max(RECHECK_FIRST),
-                safe: false,
-            },
-        }
-    }
-
-    /// Decides, after the fan-out, whether the round claims due deliveries.
-    /// `poked` (asked only when the fan-out queued nothing) says whether a
-    /// wake-up or a freed cap asked for a claim.
-    fn wants_rest(
-        &mut self,
-        fan: &FanoutResult,
-        poked: impl FnOnce() -> bool,
-        now: DateTime<Utc>,
-    ) -> bool {
-        if fan.queued > 0 || poked() || self.last_claim.elapsed() >= self.poll_interval {
-            self.idle.due_unclaimable = false;
-            self.claim_wanted = true;
-        }
-        if fan.next_due.is_some_and(|due| due <= now) && !self.idle.due_unclaimable {
-            self.claim_wanted = true;
-        }
-        self.claim_wanted
-    }
-
-    /// Books a finished round and names the pass's outcome.
-    fn claimed(&mut self, round: &Round, limit: usize, safe_before: bool) -> Pass {
-        self.idle.saw_barrier(round.fan.barrier_clear);
-        if let Some(rest) = round.rest {
-            self.last_claim = Instant::now();
-            // Due but nothing claimable (webhooks at their cap, rows locked
-            // by another dispatcher): wait for a change.
-            self.idle.due_unclaimable = rest.claimed == 0;
-            self.claim_wanted = rest.claimed == rest.room;
-        }
-        self.limiter.take(round.claimed);
-        let fan = &round.fan;
-        let idle = Pass::Idle {
-            safe_before,
-            next_due: fan.next_due,
-        };
-        if fan.events as usize == limit || self.claim_wanted {
-            Pass::Backlog
-        } else if safe_before && self.idle.flag == Some(true) {
-            // Less than a batch, so this pass took every event committed
-            // before it; any later producer saw the flag and notified.
-            idle
-        } else if fan.events > 0 || round.claimed > 0 {
-            Pass::Some
-        } else {
-            idle
-        }
-    }
-}
-
-fn until(at: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
-    (at - now).to_std().unwrap_or(Duration::ZERO)
 }
 
 pub(super) struct Producer {
@@ -378,14 +232,7 @@ impl Producer {
                 self.state.error_backoff = (d * 2).min(MAX_BACKOFF);
             }
             Wait::Idle { sleep, safe } => {
-                let poll = self.state.poll_interval;
-                let idle = &mut self.state.idle;
-                idle.recheck_delay = if safe {
-                    RECHECK_FIRST
-                } else {
-                    (sleep * 2).min(poll)
-                };
-                idle.rechecked = false;
+                self.state.begin_idle(sleep, safe);
                 if let (Some(signals), true) = (&s.signals, safe) {
                     signals.went_idle();
                 }
@@ -395,7 +242,7 @@ impl Producer {
                     _ = tokio::time::sleep(sleep) => safe,
                     _ = shutdown.cancelled() => false,
                 };
-                if polled && sleep >= poll {
+                if polled && sleep >= self.state.poll_interval {
                     // A full poll without a wake-up: another dispatcher may
                     // have cleared the flag. Say again that we wait.
                     self.state.idle.reset();
