@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use postbox::clock::{SharedClock, ShiftedClock};
-use postbox::dispatch::Dispatcher;
+use postbox::dispatch::{Dispatcher, TestSignals};
 use postbox::signing::{verify, SigningKey};
 use postbox::store::{ClaimLimits, Completion, DeliveryStatus};
 use serde_json::json;
@@ -68,7 +68,8 @@ async fn a_committed_event_reaches_each_matching_webhook_once_signed() {
         .insert(&c)
         .await;
 
-    let running = spawn_dispatcher(db.store(), dispatch_config(), system_clock());
+    let signals = TestSignals::new();
+    let running = spawn_signalled(db.store(), dispatch_config(), system_clock(), &signals);
     let event_id = publish(
         &c,
         "project.updated",
@@ -77,18 +78,19 @@ async fn a_committed_event_reaches_each_matching_webhook_once_signed() {
     )
     .await;
     let got = rx.wait_for(3, WAIT).await;
-    wait_until("three successes", WAIT, || async {
-        count(
-            &c,
-            "SELECT count(*) FROM postbox.deliveries WHERE status = 'success'",
-        )
-        .await
-            == 3
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let done = signalled(&signals, "three outcomes recorded", |s| s.completed >= 3).await;
+    // Asleep after its last look: it found nothing more to send.
+    signalled(&signals, "idle after the outcomes", |s| s.idle > done.idle).await;
     running.shutdown().await;
     assert_eq!(rx.count(), 3, "exactly one request per matching webhook");
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM postbox.deliveries WHERE status = 'success'"
+        )
+        .await,
+        3
+    );
 
     let deliveries = c
         .query(
@@ -421,20 +423,22 @@ async fn two_dispatchers_never_send_the_same_delivery_twice() {
         concurrency: 16,
         ..dispatch_config()
     };
-    let a = spawn_dispatcher(db.store(), config.clone(), system_clock());
-    let b = spawn_dispatcher(db.store(), config, system_clock());
+    let signals = TestSignals::new();
+    let a = spawn_signalled(db.store(), config.clone(), system_clock(), &signals);
+    let b = spawn_signalled(db.store(), config, system_clock(), &signals);
     rx.wait_for(1200, Duration::from_secs(60)).await;
-    wait_until("all delivered", WAIT, || async {
-        count(
-            &c,
-            "SELECT count(*) FROM postbox.deliveries WHERE status = 'success'",
-        )
-        .await
-            == 1200
-    })
-    .await;
+    signalled(&signals, "1200 outcomes recorded", |s| s.completed >= 1200).await;
     a.shutdown().await;
     b.shutdown().await;
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM postbox.deliveries WHERE status = 'success'"
+        )
+        .await,
+        1200
+    );
+    assert_eq!(signals.seen().claimed, 1200, "each delivery claimed once");
     let mut ids: Vec<String> = rx
         .all()
         .iter()
@@ -482,22 +486,31 @@ async fn notify_wakes_an_idle_dispatcher_long_before_its_poll() {
         poll_interval: Duration::from_secs(3600),
         ..dispatch_config()
     };
-    let running = spawn_dispatcher(db.store(), config, system_clock());
-    // Let it go idle, then publish several times.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let signals = TestSignals::new();
+    let running = spawn_signalled(db.store(), config, system_clock(), &signals);
+    signalled(&signals, "idle at start", |s| s.idle >= 1).await;
     for i in 0..5 {
+        let before = signals.seen().idle;
         publish(&c, "user.created", json!({"i": i}), "u").await;
         rx.wait_for(i + 1, Duration::from_secs(5)).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        signalled(&signals, "recorded, then idle again", |s| {
+            s.completed > i as u64 && s.idle > before
+        })
+        .await;
     }
     // The wake-up connection dies; the dispatcher listens again and still wakes.
+    let before = signals.seen().idle;
     c.execute(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
         &[],
     )
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Woken once when the connection drops, once when it listens again.
+    signalled(&signals, "idle after listening again", |s| {
+        s.idle >= before + 2
+    })
+    .await;
     publish(&c, "user.created", json!({"i": "after"}), "u").await;
     rx.wait_for(6, Duration::from_secs(10)).await;
     running.shutdown().await;
@@ -581,7 +594,8 @@ async fn due_retries_are_claimed_while_new_events_keep_arriving() {
     }
     .insert(&c)
     .await;
-    let running = spawn_dispatcher(db.store(), dispatch_config(), system_clock());
+    let signals = TestSignals::new();
+    let running = spawn_signalled(db.store(), dispatch_config(), system_clock(), &signals);
     let stop = tokio_util::sync::CancellationToken::new();
     let producer = {
         let (url, stop) = (db.url.clone(), stop.clone());
@@ -596,7 +610,7 @@ async fn due_retries_are_claimed_while_new_events_keep_arriving() {
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    signalled(&signals, "steady traffic claimed", |s| s.claimed >= 10).await;
     publish(&c, "user.created", json!({"id": 1}), "flaky").await;
     let got = flaky.wait_for(2, Duration::from_secs(5)).await;
     assert_eq!(got[1].header("x-webhook-attempt"), "2");

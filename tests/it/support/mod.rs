@@ -4,6 +4,7 @@
 pub mod db;
 pub mod hostile;
 pub mod receiver;
+pub mod signals;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use uuid::Uuid;
 
 pub use db::TestDb;
 pub use receiver::{Answer, Receiver};
+pub use signals::{signalled, spawn_signalled};
 
 /// A webhook row, written with plain SQL as a psql user would.
 pub struct NewWebhook<'a> {
