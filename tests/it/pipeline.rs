@@ -619,3 +619,33 @@ async fn due_retries_are_claimed_while_new_events_keep_arriving() {
     running.shutdown().await;
     assert!(busy.count() > 10, "the steady traffic was delivered too");
 }
+
+#[tokio::test]
+async fn one_pass_keeps_each_webhook_under_its_in_flight_cap() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let rx = Receiver::ok().await;
+    NewWebhook::new("u", rx.url(), &["*"]).insert(&c).await;
+    for i in 0..5 {
+        publish(&c, "user.created", json!({"i": i}), "u").await;
+    }
+    let config = postbox::dispatch::DispatchConfig {
+        endpoint_concurrency: 2,
+        ..dispatch_config()
+    };
+    let d = Dispatcher::new(db.store(), config, system_clock()).unwrap();
+    // The fan-out claims two; the claim that follows sees them in flight.
+    let report = d.run_once().await.unwrap();
+    assert_eq!((report.deliveries_created, report.attempts), (5, 2));
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM postbox.deliveries WHERE status = 'pending'"
+        )
+        .await,
+        3
+    );
+    assert_eq!(d.run_once().await.unwrap().attempts, 2);
+    assert_eq!(d.run_once().await.unwrap().attempts, 1);
+    assert_eq!(rx.count(), 5);
+}
