@@ -18,7 +18,6 @@
 
 pub mod api;
 pub mod app;
-pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod dispatch;
@@ -27,7 +26,6 @@ pub mod inbound;
 pub mod maintenance;
 pub mod net;
 pub mod publish;
-pub mod receive;
 pub mod signing;
 pub mod store;
 pub mod telemetry;

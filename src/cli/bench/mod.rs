@@ -1,4 +1,4 @@
-//! `postbox bench`: the load benchmark of issue 3.
+//! `postbox bench`: the load benchmark (its figures and targets are in docs/PERFORMANCE.md).
 //!
 //! Runs in a database of its own (created and dropped here) on the server of
 //! DATABASE_URL, with its own receiver on loopback and the dispatcher as a
@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 use rand::RngExt;
 use uuid::Uuid;
 
-use crate::config::BenchArgs;
-use crate::signing::generate_secret;
-use crate::store::bench::bench_database;
-use crate::store::Store;
+use super::args::BenchArgs;
 use child::DispatcherProcess;
+use postbox::signing::generate_secret;
+use postbox::store::bench::bench_database;
+use postbox::store::Store;
 use receiver::BenchReceiver;
 use report::*;
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use uuid::Uuid;
 
-use crate::store::bench::{PLAIN_INSERT_SQL, PUBLISH_SQL};
-use crate::store::{ClaimLimits, Completion, DeliveryStatus, Store};
+use postbox::store::bench::{PLAIN_INSERT_SQL, PUBLISH_SQL};
+use postbox::store::{ClaimLimits, Completion, DeliveryStatus, Store};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Target {
