@@ -2,6 +2,7 @@
 //! their ordered shutdown. `serve` is what `postbox serve` runs; tests drive
 //! the same function with a listener on port 0 and their own shutdown token.
 
+use futures_util::FutureExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use warp::Filter;
@@ -109,19 +110,13 @@ pub async fn serve(
         };
         tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "API listening");
         let server = serve_routes(api::routes(state.clone()), listener, shutdown.clone());
-        roles.spawn(async move {
-            server.await;
-            Ok(())
-        });
+        roles.spawn(server.map(Ok));
     }
     if let Some(addr) = config.metrics_listen {
         let listener = bind(addr).await?;
         tracing::info!(%addr, "metrics listening");
         let server = serve_routes(api::ops_routes(state.clone()), listener, shutdown.clone());
-        roles.spawn(async move {
-            server.await;
-            Ok(())
-        });
+        roles.spawn(server.map(Ok));
     }
     if config.dispatcher {
         // Its own pool: the dispatcher's sessions may commit asynchronously.

@@ -14,6 +14,7 @@ mod api;
 mod api_hostile;
 #[allow(dead_code)]
 mod api_support;
+mod bench_database;
 mod compose;
 mod docs;
 mod hardening;
