@@ -137,6 +137,7 @@ impl ApiConfig {
 /// Everything `app::serve` runs with. A role that is `None` does not run.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
+    /// The database.
     pub db: DbConfig,
     /// The API role; `None` with `--no-api`.
     pub api: Option<ApiConfig>,

@@ -57,8 +57,11 @@ pub struct RunReport {
     pub rescued: u64,
     /// Webhooks turned off by auto-disable.
     pub disabled: Vec<Uuid>,
+    /// Successful deliveries deleted by retention.
     pub deleted_success: i64,
+    /// Failed deliveries deleted by retention.
     pub deleted_failed: i64,
+    /// Events deleted because no delivery needs them.
     pub deleted_events: i64,
 }
 

@@ -47,6 +47,7 @@ async fn admin_execute(admin_url: &str, sql: &str, op: &'static str) -> Result<(
 }
 
 impl Store {
+    /// Adds one benchmark endpoint for `owner` at `url`; returns its id.
     pub async fn bench_webhook_insert(
         &self,
         owner: &str,
@@ -65,6 +66,8 @@ impl Store {
         Ok(row.get(0))
     }
 
+    /// Commits `count` events for the owners `owner_prefix0..owners-1` in
+    /// one statement; returns the rows inserted.
     pub async fn bench_events_insert_many(
         &self,
         owner_prefix: &str,
@@ -122,6 +125,7 @@ impl Store {
         Ok(())
     }
 
+    /// Creates the producer-cost baseline table (no trigger).
     pub async fn bench_plain_create(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
         client
@@ -130,6 +134,7 @@ impl Store {
             .map_err(db("bench_plain_create"))
     }
 
+    /// Successful deliveries of `webhooks`.
     pub async fn bench_delivery_count_success(&self, webhooks: &[Uuid]) -> Result<i64, StoreError> {
         let client = self.client().await?;
         let row = client
@@ -150,7 +155,9 @@ impl Store {
 }
 
 /// The statement texts producers run (prepared on their own connections).
+/// `sql/event_publish.sql`, as producers run it.
 pub const PUBLISH_SQL: &str = sql!("event_publish");
+/// `sql/bench_plain_insert.sql`: the baseline insert.
 pub const PLAIN_INSERT_SQL: &str = sql!("bench_plain_insert");
 
 #[cfg(test)]

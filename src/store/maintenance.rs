@@ -35,7 +35,9 @@ impl Retention {
 /// timestamp among them (the next batch starts there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeletedBatch {
+    /// Rows deleted.
     pub deleted: i64,
+    /// Newest timestamp among them; `None` when none went.
     pub newest: Option<DateTime<Utc>>,
 }
 
@@ -43,15 +45,21 @@ pub struct DeletedBatch {
 /// for successes (see `sql/delivery_queue_depth.sql`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueDepth {
+    /// Deliveries waiting for their first attempt.
     pub pending: i64,
+    /// Deliveries waiting for a retry.
     pub retrying: i64,
+    /// Deliveries claimed and being sent.
     pub sending: i64,
+    /// Dead letters.
     pub failed: i64,
     /// Planner estimate; `None` before the table's first ANALYZE.
     pub success_estimate: Option<i64>,
+    /// Events not fanned out yet.
     pub fanout_pending: i64,
     /// Age of the oldest due (pending or retrying) delivery; 0 when none is due.
     pub oldest_due_seconds: f64,
+    /// The queue is paused.
     pub paused: bool,
 }
 
