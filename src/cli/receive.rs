@@ -233,6 +233,7 @@ fn println_flush(text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use postbox::clock::ShiftedClock;
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -305,5 +306,49 @@ mod tests {
             StatusCode::UNAUTHORIZED,
         );
         assert!(r.contains("INVALID: no matching signature"), "{r}");
+    }
+
+    /// The status the receiver answers a request signed now, when it runs
+    /// with `clock` and a fixed `roll`.
+    async fn answered(clock: SharedClock, roll: f64, fail_rate: f64) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let settings = Settings {
+            key: Some(SigningKey::from_secret(SECRET).unwrap()),
+            fail_rate,
+        };
+        let roll: Roll = Arc::new(move || roll);
+        let server = run_on(listener, settings, clock, roll, CancellationToken::new());
+        let client = async {
+            let ts = Utc::now().timestamp();
+            let mut req = reqwest::Client::new().post(&url).body("{}");
+            for (name, value) in &signed(b"{}", ts) {
+                req = req.header(name, value);
+            }
+            req.send().await.unwrap().status().as_u16()
+        };
+        tokio::select! {
+            r = server => panic!("the receiver stopped: {r:?}"),
+            status = client => status,
+        }
+    }
+
+    #[tokio::test]
+    async fn time_and_the_roll_are_inputs() {
+        let system: SharedClock = Arc::new(postbox::clock::SystemClock);
+        assert_eq!(
+            answered(system.clone(), 0.49, 0.5).await,
+            500,
+            "a roll under the rate fails"
+        );
+        assert_eq!(
+            answered(system, 0.5, 0.5).await,
+            200,
+            "a roll at the rate passes"
+        );
+        // An hour on the receiver's clock: a fresh signature is now too old.
+        let later = ShiftedClock::default();
+        later.advance(chrono::Duration::hours(1));
+        assert_eq!(answered(Arc::new(later), 0.9, 0.0).await, 401);
     }
 }
