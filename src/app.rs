@@ -2,14 +2,14 @@
 //! their ordered shutdown. `serve` is what `postbox serve` runs; tests drive
 //! the same function with a listener on port 0 and their own shutdown token.
 
-use std::sync::Arc;
-
+use futures_util::FutureExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use warp::Filter;
 
 use crate::api::{self, ApiState};
-use crate::clock::{SharedClock, SystemClock};
-use crate::config::ServeArgs;
+use crate::clock::SharedClock;
+use crate::config::ServeConfig;
 use crate::dispatch::sender::{Sender, SenderConfig};
 use crate::dispatch::Dispatcher;
 use crate::error::AppError;
@@ -40,35 +40,36 @@ pub fn shutdown_on_signals() -> CancellationToken {
     token
 }
 
-/// Runs the enabled roles until `shutdown` fires. `api_listener` overrides
-/// binding `POSTBOX_LISTEN` (tests pass a listener on port 0).
+/// Serves `routes` on `listener` until `shutdown` fires, then lets the
+/// requests in progress finish (warp's graceful shutdown).
+pub async fn serve_routes<F>(routes: F, listener: TcpListener, shutdown: CancellationToken)
+where
+    F: Filter + Clone + Send + Sync + 'static,
+    F::Extract: warp::Reply,
+{
+    warp::serve(routes)
+        .incoming(listener)
+        .graceful(async move { shutdown.cancelled().await })
+        .run()
+        .await;
+}
+
+/// Runs the enabled roles of `config` until `shutdown` fires, reading time
+/// from `clock`. `api_listener` overrides binding the configured API address
+/// (tests pass a listener on port 0). A role that fails stops the others.
 pub async fn serve(
-    args: ServeArgs,
+    config: ServeConfig,
     api_listener: Option<TcpListener>,
+    clock: SharedClock,
     shutdown: CancellationToken,
 ) -> Result<(), AppError> {
-    let clock: SharedClock = Arc::new(SystemClock);
-    let jwt_secret = match (&args.api.jwt_secret, args.no_api) {
-        (_, true) => String::new(),
-        (Some(s), false) if !s.is_empty() => s.clone(),
-        _ => {
-            return Err(AppError::Config(
-                "POSTBOX_JWT_SECRET is not set: the API needs it to check tokens. Set it \
-                 (e.g. export POSTBOX_JWT_SECRET=$(openssl rand -hex 32)), or run with --no-api."
-                    .into(),
-            ))
-        }
-    };
-    let maintenance_schedule =
-        crate::config::parse_schedule(&args.maintenance.maintenance_schedule)
-            .map_err(AppError::Config)?;
-    let store = Store::connect(&args.db.database_url, args.db.db_pool_size)?;
-    if !args.no_migrate {
+    let store = Store::connect(&config.db.url, config.db.pool_size)?;
+    if config.migrate {
         let applied = store.migrate().await?;
         tracing::info!(applied, "migrations up to date");
     }
     let metrics = telemetry::metrics_handle();
-    let dispatch_config = args.dispatch.to_config();
+    let dispatch_config = config.dispatch.clone();
     // The API's test route sends through the dispatcher's kind of Sender.
     let sender = Sender::new(
         SenderConfig {
@@ -79,82 +80,59 @@ pub async fn serve(
         clock.clone(),
     )
     .map_err(|e| AppError::Dispatch(e.into()))?;
+    let api_config = config.api.clone();
     let state = ApiState {
         store: store.clone(),
-        jwt_secret,
+        // Without the API role, the state serves /metrics only: no token is ever checked.
+        jwt_secret: api_config
+            .as_ref()
+            .map(|a| a.jwt_secret.clone())
+            .unwrap_or_default(),
         metrics: metrics.clone(),
-        stripe_webhook_secret: args
-            .api
-            .stripe_webhook_secret
-            .clone()
-            .filter(|s| !s.is_empty()),
-        clerk_webhook_secret: args
-            .api
-            .clerk_webhook_secret
-            .clone()
-            .filter(|s| !s.is_empty()),
-        allow_private_targets: args.dispatch.allow_private_targets,
-        require_https: args.dispatch.require_https,
+        stripe_webhook_secret: api_config
+            .as_ref()
+            .and_then(|a| a.stripe_webhook_secret.clone()),
+        clerk_webhook_secret: api_config
+            .as_ref()
+            .and_then(|a| a.clerk_webhook_secret.clone()),
+        allow_private_targets: dispatch_config.allow_private_targets,
+        require_https: dispatch_config.require_https,
         sender,
         clock: clock.clone(),
         test_lease: dispatch_config.lease(),
     };
 
     let mut roles = tokio::task::JoinSet::new();
-    if !args.no_api {
+    if let Some(api_config) = &api_config {
         let listener = match api_listener {
             Some(l) => l,
-            None => TcpListener::bind(args.api.listen)
-                .await
-                .map_err(|source| AppError::Bind {
-                    addr: args.api.listen,
-                    source,
-                })?,
+            None => bind(api_config.listen).await?,
         };
         tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "API listening");
-        let routes = api::routes(state.clone());
-        let stop = shutdown.clone();
-        roles.spawn(async move {
-            warp::serve(routes)
-                .incoming(listener)
-                .graceful(async move { stop.cancelled().await })
-                .run()
-                .await;
-            Ok(())
-        });
+        let server = serve_routes(api::routes(state.clone()), listener, shutdown.clone());
+        roles.spawn(server.map(Ok));
     }
-    if let Some(addr) = args.metrics_listen {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| AppError::Bind { addr, source })?;
+    if let Some(addr) = config.metrics_listen {
+        let listener = bind(addr).await?;
         tracing::info!(%addr, "metrics listening");
-        let routes = api::ops_routes(state.clone());
-        let stop = shutdown.clone();
-        roles.spawn(async move {
-            warp::serve(routes)
-                .incoming(listener)
-                .graceful(async move { stop.cancelled().await })
-                .run()
-                .await;
-            Ok(())
-        });
+        let server = serve_routes(api::ops_routes(state.clone()), listener, shutdown.clone());
+        roles.spawn(server.map(Ok));
     }
-    if !args.no_dispatcher {
+    if config.dispatcher {
         // Its own pool: the dispatcher's sessions may commit asynchronously.
         let dispatch_store = Store::connect_with(
-            &args.db.database_url,
-            args.db.db_pool_size,
-            args.dispatch.dispatcher_async_commit,
+            &config.db.url,
+            config.db.pool_size,
+            config.dispatcher_async_commit,
         )?;
-        let dispatcher = Dispatcher::new(dispatch_store, args.dispatch.to_config(), clock.clone())?;
+        let dispatcher = Dispatcher::new(dispatch_store, dispatch_config, clock.clone())?;
         let stop = shutdown.clone();
         roles.spawn(async move { dispatcher.run(stop).await.map_err(AppError::from) });
     }
-    if !args.no_maintenance {
-        let _ = maintenance_schedule;
-        let (store, margs, stop) = (store.clone(), args.maintenance.clone(), shutdown.clone());
+    if let Some(maintenance) = config.maintenance {
+        let (store, clock, stop) = (store.clone(), clock.clone(), shutdown.clone());
         roles.spawn(async move {
-            crate::maintenance::run(store, margs, stop)
+            crate::maintenance::run(store, maintenance, clock, stop)
                 .await
                 .map_err(AppError::from)
         });
@@ -176,4 +154,10 @@ pub async fn serve(
         }
     }
     result
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { addr, source })
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
+/// Where library code reads "now".
 pub trait Clock: Send + Sync + 'static {
+    /// The current instant, UTC.
     fn now(&self) -> DateTime<Utc>;
 }
 
@@ -27,6 +29,7 @@ pub struct ShiftedClock {
 }
 
 impl ShiftedClock {
+    /// Moves this clock (and every clone of it) `by` into the future.
     pub fn advance(&self, by: Duration) {
         self.offset_ms
             .fetch_add(by.num_milliseconds(), Ordering::SeqCst);
@@ -39,4 +42,5 @@ impl Clock for ShiftedClock {
     }
 }
 
+/// The clock as the roles share it.
 pub type SharedClock = Arc<dyn Clock>;

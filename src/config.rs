@@ -1,281 +1,221 @@
-//! Every setting: its flag, its environment variable, its default. Parsed by
-//! clap at start-up (a bad value is a clear error before anything runs) and
-//! turned into the plain config structs the library takes.
+//! The library's settings: plain, validated types that `app::serve` and the
+//! maintenance jobs take, and every default in one `const` (the command line
+//! shows the same constants in `--help`). Parsing flags and environment
+//! variables is the binary's job; a bad value is refused here, at start-up,
+//! before anything runs.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-
 use crate::dispatch::DispatchConfig;
+use crate::error::AppError;
+use crate::maintenance::MaintenanceConfig;
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "postbox",
-    version,
-    about = "Transactional outbox to signed webhooks, with Postgres as the only dependency"
-)]
-pub struct Cli {
-    /// Log format: pretty for people, json for one JSON object per line. RUST_LOG filters.
-    #[arg(
-        long,
-        env = "POSTBOX_LOG_FORMAT",
-        default_value = "pretty",
-        global = true
-    )]
-    pub log_format: LogFormat,
-    #[command(subcommand)]
-    pub command: Command,
-}
+/// Every default, defined once. Durations are written as an operator types
+/// them (`15s`, `24h`), are what `--help` shows, and are turned into a
+/// [`Duration`] at compile time by [`defaults::duration`].
+pub mod defaults {
+    use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Pretty,
-    Json,
-}
+    /// The application's database (DATABASE_URL).
+    pub const DATABASE_URL: &str = "postgres://postgres@localhost:5432/postgres";
+    /// Connections in the pool (POSTBOX_DB_POOL_SIZE).
+    pub const DB_POOL_SIZE: usize = 16;
+    /// The API's address (POSTBOX_LISTEN).
+    pub const LISTEN: &str = "127.0.0.1:3001";
+    /// Deliveries in flight per dispatcher (POSTBOX_CONCURRENCY).
+    pub const CONCURRENCY: usize = 128;
+    /// Deliveries in flight to one webhook per dispatcher (POSTBOX_ENDPOINT_CONCURRENCY).
+    pub const ENDPOINT_CONCURRENCY: usize = 32;
+    /// Deliveries started per second per dispatcher, 0 = unlimited (POSTBOX_RATE_LIMIT).
+    pub const RATE_LIMIT: u32 = 0;
+    /// Time limit of one HTTP attempt (POSTBOX_REQUEST_TIMEOUT).
+    pub const REQUEST_TIMEOUT: &str = "15s";
+    /// How long SIGTERM waits for in-flight requests (POSTBOX_SHUTDOWN_TIMEOUT).
+    pub const SHUTDOWN_TIMEOUT: &str = "30s";
+    /// Longest idle sleep without a NOTIFY (POSTBOX_POLL_INTERVAL).
+    pub const POLL_INTERVAL: &str = "1s";
+    /// Events fanned out per statement, most deliveries claimed at once (POSTBOX_BATCH_SIZE).
+    pub const BATCH_SIZE: usize = 500;
+    /// The dispatcher's writes commit without waiting for the WAL flush
+    /// (POSTBOX_DISPATCHER_ASYNC_COMMIT).
+    pub const DISPATCHER_ASYNC_COMMIT: bool = true;
+    /// Failing without success this long disables a webhook (POSTBOX_DISABLE_AFTER).
+    pub const DISABLE_AFTER: &str = "5d";
+    /// How long successful deliveries are kept (POSTBOX_RETENTION_SUCCESS).
+    pub const RETENTION_SUCCESS: &str = "24h";
+    /// How long failed deliveries are kept (POSTBOX_RETENTION_FAILED).
+    pub const RETENTION_FAILED: &str = "7d";
+    /// When maintenance runs: every minute (POSTBOX_MAINTENANCE_SCHEDULE).
+    pub const MAINTENANCE_SCHEDULE: &str = "0 * * * * *";
+    /// Rows per retention delete statement (no flag: a tuning constant).
+    pub const MAINTENANCE_BATCH_SIZE: i64 = 5000;
+    /// Lifetime of a token minted by `postbox token` (POSTBOX_TOKEN_TTL).
+    pub const TOKEN_TTL: &str = "1h";
 
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Apply the database migrations to DATABASE_URL (safe to run again)
-    Migrate(DbArgs),
-    /// Run the API, the dispatcher and the maintenance scheduler
-    Serve(Box<ServeArgs>),
-    /// Publish one event, exactly as postbox.publish() does
-    Publish(PublishArgs),
-    /// Mint an API token signed with POSTBOX_JWT_SECRET
-    Token(TokenArgs),
-    /// Run the maintenance jobs once and exit
-    Maintain(MaintainArgs),
-    /// A development receiver: prints each delivery and whether its signature verifies
-    Receive(ReceiveArgs),
-    /// The load benchmark: drain, latency, producer cost, scale, isolation
-    Bench(Box<BenchArgs>),
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct DbArgs {
-    /// The application's database; postbox lives in its schema `postbox`
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@localhost:5432/postgres",
-        hide_env_values = true
-    )]
-    pub database_url: String,
-    /// Connections in the pool
-    #[arg(long, env = "POSTBOX_DB_POOL_SIZE", default_value_t = 16)]
-    pub db_pool_size: usize,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct DispatchArgs {
-    /// Deliveries in flight at once per dispatcher
-    #[arg(long, env = "POSTBOX_CONCURRENCY", default_value_t = 128)]
-    pub concurrency: usize,
-    /// Deliveries in flight at once to one webhook, per dispatcher
-    #[arg(long, env = "POSTBOX_ENDPOINT_CONCURRENCY", default_value_t = 32)]
-    pub endpoint_concurrency: usize,
-    /// Deliveries started per second per dispatcher; 0 = unlimited
-    #[arg(long, env = "POSTBOX_RATE_LIMIT", default_value_t = 0)]
-    pub rate_limit: u32,
-    /// Time limit of one HTTP attempt (connect, headers and body)
-    #[arg(long, env = "POSTBOX_REQUEST_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
-    pub request_timeout: Duration,
-    /// Allow endpoints on loopback, private, link-local and other non-public addresses
-    #[arg(long, env = "POSTBOX_ALLOW_PRIVATE_TARGETS")]
-    pub allow_private_targets: bool,
-    /// Refuse http:// endpoint URLs
-    #[arg(long, env = "POSTBOX_REQUIRE_HTTPS")]
-    pub require_https: bool,
-    /// How long SIGTERM waits for in-flight requests
-    #[arg(long, env = "POSTBOX_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
-    pub shutdown_timeout: Duration,
-    /// Longest idle sleep without a NOTIFY (missed notifications, due retries)
-    #[arg(long, env = "POSTBOX_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
-    pub poll_interval: Duration,
-    /// Events fanned out per statement and most deliveries claimed at once
-    #[arg(long, env = "POSTBOX_BATCH_SIZE", default_value_t = 500)]
-    pub batch_size: usize,
-    /// The dispatcher's own writes (claims, outcomes) commit without waiting
-    /// for the WAL flush (synchronous_commit=off); a Postgres crash can only
-    /// make a delivery be sent again
-    #[arg(long, env = "POSTBOX_DISPATCHER_ASYNC_COMMIT", default_value_t = true, action = clap::ArgAction::Set)]
-    pub dispatcher_async_commit: bool,
-}
-
-impl DispatchArgs {
-    pub fn to_config(&self) -> DispatchConfig {
-        DispatchConfig {
-            concurrency: self.concurrency.max(1),
-            endpoint_concurrency: self.endpoint_concurrency.max(1),
-            rate_limit: self.rate_limit,
-            request_timeout: self.request_timeout,
-            allow_private_targets: self.allow_private_targets,
-            require_https: self.require_https,
-            shutdown_timeout: self.shutdown_timeout,
-            // A zero poll would spin; 10 ms is already far below any use.
-            poll_interval: self.poll_interval.max(std::time::Duration::from_millis(10)),
-            batch_size: self.batch_size.max(1),
+    /// A default duration as a [`Duration`], at compile time: a whole number
+    /// followed by `ms`, `s`, `m`, `h`, `d` or `w`. Anything else does not
+    /// compile when called in a `const` context.
+    pub const fn duration(text: &str) -> Duration {
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        let mut n: u64 = 0;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            n = n * 10 + (bytes[i] - b'0') as u64;
+            i += 1;
+        }
+        let (_, unit) = bytes.split_at(i);
+        match unit {
+            [b'm', b's'] => Duration::from_millis(n),
+            [b's'] => Duration::from_secs(n),
+            [b'm'] => Duration::from_secs(n * 60),
+            [b'h'] => Duration::from_secs(n * 3600),
+            [b'd'] => Duration::from_secs(n * 86400),
+            [b'w'] => Duration::from_secs(n * 7 * 86400),
+            _ => panic!("a default duration is a whole number and one of ms, s, m, h, d, w"),
         }
     }
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct ApiArgs {
-    /// API address
-    #[arg(long, env = "POSTBOX_LISTEN", default_value = "127.0.0.1:3001")]
+/// The database: where, and how many pooled connections.
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    /// A libpq-style URL; postbox lives in the schema `postbox`.
+    pub url: String,
+    /// Connections in the pool.
+    pub pool_size: usize,
+}
+
+/// The API role's settings, once checked.
+#[derive(Clone)]
+pub struct ApiConfig {
+    /// Where the API listens.
     pub listen: SocketAddr,
-    /// HS256 key for API tokens (required when the API runs)
-    #[arg(long, env = "POSTBOX_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
-    /// Secret of POST /api/webhooks/stripe (whsec_...); unset: that route answers 503
-    #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    /// HS256 key of the API tokens; never empty.
+    pub jwt_secret: String,
+    /// Secret of POST /api/webhooks/stripe; `None` (unset or empty): that route answers 503.
     pub stripe_webhook_secret: Option<String>,
-    /// Secret of POST /api/webhooks/clerk (whsec_...); unset: that route answers 503
-    #[arg(long, env = "CLERK_WEBHOOK_SECRET", hide_env_values = true)]
+    /// Secret of POST /api/webhooks/clerk; `None` (unset or empty): that route answers 503.
     pub clerk_webhook_secret: Option<String>,
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct MaintenanceArgs {
-    /// A webhook failing without any success for this long is disabled
-    #[arg(long, env = "POSTBOX_DISABLE_AFTER", default_value = "5d", value_parser = parse_duration)]
-    pub disable_after: Duration,
-    /// How long successful deliveries are kept
-    #[arg(long, env = "POSTBOX_RETENTION_SUCCESS", default_value = "24h", value_parser = parse_duration)]
-    pub retention_success: Duration,
-    /// How long failed deliveries are kept
-    #[arg(long, env = "POSTBOX_RETENTION_FAILED", default_value = "7d", value_parser = parse_duration)]
-    pub retention_failed: Duration,
-    /// Cron expression for the maintenance jobs (6 fields with seconds, or 5-field unix cron)
-    #[arg(
-        long,
-        env = "POSTBOX_MAINTENANCE_SCHEDULE",
-        default_value = "0 * * * * *"
-    )]
-    pub maintenance_schedule: String,
+impl std::fmt::Debug for ApiConfig {
+    // The secrets stay out of logs and error messages.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
-    #[command(flatten)]
-    pub db: DbArgs,
-    #[command(flatten)]
-    pub dispatch: DispatchArgs,
-    #[command(flatten)]
-    pub api: ApiArgs,
-    #[command(flatten)]
-    pub maintenance: MaintenanceArgs,
-    /// Also serve /metrics on this address (useful with --no-api)
-    #[arg(long, env = "POSTBOX_METRICS_LISTEN")]
+impl ApiConfig {
+    /// Checks the API's settings. An empty secret counts as unset; a missing
+    /// JWT secret is a [`AppError::Config`] that says how to fix it.
+    pub fn new(
+        listen: SocketAddr,
+        jwt_secret: Option<String>,
+        stripe_webhook_secret: Option<String>,
+        clerk_webhook_secret: Option<String>,
+    ) -> Result<ApiConfig, AppError> {
+        let set = |s: Option<String>| s.filter(|s| !s.is_empty());
+        let jwt_secret = set(jwt_secret).ok_or_else(|| {
+            AppError::Config(
+                "POSTBOX_JWT_SECRET is not set: the API needs it to check tokens. Set it \
+                 (e.g. export POSTBOX_JWT_SECRET=$(openssl rand -hex 32)), or run with --no-api."
+                    .into(),
+            )
+        })?;
+        Ok(ApiConfig {
+            listen,
+            jwt_secret,
+            stripe_webhook_secret: set(stripe_webhook_secret),
+            clerk_webhook_secret: set(clerk_webhook_secret),
+        })
+    }
+}
+
+/// Everything `app::serve` runs with. A role that is `None` does not run.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The database.
+    pub db: DbConfig,
+    /// The API role; `None` with `--no-api`.
+    pub api: Option<ApiConfig>,
+    /// The dispatcher's settings; the API's test send uses them too, so they
+    /// are set even when no dispatcher runs.
+    pub dispatch: DispatchConfig,
+    /// Whether this process runs a dispatcher.
+    pub dispatcher: bool,
+    /// The dispatcher's own writes commit with synchronous_commit=off.
+    pub dispatcher_async_commit: bool,
+    /// The maintenance scheduler; `None` with `--no-maintenance`.
+    pub maintenance: Option<MaintenanceConfig>,
+    /// Also serve /metrics on this address.
     pub metrics_listen: Option<SocketAddr>,
-    /// Do not serve the API
-    #[arg(long, env = "POSTBOX_NO_API")]
-    pub no_api: bool,
-    /// Do not run a dispatcher
-    #[arg(long, env = "POSTBOX_NO_DISPATCHER")]
-    pub no_dispatcher: bool,
-    /// Do not run the maintenance scheduler
-    #[arg(long, env = "POSTBOX_NO_MAINTENANCE")]
-    pub no_maintenance: bool,
-    /// Do not apply migrations at start-up
-    #[arg(long, env = "POSTBOX_NO_MIGRATE")]
-    pub no_migrate: bool,
+    /// Apply the migrations at start-up.
+    pub migrate: bool,
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct PublishArgs {
-    #[command(flatten)]
-    pub db: DbArgs,
-    /// Event type, e.g. project.updated
-    pub event_type: String,
-    /// Payload: a JSON object
-    pub json: String,
-    /// Owner of the event (the tenant whose webhooks receive it)
-    #[arg(long, env = "POSTBOX_OWNER")]
-    pub owner: String,
-    /// Idempotency key: a second publish with the same owner and key adds nothing
-    #[arg(long, env = "POSTBOX_IDEMPOTENCY_KEY")]
-    pub idempotency_key: Option<String>,
-}
-
-#[derive(Debug, Clone, Args)]
+/// The settings of `api::auth::token_command`: a plain struct, filled by the
+/// binary's command line.
+#[derive(Clone)]
 pub struct TokenArgs {
-    /// Subject: the owner id the token acts for
-    #[arg(long, env = "POSTBOX_TOKEN_SUB")]
+    /// The owner id the token acts for.
     pub sub: String,
-    /// Add the admin role (queue routes)
-    #[arg(long, env = "POSTBOX_TOKEN_ADMIN")]
+    /// Adds the admin role.
     pub admin: bool,
-    /// Lifetime of the token
-    #[arg(long, env = "POSTBOX_TOKEN_TTL", default_value = "1h", value_parser = parse_duration)]
+    /// Lifetime of the token.
     pub ttl: Duration,
-    /// HS256 key
-    #[arg(long, env = "POSTBOX_JWT_SECRET", hide_env_values = true)]
+    /// HS256 key.
     pub jwt_secret: Option<String>,
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct MaintainArgs {
-    #[command(flatten)]
-    pub db: DbArgs,
-    #[command(flatten)]
-    pub maintenance: MaintenanceArgs,
+/// A maintenance schedule: a cron expression, checked once.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    expr: String,
+    schedule: cron::Schedule,
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct ReceiveArgs {
-    /// Port to listen on (127.0.0.1 unless --host)
-    #[arg(long, env = "POSTBOX_RECEIVE_PORT", default_value_t = 4000)]
-    pub port: u16,
-    /// Address to bind
-    #[arg(long, env = "POSTBOX_RECEIVE_HOST", default_value = "127.0.0.1")]
-    pub host: std::net::IpAddr,
-    /// The webhook's secret (whsec_...), to verify signatures
-    #[arg(long, env = "POSTBOX_RECEIVE_SECRET", hide_env_values = true)]
-    pub secret: Option<String>,
-    /// Fraction of deliveries to answer with 500 (0.0-1.0), to watch retries
-    #[arg(long, env = "POSTBOX_RECEIVE_FAIL_RATE", default_value_t = 0.0)]
-    pub fail_rate: f64,
+impl Schedule {
+    /// The default, [`defaults::MAINTENANCE_SCHEDULE`]: every minute.
+    pub fn every_minute() -> Schedule {
+        defaults::MAINTENANCE_SCHEDULE
+            .parse()
+            .expect("the default schedule is a cron expression (a unit test parses it)")
+    }
+
+    /// The expression as the operator wrote it.
+    pub fn as_str(&self) -> &str {
+        &self.expr
+    }
+
+    /// The parsed schedule.
+    pub fn cron(&self) -> &cron::Schedule {
+        &self.schedule
+    }
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct BenchArgs {
-    #[command(flatten)]
-    pub db: DbArgs,
-    /// Print one JSON object instead of a table
-    #[arg(long, env = "POSTBOX_BENCH_JSON")]
-    pub json: bool,
-    /// Small sizes: finishes in under a minute
-    #[arg(long, env = "POSTBOX_BENCH_QUICK")]
-    pub quick: bool,
-    /// Events in the drain test
-    #[arg(long, env = "POSTBOX_BENCH_EVENTS")]
-    pub events: Option<usize>,
-    /// Endpoints in the drain test
-    #[arg(long, env = "POSTBOX_BENCH_ENDPOINTS", default_value_t = 10)]
-    pub endpoints: usize,
-    /// Producer connections in the steady and producer-cost tests
-    #[arg(long, env = "POSTBOX_BENCH_PRODUCERS", default_value_t = 8)]
-    pub producers: usize,
-    /// Events per second in the steady test
-    #[arg(long, env = "POSTBOX_BENCH_RATE", default_value_t = 1000)]
-    pub rate: u32,
-    /// Length of the steady and producer-cost tests
-    #[arg(long, env = "POSTBOX_BENCH_DURATION", value_parser = parse_duration)]
-    pub duration: Option<Duration>,
-    /// Finished deliveries put in the tables before the scale test (0 skips it)
-    #[arg(long, env = "POSTBOX_BENCH_SCALE_FINISHED")]
-    pub scale_finished: Option<usize>,
-    /// Future retries put in the tables before the scale test
-    #[arg(long, env = "POSTBOX_BENCH_SCALE_FUTURE")]
-    pub scale_future: Option<usize>,
-    /// Dispatcher concurrency
-    #[arg(long, env = "POSTBOX_CONCURRENCY", default_value_t = 128)]
-    pub concurrency: usize,
-    /// Which parts to run (comma-separated): drain,steady,producer,ceilings,scale,isolation
-    #[arg(long, env = "POSTBOX_BENCH_ONLY", value_delimiter = ',')]
-    pub only: Vec<String>,
+impl std::str::FromStr for Schedule {
+    type Err = String;
+
+    /// Accepts a 6/7-field cron expression (seconds first) or a 5-field unix
+    /// one (a `0` seconds field is put in front); the error names the setting.
+    fn from_str(expr: &str) -> Result<Schedule, String> {
+        let fields = expr.split_whitespace().count();
+        let full = if fields == 5 {
+            format!("0 {expr}")
+        } else {
+            expr.to_string()
+        };
+        let schedule = full.parse::<cron::Schedule>().map_err(|e| {
+            format!("POSTBOX_MAINTENANCE_SCHEDULE `{expr}` is not a cron expression: {e}")
+        })?;
+        Ok(Schedule {
+            expr: expr.to_string(),
+            schedule,
+        })
+    }
 }
 
 /// Parses `500ms`, `15s`, `10m`, `24h`, `5d`, `1w`, or plain seconds.
@@ -307,23 +247,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// Accepts a 6/7-field cron expression (seconds first) or a 5-field unix one
-/// (a `0` seconds field is put in front).
-pub fn parse_schedule(expr: &str) -> Result<cron::Schedule, String> {
-    let fields = expr.split_whitespace().count();
-    let full = if fields == 5 {
-        format!("0 {expr}")
-    } else {
-        expr.to_string()
-    };
-    full.parse::<cron::Schedule>()
-        .map_err(|e| format!("POSTBOX_MAINTENANCE_SCHEDULE `{expr}` is not a cron expression: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn durations() {
@@ -341,28 +267,53 @@ mod tests {
     }
 
     #[test]
+    fn default_durations_read_as_the_runtime_parser_reads_them() {
+        for text in [
+            defaults::REQUEST_TIMEOUT,
+            defaults::SHUTDOWN_TIMEOUT,
+            defaults::POLL_INTERVAL,
+            defaults::DISABLE_AFTER,
+            defaults::RETENTION_SUCCESS,
+            defaults::RETENTION_FAILED,
+            defaults::TOKEN_TTL,
+            "250ms",
+            "2m",
+            "1w",
+        ] {
+            assert_eq!(defaults::duration(text), parse_duration(text).unwrap());
+        }
+        assert!(defaults::MAINTENANCE_SCHEDULE.parse::<Schedule>().is_ok());
+        assert!(defaults::LISTEN.parse::<SocketAddr>().is_ok());
+    }
+
+    #[test]
     fn schedules_accept_unix_and_seconds_forms() {
-        assert!(parse_schedule("0 * * * * *").is_ok());
-        assert!(parse_schedule("*/5 * * * *").is_ok());
-        assert!(parse_schedule("every minute").is_err());
+        assert!("0 * * * * *".parse::<Schedule>().is_ok());
+        let unix = "*/5 * * * *".parse::<Schedule>().unwrap();
+        assert_eq!(unix.as_str(), "*/5 * * * *");
+        let err = "every minute".parse::<Schedule>().unwrap_err();
+        assert!(err.contains("POSTBOX_MAINTENANCE_SCHEDULE"), "{err}");
     }
 
     #[test]
-    fn cli_is_well_formed() {
-        Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn dispatch_defaults_agree_with_the_library() {
-        let cli = Cli::try_parse_from(["postbox", "serve"]).unwrap();
-        let Command::Serve(serve) = cli.command else {
-            panic!()
-        };
-        let from_cli = serve.dispatch.to_config();
-        let lib = DispatchConfig::default();
-        assert_eq!(from_cli.concurrency, lib.concurrency);
-        assert_eq!(from_cli.endpoint_concurrency, lib.endpoint_concurrency);
-        assert_eq!(from_cli.request_timeout, lib.request_timeout);
-        assert_eq!(from_cli.batch_size, lib.batch_size);
+    fn the_api_needs_a_jwt_secret_and_ignores_empty_inbound_secrets() {
+        let listen: SocketAddr = defaults::LISTEN.parse().unwrap();
+        let err = ApiConfig::new(listen, Some(String::new()), None, None).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("--no-api"), "{err}");
+        let api = ApiConfig::new(
+            listen,
+            Some("jwt-s3cret".into()),
+            Some(String::new()),
+            Some("whsec_clerk".into()),
+        )
+        .unwrap();
+        assert_eq!(api.stripe_webhook_secret, None);
+        assert_eq!(api.clerk_webhook_secret.as_deref(), Some("whsec_clerk"));
+        let shown = format!("{api:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("whsec"),
+            "{shown}"
+        );
     }
 }

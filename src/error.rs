@@ -3,15 +3,19 @@
 use crate::dispatch::DispatchError;
 use crate::store::StoreError;
 
+/// What can stop `app::serve` (and the commands built on the library).
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// A setting is missing or invalid; the message says how to fix it.
     #[error("{0}")]
     Config(String),
+    /// The database refused or failed (connect, migrate, a statement).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The dispatcher could not start or failed.
     #[error(transparent)]
     Dispatch(#[from] DispatchError),
+    /// An address to serve on could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,

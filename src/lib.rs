@@ -1,7 +1,7 @@
 //! Postbox: rows committed to `postbox.events` become signed, retried webhooks.
 //!
 //! Codemap:
-//! - `config`     every setting (flag, env variable, default), parsed by clap
+//! - `config`     the validated settings the library takes, and every default
 //! - `app`        wiring: pool, migrations, roles, ordered shutdown
 //! - `store`      the only module that talks to Postgres (statements in `sql/`)
 //! - `dispatch`   claim -> send -> complete; `retry` is the pure schedule
@@ -10,15 +10,16 @@
 //! - `api`        the warp HTTP API
 //! - `inbound`    Stripe and Clerk webhooks into `postbox.inbox`
 //! - `maintenance` cron scheduler, retention, auto-disable
-//! - `receive`    the development receiver
-//! - `bench`      the load benchmark
 //! - `clock`      time as an input
 //! - `telemetry`  logging and metrics set-up
 //! - `error`      the wiring layer's error type
+//!
+//! The `postbox` binary (`src/main.rs`, `src/cli/`) parses the command line
+//! and holds the developer tools (`receive`, `bench`); the library has no
+//! clap type.
 
 pub mod api;
 pub mod app;
-pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod dispatch;
@@ -27,7 +28,6 @@ pub mod inbound;
 pub mod maintenance;
 pub mod net;
 pub mod publish;
-pub mod receive;
 pub mod signing;
 pub mod store;
 pub mod telemetry;

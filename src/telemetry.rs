@@ -6,7 +6,15 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+/// How log lines look on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// For people: one coloured line per event.
+    #[default]
+    Pretty,
+    /// For machines: one JSON object per line, with the current span.
+    Json,
+}
 
 /// Installs the tracing subscriber. Safe to call more than once (tests).
 pub fn init_logging(format: LogFormat) {

@@ -43,7 +43,8 @@ use producer::{Producer, Shared};
 use sender::{Sender, SenderConfig};
 pub use signals::{SignalTimeout, Signalled, TestSignals};
 
-/// Dispatcher settings; `config::DispatchArgs` fills them from flags and env.
+/// Dispatcher settings. The defaults are the constants of
+/// `config::defaults`, the same ones the command line shows.
 #[derive(Debug, Clone)]
 pub struct DispatchConfig {
     /// Deliveries in flight at once in this dispatcher.
@@ -52,9 +53,13 @@ pub struct DispatchConfig {
     pub endpoint_concurrency: usize,
     /// Deliveries started per second by this dispatcher; 0 = unlimited.
     pub rate_limit: u32,
+    /// Time limit of one HTTP attempt (connect, headers and body).
     pub request_timeout: Duration,
+    /// Allow endpoints on loopback, private and other non-public addresses.
     pub allow_private_targets: bool,
+    /// Refuse http:// endpoint URLs.
     pub require_https: bool,
+    /// How long shutdown waits for in-flight requests.
     pub shutdown_timeout: Duration,
     /// Longest sleep without a wake-up (missed notifications, due retries).
     pub poll_interval: Duration,
@@ -64,16 +69,17 @@ pub struct DispatchConfig {
 
 impl Default for DispatchConfig {
     fn default() -> Self {
+        use crate::config::defaults;
         DispatchConfig {
-            concurrency: 128,
-            endpoint_concurrency: 32,
-            rate_limit: 0,
-            request_timeout: Duration::from_secs(15),
+            concurrency: defaults::CONCURRENCY,
+            endpoint_concurrency: defaults::ENDPOINT_CONCURRENCY,
+            rate_limit: defaults::RATE_LIMIT,
+            request_timeout: const { defaults::duration(defaults::REQUEST_TIMEOUT) },
             allow_private_targets: false,
             require_https: false,
-            shutdown_timeout: Duration::from_secs(30),
-            poll_interval: Duration::from_secs(1),
-            batch_size: 500,
+            shutdown_timeout: const { defaults::duration(defaults::SHUTDOWN_TIMEOUT) },
+            poll_interval: const { defaults::duration(defaults::POLL_INTERVAL) },
+            batch_size: defaults::BATCH_SIZE,
         }
     }
 }
@@ -84,6 +90,19 @@ impl DispatchConfig {
     /// claims to the rescue after this long.
     pub fn lease(&self) -> Duration {
         self.request_timeout * 2 + Duration::from_secs(30)
+    }
+
+    /// These settings made safe to run, as start-up applies them: every
+    /// count at least 1, and a poll interval of at least 10 ms (a zero poll
+    /// would spin; 10 ms is already far below any use).
+    pub fn clamped(self) -> Self {
+        DispatchConfig {
+            concurrency: self.concurrency.max(1),
+            endpoint_concurrency: self.endpoint_concurrency.max(1),
+            poll_interval: self.poll_interval.max(Duration::from_millis(10)),
+            batch_size: self.batch_size.max(1),
+            ..self
+        }
     }
 }
 

@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::config::MaintenanceArgs;
+use crate::clock::SharedClock;
+use crate::config::{defaults, Schedule};
 use crate::store::{Store, StoreError};
 
 mod disable;
@@ -18,7 +19,8 @@ mod scheduler;
 
 pub use disable::disable_reason;
 
-/// What the jobs need. Defaults match the documented environment variables.
+/// What the jobs need. The defaults are the constants of `config::defaults`,
+/// the same ones the command line shows.
 #[derive(Debug, Clone)]
 pub struct MaintenanceConfig {
     /// POSTBOX_DISABLE_AFTER (5d): failing without success this long disables a webhook.
@@ -29,7 +31,7 @@ pub struct MaintenanceConfig {
     /// POSTBOX_RETENTION_FAILED (7d): failed deliveries (dead letters) are kept this long.
     pub retention_failed: Duration,
     /// POSTBOX_MAINTENANCE_SCHEDULE (`0 * * * * *`, every minute): when `run` works.
-    pub schedule: String,
+    pub schedule: Schedule,
     /// Rows per delete statement; a batch shorter than this ends the job.
     pub batch_size: i64,
 }
@@ -37,23 +39,11 @@ pub struct MaintenanceConfig {
 impl Default for MaintenanceConfig {
     fn default() -> Self {
         MaintenanceConfig {
-            disable_after: Duration::from_secs(5 * 86400),
-            retention_success: Duration::from_secs(86400),
-            retention_failed: Duration::from_secs(7 * 86400),
-            schedule: "0 * * * * *".into(),
-            batch_size: 5000,
-        }
-    }
-}
-
-impl From<&MaintenanceArgs> for MaintenanceConfig {
-    fn from(args: &MaintenanceArgs) -> Self {
-        MaintenanceConfig {
-            disable_after: args.disable_after,
-            retention_success: args.retention_success,
-            retention_failed: args.retention_failed,
-            schedule: args.maintenance_schedule.clone(),
-            ..MaintenanceConfig::default()
+            disable_after: const { defaults::duration(defaults::DISABLE_AFTER) },
+            retention_success: const { defaults::duration(defaults::RETENTION_SUCCESS) },
+            retention_failed: const { defaults::duration(defaults::RETENTION_FAILED) },
+            schedule: Schedule::every_minute(),
+            batch_size: defaults::MAINTENANCE_BATCH_SIZE,
         }
     }
 }
@@ -67,8 +57,11 @@ pub struct RunReport {
     pub rescued: u64,
     /// Webhooks turned off by auto-disable.
     pub disabled: Vec<Uuid>,
+    /// Successful deliveries deleted by retention.
     pub deleted_success: i64,
+    /// Failed deliveries deleted by retention.
     pub deleted_failed: i64,
+    /// Events deleted because no delivery needs them.
     pub deleted_events: i64,
 }
 
@@ -106,26 +99,24 @@ impl RunReport {
     }
 }
 
-/// Runs the jobs on `args.maintenance_schedule` until `shutdown` fires. A
-/// failed run is logged and the next one runs on schedule; only an invalid
-/// schedule is an error.
+/// Runs the jobs on `config.schedule`, as read from `clock`, until
+/// `shutdown` fires. A failed run is logged and the next one runs on schedule.
 pub async fn run(
     store: Store,
-    args: MaintenanceArgs,
+    config: MaintenanceConfig,
+    clock: SharedClock,
     shutdown: CancellationToken,
 ) -> Result<(), StoreError> {
-    scheduler::run(store, MaintenanceConfig::from(&args), shutdown).await
+    scheduler::run(store, config, clock, shutdown).await
 }
 
-/// Runs every job once, now (what `postbox maintain` does).
-pub async fn run_once(store: &Store, args: &MaintenanceArgs) -> Result<RunReport, StoreError> {
-    run_once_at(
-        store,
-        &MaintenanceConfig::from(args),
-        Utc::now(),
-        &CancellationToken::new(),
-    )
-    .await
+/// Runs every job once, now as `clock` tells it (what `postbox maintain` does).
+pub async fn run_once(
+    store: &Store,
+    config: &MaintenanceConfig,
+    clock: &SharedClock,
+) -> Result<RunReport, StoreError> {
+    run_once_at(store, config, clock.now(), &CancellationToken::new()).await
 }
 
 /// Runs every job once as of `now` (tests pin it), under the maintenance
@@ -137,7 +128,7 @@ pub async fn run_once_at(
     now: DateTime<Utc>,
     shutdown: &CancellationToken,
 ) -> Result<RunReport, StoreError> {
-    let Some(lock) = store.maintenance_lock_try().await? else {
+    let Some(lock) = store.lock_maintenance_try().await? else {
         metrics::counter!("postbox_maintenance_runs_total", "result" => "skipped").increment(1);
         tracing::debug!("maintenance skipped: another instance holds the lock");
         return Ok(RunReport::default());
@@ -217,20 +208,5 @@ mod tests {
         assert_eq!(human(Duration::from_secs(36 * 3600)), "36 hours");
         assert_eq!(human(Duration::from_secs(90)), "90 seconds");
         assert_eq!(human(Duration::from_secs(120)), "2 minutes");
-    }
-
-    #[test]
-    fn defaults_match_the_cli() {
-        use clap::Parser;
-        let cli = crate::config::Cli::try_parse_from(["postbox", "maintain"]).unwrap();
-        let crate::config::Command::Maintain(m) = cli.command else {
-            panic!()
-        };
-        let from_cli = MaintenanceConfig::from(&m.maintenance);
-        let lib = MaintenanceConfig::default();
-        assert_eq!(from_cli.disable_after, lib.disable_after);
-        assert_eq!(from_cli.retention_success, lib.retention_success);
-        assert_eq!(from_cli.retention_failed, lib.retention_failed);
-        assert_eq!(from_cli.schedule, lib.schedule);
     }
 }

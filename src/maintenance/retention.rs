@@ -51,7 +51,7 @@ async fn in_batches(
     let mut floor = None;
     loop {
         let b = store
-            .maintenance_delete_batch(kind, floor, cutoff, batch)
+            .retention_delete_many(kind, floor, cutoff, batch)
             .await?;
         total += b.deleted;
         if b.deleted > 0 {

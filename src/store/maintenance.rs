@@ -8,16 +8,15 @@ use uuid::Uuid;
 
 use super::{db, Store, StoreError};
 
-/// One batch of a retention delete: how many rows went, and the newest
-/// timestamp among them (the next batch starts there).
-/// What a retention batch deletes.
+/// What a retention batch deletes; each kind is one statement of `sql/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retention {
-    /// Successful deliveries (and their attempts).
+    /// Successful deliveries (and their attempts): `sql/delivery_delete_success_many.sql`.
     Success,
-    /// Failed deliveries, the dead letters (and their attempts).
+    /// Failed deliveries, the dead letters (and their attempts):
+    /// `sql/delivery_delete_failed_many.sql`.
     Failed,
-    /// Events that no delivery needs any more.
+    /// Events that no delivery needs any more: `sql/event_delete_unneeded_many.sql`.
     Events,
 }
 
@@ -32,9 +31,13 @@ impl Retention {
     }
 }
 
+/// One batch of a retention delete: how many rows went, and the newest
+/// timestamp among them (the next batch starts there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeletedBatch {
+    /// Rows deleted.
     pub deleted: i64,
+    /// Newest timestamp among them; `None` when none went.
     pub newest: Option<DateTime<Utc>>,
 }
 
@@ -42,15 +45,21 @@ pub struct DeletedBatch {
 /// for successes (see `sql/delivery_queue_depth.sql`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueDepth {
+    /// Deliveries waiting for their first attempt.
     pub pending: i64,
+    /// Deliveries waiting for a retry.
     pub retrying: i64,
+    /// Deliveries claimed and being sent.
     pub sending: i64,
+    /// Dead letters.
     pub failed: i64,
     /// Planner estimate; `None` before the table's first ANALYZE.
     pub success_estimate: Option<i64>,
+    /// Events not fanned out yet.
     pub fanout_pending: i64,
     /// Age of the oldest due (pending or retrying) delivery; 0 when none is due.
     pub oldest_due_seconds: f64,
+    /// The queue is paused.
     pub paused: bool,
 }
 
@@ -72,13 +81,13 @@ impl MaintenanceLock {
             return Ok(());
         };
         let result = async {
-            let stmt = statement!("maintenance_lock_release")
+            let stmt = statement!("lock_maintenance_release")
                 .prepare(&conn)
                 .await?;
             let row = conn
                 .query_one(&stmt, &[])
                 .await
-                .map_err(db("maintenance_lock_release"))?;
+                .map_err(db("lock_maintenance_release"))?;
             Ok::<bool, StoreError>(row.get(0))
         }
         .await;
@@ -109,21 +118,22 @@ impl Drop for MaintenanceLock {
 impl Store {
     /// Takes the maintenance lock without waiting; `None` when another
     /// session (another instance's maintenance run) holds it.
-    pub async fn maintenance_lock_try(&self) -> Result<Option<MaintenanceLock>, StoreError> {
+    pub async fn lock_maintenance_try(&self) -> Result<Option<MaintenanceLock>, StoreError> {
         let conn = self.client().await?;
-        let stmt = statement!("maintenance_lock_try").prepare(&conn).await?;
+        let stmt = statement!("lock_maintenance_try").prepare(&conn).await?;
         let row = conn
             .query_one(&stmt, &[])
             .await
-            .map_err(db("maintenance_lock_try"))?;
+            .map_err(db("lock_maintenance_try"))?;
         let taken: bool = row.get(0);
         Ok(taken.then_some(MaintenanceLock { conn: Some(conn) }))
     }
 
-    /// One batch of `kind`'s retention (see its SQL file): deletes up to
-    /// `limit` rows older than `cutoff`, starting at `floor` (the previous
-    /// batch's newest timestamp; the first batch starts at the unix epoch).
-    pub async fn maintenance_delete_batch(
+    /// One batch of `kind`'s retention (its statement is named on each
+    /// [`Retention`] variant): deletes up to `limit` rows older than `cutoff`,
+    /// starting at `floor` (the previous batch's newest timestamp; the first
+    /// batch starts at the unix epoch).
+    pub async fn retention_delete_many(
         &self,
         kind: Retention,
         floor: Option<DateTime<Utc>>,
@@ -131,9 +141,9 @@ impl Store {
         limit: i64,
     ) -> Result<DeletedBatch, StoreError> {
         let st = match kind {
-            Retention::Success => statement!("maintenance_delivery_delete_success"),
-            Retention::Failed => statement!("maintenance_delivery_delete_failed"),
-            Retention::Events => statement!("maintenance_event_delete_unneeded"),
+            Retention::Success => statement!("delivery_delete_success_many"),
+            Retention::Failed => statement!("delivery_delete_failed_many"),
+            Retention::Events => statement!("event_delete_unneeded_many"),
         };
         let floor = floor.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
         let row = self.row(st, &[&floor, &cutoff, &limit]).await?;

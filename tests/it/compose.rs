@@ -4,8 +4,8 @@
 
 use std::collections::BTreeSet;
 
+use crate::cli::Cli;
 use clap::{CommandFactory, Parser};
-use postbox::config::Cli;
 use serde_yaml_ng::Value;
 
 /// Every environment variable clap knows, across all subcommands.
@@ -143,7 +143,7 @@ fn the_demo_stack_is_wired_together() {
         .expect("a receiver service");
     let cli =
         Cli::try_parse_from(std::iter::once("postbox".to_string()).chain(receive.clone())).unwrap();
-    let postbox::config::Command::Receive(args) = cli.command else {
+    let crate::cli::Command::Receive(args) = cli.command else {
         panic!("the receiver runs `postbox receive`")
     };
     let secret = args.secret.expect("the receiver checks signatures");

@@ -422,7 +422,7 @@ fn clap_names() -> (BTreeSet<String>, BTreeSet<String>) {
         }
     }
     let (mut flags, mut envs) = (BTreeSet::new(), BTreeSet::new());
-    walk(&postbox::config::Cli::command(), &mut flags, &mut envs);
+    walk(&crate::cli::Cli::command(), &mut flags, &mut envs);
     (flags, envs)
 }
 
@@ -452,7 +452,7 @@ fn configuration_doc_lists_exactly_the_flags_and_variables_postbox_reads() {
         unknown.is_empty(),
         "CONFIGURATION.md names variables postbox does not read: {unknown:?}"
     );
-    let subcommands: Vec<String> = postbox::config::Cli::command()
+    let subcommands: Vec<String> = crate::cli::Cli::command()
         .get_subcommands()
         .map(|s| format!("postbox {}", s.get_name()))
         .collect();

@@ -4,10 +4,17 @@
 #[allow(dead_code)]
 mod support;
 
+/// The binary's command line (clap), compiled into the tests as well: the
+/// documentation tests walk its flags, and some tests start `serve` through it.
+#[allow(dead_code)]
+#[path = "../../src/cli/args.rs"]
+mod cli;
+
 mod api;
 mod api_hostile;
 #[allow(dead_code)]
 mod api_support;
+mod bench_database;
 mod compose;
 mod docs;
 mod hardening;

@@ -246,11 +246,11 @@ async fn only_one_maintainer_works_at_a_time() {
 
     // Another instance is mid-run: this one skips and touches nothing.
     let other = store
-        .maintenance_lock_try()
+        .lock_maintenance_try()
         .await
         .unwrap()
         .expect("lock is free");
-    assert!(store.maintenance_lock_try().await.unwrap().is_none());
+    assert!(store.lock_maintenance_try().await.unwrap().is_none());
     let skipped = run(&db, &config(), now).await;
     assert!(!skipped.ran);
     assert_eq!(
@@ -270,7 +270,7 @@ async fn only_one_maintainer_works_at_a_time() {
 
     // A run that dies without releasing (dropped guard) frees the lock too.
     let abandoned = store
-        .maintenance_lock_try()
+        .lock_maintenance_try()
         .await
         .unwrap()
         .expect("lock is free");
@@ -279,7 +279,7 @@ async fn only_one_maintainer_works_at_a_time() {
     wait_until("the abandoned lock is released", WAIT, || {
         let s = store2.clone();
         async move {
-            match s.maintenance_lock_try().await.unwrap() {
+            match s.lock_maintenance_try().await.unwrap() {
                 Some(l) => {
                     l.release().await.unwrap();
                     true
@@ -467,7 +467,8 @@ async fn metrics_show_deliveries_queue_gauges_and_maintenance() {
     let c = db.client().await;
     let rx = Receiver::ok().await;
     NewWebhook::new("user_7", rx.url(), &["*"]).insert(&c).await;
-    let cli = <postbox::config::Cli as clap::Parser>::try_parse_from([
+    // Started through the command line's own conversion, as `postbox serve` is.
+    let cli = <crate::cli::Cli as clap::Parser>::try_parse_from([
         "postbox",
         "serve",
         "--database-url",
@@ -480,13 +481,19 @@ async fn metrics_show_deliveries_queue_gauges_and_maintenance() {
         "200ms",
     ])
     .unwrap();
-    let postbox::config::Command::Serve(args) = cli.command else {
+    let crate::cli::Command::Serve(args) = cli.command else {
         panic!()
     };
+    let serve_config = args.to_config().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
-    let server = tokio::spawn(postbox::app::serve(*args, Some(listener), stop.clone()));
+    let server = tokio::spawn(postbox::app::serve(
+        serve_config,
+        Some(listener),
+        system_clock(),
+        stop.clone(),
+    ));
     for i in 0..3 {
         publish(&c, "project.updated", json!({"i": i}), "user_7").await;
     }
@@ -499,13 +506,13 @@ async fn metrics_show_deliveries_queue_gauges_and_maintenance() {
 
     let http = reqwest::Client::new();
     let url = format!("http://{addr}/metrics");
-    let mut body = String::new();
-    let deadline = tokio::time::Instant::now() + WAIT;
+    let metrics = || async { http.get(&url).send().await.unwrap().text().await.unwrap() };
     // The dispatcher records each outcome just after the receiver answers.
-    while !body.contains("postbox_deliveries_total") && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        body = http.get(&url).send().await.unwrap().text().await.unwrap();
-    }
+    wait_until("/metrics counts the deliveries", WAIT, || async {
+        metrics().await.contains("postbox_deliveries_total")
+    })
+    .await;
+    let body = metrics().await;
     for name in [
         "postbox_deliveries_total{",
         "postbox_attempt_duration_seconds_bucket",
@@ -583,7 +590,8 @@ async fn sigterm_lets_in_flight_deliveries_finish_and_exits_zero() {
     }))
     .await;
     NewWebhook::new("user_7", rx.url(), &["*"]).insert(&c).await;
-    let mut child = bin()
+    let mut serve = bin();
+    serve
         .args(["serve", "--no-api"])
         .env("DATABASE_URL", &db.url)
         .env("POSTBOX_ALLOW_PRIVATE_TARGETS", "true")
@@ -591,7 +599,9 @@ async fn sigterm_lets_in_flight_deliveries_finish_and_exits_zero() {
         .env("POSTBOX_CONCURRENCY", "4")
         .env("POSTBOX_LOG_FORMAT", "json")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = tokio::process::Command::from(serve)
+        .kill_on_drop(true)
         .spawn()
         .unwrap();
     for i in 0..20 {
@@ -599,28 +609,15 @@ async fn sigterm_lets_in_flight_deliveries_finish_and_exits_zero() {
     }
     rx.wait_for(1, WAIT).await;
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.id().unwrap().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                let mut err = String::new();
-                std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-                return (s, err);
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("postbox serve did not exit within 20 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    })
-    .await
-    .unwrap();
-    let (status, stderr) = exit;
+    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("postbox serve exits within 20 s of SIGTERM")
+        .unwrap();
+    let (status, stderr) = (out.status, String::from_utf8(out.stderr).unwrap());
     assert_eq!(status.code(), Some(0), "exit status; stderr:\n{stderr}");
     let received = rx.count() as i64;
     assert!(received >= 1);
@@ -658,20 +655,15 @@ async fn the_scheduler_runs_the_jobs_on_schedule_and_stops_promptly() {
     let db = TestDb::new().await;
     let c = db.client().await;
     event(&c, pinned_now() - secs(3 * 86400), false).await;
-    let cli = <postbox::config::Cli as clap::Parser>::try_parse_from([
-        "postbox",
-        "maintain",
-        "--maintenance-schedule",
-        "* * * * * *",
-    ])
-    .unwrap();
-    let postbox::config::Command::Maintain(args) = cli.command else {
-        panic!()
+    let every_second = MaintenanceConfig {
+        schedule: "* * * * * *".parse().unwrap(),
+        ..config()
     };
     let stop = CancellationToken::new();
     let task = tokio::spawn(postbox::maintenance::run(
         db.store(),
-        args.maintenance,
+        every_second,
+        system_clock(),
         stop.clone(),
     ));
     wait_until("a scheduled run deletes the old event", WAIT, || async {

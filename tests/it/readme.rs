@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::cli::Cli;
 use clap::Parser;
-use postbox::config::Cli;
 use postbox::signing::{verify, SigningKey};
 
 use crate::support::*;

@@ -48,32 +48,26 @@ async fn publish_batch(db: &TestDb, c: &tokio_postgres::Client, events: i64) {
     c.batch_execute("ANALYZE postbox.deliveries").await.unwrap();
 }
 
-async fn wait_drained(c: &tokio_postgres::Client, started: Instant) {
-    // Done when nothing waits for fan-out or delivery: small partial-index reads, every 100 ms.
-    loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let left = count(
+async fn wait_drained(c: &tokio_postgres::Client) {
+    // Done when nothing waits for fan-out or delivery: small partial-index reads.
+    wait_until("the drain finishes", Duration::from_secs(900), || async {
+        count(
             c,
             "SELECT (SELECT count(*) FROM postbox.events WHERE fanout_pending)
                   + (SELECT count(*) FROM postbox.deliveries WHERE status IN ('pending', 'retrying'))
                   + (SELECT count(*) FROM postbox.deliveries WHERE status = 'sending')",
         )
-        .await;
-        if left == 0 {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(900),
-            "drain too slow"
-        );
-    }
+        .await
+            == 0
+    })
+    .await;
 }
 
 async fn drain(db: &TestDb, c: &tokio_postgres::Client, events: i64) -> Duration {
     publish_batch(db, c, events).await;
     let started = Instant::now();
     let running = spawn_dispatcher(db.store(), dispatch_config(), system_clock());
-    wait_drained(c, started).await;
+    wait_drained(c).await;
     let took = started.elapsed();
     running.shutdown().await;
     took
@@ -149,7 +143,14 @@ async fn retention_bench() {
     publish_batch(&db, &c, events).await;
     let started = Instant::now();
     let running = spawn_dispatcher(db.store(), dispatch_config(), system_clock());
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Start retention once the dispatcher is sending, so the two overlap.
+    let since = Utc::now();
+    wait_until(
+        "the dispatcher delivers",
+        Duration::from_secs(60),
+        || async { delivered_since(&c, since).await > 0 },
+    )
+    .await;
     let window_start = Utc::now();
     let retention_started = Instant::now();
     let report = run_once_at(
@@ -162,7 +163,7 @@ async fn retention_bench() {
     .unwrap();
     let retention_took = retention_started.elapsed();
     let during = delivered_since(&c, window_start).await;
-    wait_drained(&c, started).await;
+    wait_drained(&c).await;
     let with_retention = started.elapsed();
     running.shutdown().await;
 

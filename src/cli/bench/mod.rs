@@ -1,4 +1,4 @@
-//! `postbox bench`: the load benchmark of issue 3.
+//! `postbox bench`: the load benchmark (its figures and targets are in docs/PERFORMANCE.md).
 //!
 //! Runs in a database of its own (created and dropped here) on the server of
 //! DATABASE_URL, with its own receiver on loopback and the dispatcher as a
@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 use rand::RngExt;
 use uuid::Uuid;
 
-use crate::config::BenchArgs;
-use crate::signing::generate_secret;
-use crate::store::bench::bench_database;
-use crate::store::Store;
+use super::args::BenchArgs;
 use child::DispatcherProcess;
+use postbox::signing::generate_secret;
+use postbox::store::bench::{bench_database_create, bench_database_drop};
+use postbox::store::Store;
 use receiver::BenchReceiver;
 use report::*;
 
@@ -75,10 +75,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let sizes = Sizes::from(&args);
     let suffix: u32 = rand::rng().random();
     let name = format!("postbox_bench_{suffix:08x}");
-    bench_database(&args.db.database_url, &name, true).await?;
+    bench_database_create(&args.db.database_url, &name).await?;
     let url = with_db(&args.db.database_url, &name);
     let outcome = run_in(&url, &sizes, &args).await;
-    if let Err(e) = bench_database(&args.db.database_url, &name, false).await {
+    if let Err(e) = bench_database_drop(&args.db.database_url, &name).await {
         eprintln!("bench: could not drop {name}: {e}");
     }
     let report = outcome?;

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use warp::http::HeaderMap;
 use warp::Filter;
 
-use crate::signing::{verify, SigningKey};
+use postbox::signing::{verify, SigningKey};
 
 #[derive(Default)]
 pub struct Counters {

@@ -9,15 +9,19 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use warp::http::{HeaderMap, StatusCode};
 use warp::Filter;
 
-use crate::config::ReceiveArgs;
-use crate::signing::{verify, SigningKey, VerifyError, DEFAULT_TOLERANCE_SECS};
+use postbox::clock::SharedClock;
+use postbox::signing::{verify, SigningKey, VerifyError, DEFAULT_TOLERANCE_SECS};
+
+use super::args::ReceiveArgs;
 
 /// Largest request body accepted: a 1 MiB payload plus its envelope, with room.
 const MAX_BODY: u64 = 4 * 1024 * 1024;
@@ -31,15 +35,18 @@ pub enum Check {
     Invalid(VerifyError),
 }
 
+/// A roll in 0.0..1.0 per request, compared with the fail rate.
+pub type Roll = Arc<dyn Fn() -> f64 + Send + Sync>;
+
 /// Settings checked once at start-up.
 #[derive(Debug, Clone)]
-struct Settings {
+pub struct Settings {
     key: Option<SigningKey>,
     fail_rate: f64,
 }
 
 impl Settings {
-    fn from_args(args: &ReceiveArgs) -> anyhow::Result<Settings> {
+    pub fn from_args(args: &ReceiveArgs) -> anyhow::Result<Settings> {
         if !(0.0..=1.0).contains(&args.fail_rate) {
             anyhow::bail!(
                 "--fail-rate must be between 0.0 and 1.0, not {}",
@@ -90,8 +97,9 @@ pub fn answer(check: &Check, roll: f64, fail_rate: f64) -> StatusCode {
     }
 }
 
-/// The block printed for one delivery.
+/// The block printed for one delivery received at `now`.
 pub fn report(
+    now: DateTime<Utc>,
     path: &str,
     headers: &HeaderMap,
     body: &[u8],
@@ -131,7 +139,7 @@ pub fn report(
          signature  {signature}\n\
          answered   {answered}\n\
          payload\n",
-        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ"),
+        now.format("%Y-%m-%dT%H:%M:%SZ"),
         h("x-webhook-event"),
         h("webhook-id"),
         h("x-webhook-delivery"),
@@ -145,23 +153,36 @@ pub fn report(
     out
 }
 
-/// Binds `--host:--port` and serves until ctrl-c or SIGTERM.
-pub async fn run(args: ReceiveArgs) -> anyhow::Result<()> {
+/// Binds `--host:--port` and serves until ctrl-c or SIGTERM, rolling
+/// against the fail rate with the thread's random generator.
+pub async fn run(args: ReceiveArgs, clock: SharedClock) -> anyhow::Result<()> {
+    let settings = Settings::from_args(&args)?;
     let addr = SocketAddr::new(args.host, args.port);
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    run_on(listener, args, crate::app::shutdown_on_signals()).await
+    let roll: Roll = Arc::new(rand::random::<f64>);
+    run_on(
+        listener,
+        settings,
+        clock,
+        roll,
+        postbox::app::shutdown_on_signals(),
+    )
+    .await
 }
 
-/// Serves on `listener` until `shutdown` fires. Tests bind port 0 and call this.
+/// Serves on `listener` until `shutdown` fires; time comes from `clock` and
+/// each request's roll against the fail rate from `roll`.
 pub async fn run_on(
     listener: TcpListener,
-    args: ReceiveArgs,
+    settings: Settings,
+    clock: SharedClock,
+    roll: Roll,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let settings = Settings::from_args(&args)?;
     let addr = listener.local_addr()?;
+    // Tests (and scripts) read the address from this first line.
     println_flush(&format!(
         "postbox receive: listening on http://{addr}/ (signatures {}, fail rate {})",
         if settings.key.is_some() {
@@ -179,10 +200,10 @@ pub async fn run_on(
         .and(warp::body::bytes())
         .map(
             move |path: warp::path::FullPath, headers: HeaderMap, body: Bytes| {
-                let now = chrono::Utc::now().timestamp();
-                let c = check(settings.key.as_ref(), &headers, &body, now);
-                let status = answer(&c, rand::random::<f64>(), settings.fail_rate);
-                println_flush(&report(path.as_str(), &headers, &body, &c, status));
+                let now = clock.now();
+                let c = check(settings.key.as_ref(), &headers, &body, now.timestamp());
+                let status = answer(&c, roll(), settings.fail_rate);
+                println_flush(&report(now, path.as_str(), &headers, &body, &c, status));
                 let body = match &c {
                     Check::Invalid(e) => {
                         serde_json::json!({"ok": false, "error": e.to_string()})
@@ -198,11 +219,7 @@ pub async fn run_on(
     // A GET answers too, so that a health check or a browser sees it is up.
     let alive = warp::get().map(|| warp::reply::json(&serde_json::json!({"ok": true})));
 
-    warp::serve(deliveries.or(alive))
-        .incoming(listener)
-        .graceful(async move { shutdown.cancelled().await })
-        .run()
-        .await;
+    postbox::app::serve_routes(deliveries.or(alive), listener, shutdown).await;
     Ok(())
 }
 
@@ -216,6 +233,7 @@ fn println_flush(text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use postbox::clock::ShiftedClock;
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -269,12 +287,18 @@ mod tests {
         let mut h = signed(body, 1);
         h.insert("x-webhook-event", "project.updated".parse().unwrap());
         h.insert("x-webhook-attempt", "2".parse().unwrap());
-        let r = report("/hook", &h, body, &Check::Verified, StatusCode::OK);
+        let at = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap();
+        let r = report(at, "/hook", &h, body, &Check::Verified, StatusCode::OK);
+        assert!(
+            r.starts_with("--- delivery 2023-11-14T22:13:20Z /hook"),
+            "{r}"
+        );
         assert!(r.contains("event      project.updated"), "{r}");
         assert!(r.contains("attempt    2"), "{r}");
         assert!(r.contains("signature  verified"), "{r}");
         assert!(r.contains("\"id\": 42"), "{r}");
         let r = report(
+            at,
             "/hook",
             &h,
             body,
@@ -282,5 +306,49 @@ mod tests {
             StatusCode::UNAUTHORIZED,
         );
         assert!(r.contains("INVALID: no matching signature"), "{r}");
+    }
+
+    /// The status the receiver answers a request signed now, when it runs
+    /// with `clock` and a fixed `roll`.
+    async fn answered(clock: SharedClock, roll: f64, fail_rate: f64) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let settings = Settings {
+            key: Some(SigningKey::from_secret(SECRET).unwrap()),
+            fail_rate,
+        };
+        let roll: Roll = Arc::new(move || roll);
+        let server = run_on(listener, settings, clock, roll, CancellationToken::new());
+        let client = async {
+            let ts = Utc::now().timestamp();
+            let mut req = reqwest::Client::new().post(&url).body("{}");
+            for (name, value) in &signed(b"{}", ts) {
+                req = req.header(name, value);
+            }
+            req.send().await.unwrap().status().as_u16()
+        };
+        tokio::select! {
+            r = server => panic!("the receiver stopped: {r:?}"),
+            status = client => status,
+        }
+    }
+
+    #[tokio::test]
+    async fn time_and_the_roll_are_inputs() {
+        let system: SharedClock = Arc::new(postbox::clock::SystemClock);
+        assert_eq!(
+            answered(system.clone(), 0.49, 0.5).await,
+            500,
+            "a roll under the rate fails"
+        );
+        assert_eq!(
+            answered(system, 0.5, 0.5).await,
+            200,
+            "a roll at the rate passes"
+        );
+        // An hour on the receiver's clock: a fresh signature is now too old.
+        let later = ShiftedClock::default();
+        later.advance(chrono::Duration::hours(1));
+        assert_eq!(answered(Arc::new(later), 0.9, 0.0).await, 401);
     }
 }

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use uuid::Uuid;
 
-use crate::dispatch::{fan_out_then_claim, Busy, ClaimPlan};
-use crate::store::bench::{PLAIN_INSERT_SQL, PUBLISH_SQL};
-use crate::store::{Completion, DeliveryStatus, Store};
+use postbox::dispatch::{fan_out_then_claim, Busy, ClaimPlan};
+use postbox::store::bench::{PLAIN_INSERT_SQL, PUBLISH_SQL};
+use postbox::store::{Completion, DeliveryStatus, Store};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Target {

@@ -1,4 +1,4 @@
--- maintenance_event_delete_unneeded: deletes up to $3 events that no delivery
+-- event_delete_unneeded_many: deletes up to $3 events that no delivery
 -- needs any more: fanned out (fanout_pending = false), without any delivery
 -- left, created before $2 (now - POSTBOX_RETENTION_SUCCESS) and at or after $1
 -- (the previous batch's newest created_at). Reads events_created_idx in order

@@ -108,7 +108,7 @@ impl Report {
         }
     }
 
-    /// Compares the figures with the targets of issue 3.
+    /// Compares the figures with their targets (the table of docs/PERFORMANCE.md).
     pub fn finish(&mut self) {
         let drain = self.drain.as_ref().map(|d| d.per_second);
         let mut checks = Vec::new();

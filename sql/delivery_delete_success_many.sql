@@ -1,4 +1,4 @@
--- maintenance_delivery_delete_success: deletes up to $3 successful deliveries
+-- delivery_delete_success_many: deletes up to $3 successful deliveries
 -- completed before $2 (now - POSTBOX_RETENTION_SUCCESS) and at or after $1 (the
 -- previous batch's newest completed_at, so a run never rescans what it deleted);
 -- their attempts go with them (ON DELETE CASCADE). Before the rows go, each

@@ -1,4 +1,4 @@
--- maintenance_delivery_delete_failed: deletes up to $3 failed deliveries (dead
+-- delivery_delete_failed_many: deletes up to $3 failed deliveries (dead
 -- letters) completed before $2 (now - POSTBOX_RETENTION_FAILED) and at or after
 -- $1 (the previous batch's newest completed_at); their attempts go with them
 -- (ON DELETE CASCADE). Reads deliveries_failed_idx (V2) in completed_at order;

@@ -1,0 +1,71 @@
+//! The `postbox` commands: each turns its parsed arguments into the
+//! library's settings and calls the library. The developer tools (`bench`,
+//! `receive`) live here, in the binary, and use the library like any caller.
+
+pub mod args;
+mod bench;
+mod receive;
+
+use std::sync::Arc;
+
+use postbox::clock::{SharedClock, SystemClock};
+use postbox::store::Store;
+
+use args::Command;
+
+/// Runs one command to completion.
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    let clock: SharedClock = Arc::new(SystemClock);
+    match command {
+        Command::Migrate(db) => {
+            let store = Store::connect(&db.database_url, 1)?;
+            let applied = store.migrate().await?;
+            println!("migrations up to date ({applied} applied now)");
+        }
+        Command::Serve(args) => {
+            let config = args.to_config()?;
+            let shutdown = postbox::app::shutdown_on_signals();
+            postbox::app::serve(config, None, clock, shutdown).await?;
+        }
+        Command::Publish(args) => {
+            let payload: serde_json::Value = serde_json::from_str(&args.json)
+                .map_err(|e| anyhow::anyhow!("the payload is not valid JSON: {e}"))?;
+            let store = Store::connect(&args.db.database_url, 1)?;
+            let id = store
+                .event_publish(
+                    &args.event_type,
+                    &payload,
+                    &args.owner,
+                    args.idempotency_key.as_deref(),
+                )
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}",
+                        e.db_message()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| e.to_string())
+                    )
+                })?;
+            println!("{id}");
+        }
+        Command::Token(args) => {
+            let secret = args.jwt_secret.unwrap_or_default();
+            let now = clock.now().timestamp();
+            let token = postbox::api::auth::mint(&secret, &args.sub, args.admin, args.ttl, now)?;
+            // The token is the last line of stdout: scripts take it from there.
+            println!("{token}");
+        }
+        Command::Maintain(args) => {
+            let config = args.maintenance.to_config()?;
+            let store = Store::connect(&args.db.database_url, 2)?;
+            let report = postbox::maintenance::run_once(&store, &config, &clock).await?;
+            for line in report.summary(&config) {
+                println!("{line}");
+            }
+        }
+        Command::Receive(args) => receive::run(args, clock).await?,
+        Command::Bench(args) => bench::run(*args).await?,
+    }
+    Ok(())
+}
