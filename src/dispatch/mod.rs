@@ -310,24 +310,27 @@ impl Dispatcher {
                 }
                 limiter.take(claimed);
                 metrics::histogram!("postbox_claim_batch_size").record(claimed as f64);
-                Ok(if fan.events as usize == limit || claim_wanted {
-                    Pass::Backlog
-                } else if safe_before && idle.flag == Some(true) {
-                    // Less than a batch, so this pass took every event
-                    // committed before it; any later producer saw the flag
-                    // and notified. No second look needed: wait.
-                    Pass::Idle {
-                        safe_before,
-                        next_due: fan.next_due,
-                    }
-                } else if fan.events > 0 || claimed > 0 {
-                    Pass::Some
-                } else {
-                    Pass::Idle {
-                        safe_before,
-                        next_due: fan.next_due,
-                    }
-                })
+                // Partial events continue at once, whatever the wake-up state.
+                Ok(
+                    if fan.events as usize == limit || fan.partial > 0 || claim_wanted {
+                        Pass::Backlog
+                    } else if safe_before && idle.flag == Some(true) {
+                        // Less than a batch, so this pass took every event
+                        // committed before it; any later producer saw the flag
+                        // and notified. No second look needed: wait.
+                        Pass::Idle {
+                            safe_before,
+                            next_due: fan.next_due,
+                        }
+                    } else if fan.events > 0 || claimed > 0 {
+                        Pass::Some
+                    } else {
+                        Pass::Idle {
+                            safe_before,
+                            next_due: fan.next_due,
+                        }
+                    },
+                )
             };
             let pass = match pass.await {
                 Ok(p) => {
