@@ -49,22 +49,21 @@ WITH batch AS MATERIALIZED (
     FOR UPDATE SKIP LOCKED
 ), share AS MATERIALIZED (
     SELECT ceil($8::bigint::numeric / greatest(count(*), 1))::bigint AS per_event FROM batch
-), changes AS MATERIALIZED (
-    -- Recorded changes of webhooks that belong, or belonged, to a batch owner.
-    SELECT c.webhook_id, c.snapshot, c.owner_id, c.prior_owner_id
-    FROM postbox.webhook_subscription_changes c
-    WHERE c.owner_id = ANY (ARRAY(SELECT DISTINCT owner_id FROM batch))
-       OR c.prior_owner_id = ANY (ARRAY(SELECT DISTINCT owner_id FROM batch))
 ), seen AS MATERIALIZED (
-    -- Per event: the webhooks changed after it committed.
-    -- (Two equi-joins, so that only the owner's changes are tested.)
+    -- Per event: the webhooks changed after it committed, among the changes
+    -- of webhooks that belong, or belonged, to its owner (two equi-joins on
+    -- webhook_subscription_changes_owner_idx / _prior_owner_idx, so that
+    -- only the owner's changes are tested).
     SELECT bc.event_id, array_agg(DISTINCT bc.webhook_id) AS webhooks
     FROM (
         SELECT b.id AS event_id, b.txid, c.webhook_id, c.snapshot
-        FROM batch b JOIN changes c ON c.owner_id = b.owner_id
+        FROM batch b
+        JOIN postbox.webhook_subscription_changes c ON c.owner_id = b.owner_id
         UNION ALL
         SELECT b.id, b.txid, c.webhook_id, c.snapshot
-        FROM batch b JOIN changes c ON c.prior_owner_id = b.owner_id AND c.prior_owner_id <> c.owner_id
+        FROM batch b
+        JOIN postbox.webhook_subscription_changes c
+          ON c.prior_owner_id = b.owner_id AND c.prior_owner_id <> c.owner_id
     ) bc
     WHERE coalesce(pg_visible_in_snapshot(bc.txid, bc.snapshot), true)
     GROUP BY bc.event_id
