@@ -1,15 +1,35 @@
 -- event_fanout_many: turns up to $1 committed events into deliveries, one per
--- matching active webhook of the event's owner (exact type, 'group.*' or '*'),
--- and claims up to $3 of the new deliveries at once: they are inserted as
+-- webhook that was subscribed when the event committed (see below), and
+-- claims up to $3 of the new deliveries at once: they are inserted as
 -- 'sending', attempt 1, under a lease of $5 seconds, and returned with all a
 -- request needs. The others (over $3; over a webhook's room: $7[i] for the
 -- webhook $4[i] that already has requests in flight in this dispatcher, $6
--- for any other; or while the queue is paused) are inserted as 'pending' for
--- delivery_claim. $2 = now.
+-- for any other; webhook inactive now; or while the queue is paused) are
+-- inserted as 'pending' for delivery_claim. $2 = now.
 --
--- Always returns at least one row: the batch summary (events, deliveries,
--- queued, next_due, barrier_clear) with the claimed delivery's columns, which
--- are NULL when nothing was claimed.
+-- Subscribed as of commit: webhook W of the event's owner, active, whose
+-- event_types hold the type, 'group.*' or '*', in the state W had before the
+-- earliest recorded change of W that the event committed before (its txid
+-- visible in the change's snapshot: postbox.webhook_subscription_changes),
+-- or W's current state when the event committed after every change. Only
+-- webhooks with such a change cost a lookup (index
+-- webhook_subscription_changes_webhook_idx); the others are read as today.
+--
+-- Bounded: every event takes up to 32 webhooks per statement (an event of an
+-- owner with 32 matching webhooks or fewer is always done in one statement,
+-- so ordinary events are written once); beyond that, at most $8 more
+-- deliveries per statement, shared out round robin between the batch's
+-- events (each takes at most max(32, ceil($8 / events)) webhooks, in webhook
+-- id order, through webhooks_owner_fanout_idx). An event with more keeps
+-- fanout_pending, and fanout_cursor records the last webhook id done; the
+-- next statement continues after it. So one owner with thousands of webhooks
+-- cannot hold up the other owners' events of the same batch, and a statement
+-- creates at most 32 x $1 + $8 deliveries.
+--
+-- Always returns at least one row: the batch summary (events, partial,
+-- deliveries, queued, next_due, barrier_clear) with the claimed delivery's
+-- columns, which are NULL when nothing was claimed.
+-- - events: events taken; partial: how many of them still wait for more.
 -- - next_due: the earliest due time of queued work, as of this statement
 --   (none while the queue is paused).
 -- - barrier_clear: no producer transaction that may have read
@@ -23,35 +43,114 @@
 -- (= ANY of an array), a plan that does not depend on statistics. The unique
 -- key (event_id, webhook_id) makes a repeated fan-out add nothing.
 WITH batch AS MATERIALIZED (
-    SELECT e.id
+    SELECT e.id, e.event_type, e.owner_id, e.payload, e.created_at, e.txid,
+           coalesce(e.fanout_cursor, '00000000-0000-0000-0000-000000000000') AS after,
+           ARRAY[e.event_type, split_part(e.event_type, '.', 1) || '.*', '*'] AS patterns
     FROM postbox.events e
     WHERE e.fanout_pending
     ORDER BY e.created_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED
-), marked AS (
-    UPDATE postbox.events e
-    SET fanout_pending = false
-    WHERE e.id = ANY (ARRAY(SELECT id FROM batch))
-    RETURNING e.id, e.event_type, e.owner_id, e.payload, e.created_at
-), matched AS MATERIALIZED (
-    SELECT m.id AS event_id, m.event_type, m.payload, m.created_at AS event_created_at,
+), share AS MATERIALIZED (
+    SELECT greatest(ceil($8::bigint::numeric / greatest(count(*), 1))::bigint, 32) AS per_event FROM batch
+), seen AS MATERIALIZED (
+    -- Per event: the webhooks changed after it committed, among the changes
+    -- of webhooks that belong, or belonged, to its owner (two equi-joins on
+    -- webhook_subscription_changes_owner_idx / _prior_owner_idx, so that
+    -- only the owner's changes are tested).
+    SELECT bc.event_id, array_agg(DISTINCT bc.webhook_id) AS webhooks
+    FROM (
+        SELECT b.id AS event_id, b.txid, c.webhook_id, c.snapshot
+        FROM batch b
+        JOIN postbox.webhook_subscription_changes c ON c.owner_id = b.owner_id
+        UNION ALL
+        SELECT b.id, b.txid, c.webhook_id, c.snapshot
+        FROM batch b
+        JOIN postbox.webhook_subscription_changes c
+          ON c.prior_owner_id = b.owner_id AND c.prior_owner_id <> c.owner_id
+    ) bc
+    WHERE coalesce(pg_visible_in_snapshot(bc.txid, bc.snapshot), true)
+    GROUP BY bc.event_id
+), candidates AS MATERIALIZED (
+    -- Up to per_event + 1 subscribed webhooks per event after its cursor
+    -- (the extra one only says that more remain).
+    SELECT b.id AS event_id, b.event_type, b.payload, b.created_at AS event_created_at,
            w.id AS webhook_id, w.url, w.secret,
            CASE WHEN w.previous_secret_expires_at > $2 THEN w.previous_secret END AS previous_secret,
-           w.headers, w.max_retries, w.retry_delay_seconds,
-           row_number() OVER (PARTITION BY w.id ORDER BY m.created_at, m.id) AS rank_in_webhook,
-           row_number() OVER (ORDER BY m.created_at, m.id, w.id) AS rank_in_batch
-    FROM marked m
-    JOIN postbox.webhooks w
-      ON w.owner_id = m.owner_id
-     AND w.active
-     AND w.event_types && ARRAY[m.event_type, split_part(m.event_type, '.', 1) || '.*', '*']
+           w.headers, w.max_retries, w.retry_delay_seconds, w.active,
+           row_number() OVER (PARTITION BY b.id ORDER BY w.id) AS rank_in_event
+    FROM batch b
+    LEFT JOIN seen s ON s.event_id = b.id
+    CROSS JOIN LATERAL (
+        SELECT w.*
+        FROM (
+            SELECT w.id, w.owner_id, w.active, w.event_types, w.url, w.secret, w.previous_secret,
+                   w.previous_secret_expires_at, w.headers, w.max_retries, w.retry_delay_seconds
+            FROM postbox.webhooks w
+            WHERE w.owner_id = b.owner_id AND w.id > b.after
+            UNION ALL
+            -- Webhooks that were the owner's when the event committed.
+            SELECT w.id, w.owner_id, w.active, w.event_types, w.url, w.secret, w.previous_secret,
+                   w.previous_secret_expires_at, w.headers, w.max_retries, w.retry_delay_seconds
+            FROM postbox.webhooks w
+            WHERE w.id = ANY (s.webhooks) AND w.owner_id <> b.owner_id AND w.id > b.after
+        ) w
+        LEFT JOIN LATERAL (
+            SELECT c.prior_owner_id, c.prior_active, c.prior_event_types
+            FROM postbox.webhook_subscription_changes c
+            WHERE w.id = ANY (s.webhooks)
+              AND c.webhook_id = w.id
+              AND coalesce(pg_visible_in_snapshot(b.txid, c.snapshot), true)
+            ORDER BY c.id
+            LIMIT 1
+        ) was ON true
+        WHERE CASE WHEN was.prior_owner_id IS NULL
+                   THEN w.owner_id = b.owner_id AND w.active AND w.event_types && b.patterns
+                   ELSE was.prior_owner_id = b.owner_id AND was.prior_active
+                        AND was.prior_event_types && b.patterns
+              END
+        ORDER BY w.id
+        LIMIT (SELECT per_event + 1 FROM share)
+    ) w
+), picked AS MATERIALIZED (
+    -- Each event's first 32 webhooks; then round robin over the batch's
+    -- events (every event's 33rd webhook, then every event's 34th, ...), up
+    -- to $8 more in all.
+    SELECT c.*,
+           (c.rank_in_event <= 32
+            OR (c.rank_in_event <= (SELECT per_event FROM share)
+                AND row_number() OVER (PARTITION BY c.rank_in_event <= 32
+                                       ORDER BY c.rank_in_event, c.event_created_at, c.event_id) <= $8::bigint)) AS picked
+    FROM candidates c
+), progress AS MATERIALIZED (
+    -- Events with candidates left over, and the last webhook done for each.
+    SELECT p.event_id,
+           (array_agg(p.webhook_id ORDER BY p.rank_in_event DESC) FILTER (WHERE p.picked))[1] AS done_until
+    FROM picked p
+    GROUP BY p.event_id
+    HAVING NOT bool_and(p.picked)
+), marked AS (
+    UPDATE postbox.events e
+    SET fanout_pending = e.id = ANY (ARRAY(SELECT event_id FROM progress)),
+        fanout_cursor = CASE WHEN e.id = ANY (ARRAY(SELECT event_id FROM progress))
+                             THEN coalesce((SELECT pr.done_until FROM progress pr WHERE pr.event_id = e.id),
+                                           e.fanout_cursor)
+                             ELSE e.fanout_cursor END
+    WHERE e.id = ANY (ARRAY(SELECT id FROM batch))
+    RETURNING e.id
+), matched AS MATERIALIZED (
+    SELECT p.*,
+           row_number() OVER (PARTITION BY p.webhook_id ORDER BY p.event_created_at, p.event_id) AS rank_in_webhook,
+           row_number() OVER (ORDER BY p.event_created_at, p.event_id, p.webhook_id) AS rank_in_batch
+    FROM picked p
+    WHERE p.picked
 ), busy AS MATERIALIZED (
     SELECT b.webhook_id, b.room
     FROM unnest($4::uuid[], $7::bigint[]) AS b(webhook_id, room)
 ), decided AS MATERIALIZED (
     SELECT mt.*, postbox.uuid_v7() AS id,
-           (NOT (SELECT paused FROM postbox.queue_state)
+           (mt.active
+            AND NOT (SELECT paused FROM postbox.queue_state)
             AND mt.rank_in_batch <= $3::bigint
             AND mt.rank_in_webhook <= coalesce(b.room, $6::bigint)) AS claim
     FROM matched mt
@@ -70,6 +169,7 @@ WITH batch AS MATERIALIZED (
     RETURNING id, webhook_id, event_id, status
 )
 SELECT (SELECT count(*) FROM marked) AS events,
+       (SELECT count(*) FROM progress) AS partial,
        (SELECT count(*) FROM inserted) AS deliveries,
        (SELECT count(*) FROM inserted i
          WHERE i.status = 'pending'

@@ -166,7 +166,9 @@ impl LoopState {
             safe_before,
             next_due: fan.next_due,
         };
-        if fan.events as usize == limit || self.claim_wanted {
+        // Partial events (a large owner's, fanned out in bounded steps)
+        // continue at once, whatever the wake-up state.
+        if fan.events as usize == limit || fan.partial > 0 || self.claim_wanted {
             Pass::Backlog
         } else if safe_before && self.idle.flag == Some(true) {
             // Less than a batch, so this pass took every event committed

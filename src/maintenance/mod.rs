@@ -55,6 +55,8 @@ pub struct RunReport {
     pub ran: bool,
     /// Deliveries whose lease had expired, returned to the queue.
     pub rescued: u64,
+    /// Recorded webhook subscription changes no waiting event needs any more.
+    pub pruned_changes: u64,
     /// Webhooks turned off by auto-disable.
     pub disabled: Vec<Uuid>,
     /// Successful deliveries deleted by retention.
@@ -161,7 +163,23 @@ async fn jobs(
     report.deleted_success = deleted.success;
     report.deleted_failed = deleted.failed;
     report.deleted_events = deleted.events;
+    report.pruned_changes = prune_subscription_changes(store, config.batch_size).await?;
     Ok(report)
+}
+
+/// Drops the recorded webhook subscription changes that no event waiting for
+/// fan-out can need any more (fan-out reads them to match each event against
+/// the subscriptions as of its commit), in batches until a short one.
+async fn prune_subscription_changes(store: &Store, batch: i64) -> Result<u64, StoreError> {
+    let mut total = 0;
+    loop {
+        let n = store.webhook_subscription_change_prune(batch).await?;
+        total += n;
+        if n < batch as u64 {
+            break;
+        }
+    }
+    Ok(total)
 }
 
 /// Lease rescue: the dispatchers do it every few seconds themselves; running

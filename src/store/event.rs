@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::delivery::claimed_from_row;
-use super::{ClaimLimits, FanoutResult, Store, StoreError};
+use super::{ClaimLimits, FanoutResult, Store, StoreError, FANOUT_MAX_DELIVERIES};
 
 impl Store {
     /// Publishes one event on a pooled connection (`sql/event_publish.sql`);
@@ -49,12 +49,14 @@ impl Store {
                     &lease_secs,
                     &claim.per_webhook,
                     &claim.busy_room,
+                    &FANOUT_MAX_DELIVERIES,
                 ],
             )
             .await?;
         let mut result = FanoutResult::default();
         if let Some(r) = rows.first() {
             result.events = r.get("events");
+            result.partial = r.get("partial");
             result.deliveries = r.get("deliveries");
             result.queued = r.get("queued");
             result.next_due = r.get("next_due");

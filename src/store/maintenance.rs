@@ -187,3 +187,13 @@ impl Store {
         })
     }
 }
+
+impl Store {
+    /// Deletes up to `limit` recorded subscription changes that no event
+    /// waiting for fan-out needs any more; returns how many went. Call it
+    /// until it returns less than `limit` (a maintenance job).
+    pub async fn webhook_subscription_change_prune(&self, limit: i64) -> Result<u64, StoreError> {
+        self.exec(statement!("webhook_subscription_change_prune"), &[&limit])
+            .await
+    }
+}

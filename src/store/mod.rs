@@ -11,7 +11,9 @@ use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
 pub use maintenance::{DeletedBatch, MaintenanceLock, QueueDepth, Retention};
-pub use types::{ClaimLimits, ClaimedDelivery, Completion, DeliveryStatus, FanoutResult};
+pub use types::{
+    ClaimLimits, ClaimedDelivery, Completion, DeliveryStatus, FanoutResult, FANOUT_MAX_DELIVERIES,
+};
 pub use webhooks::{
     Delivery, EventType, NewWebhook, QueueStats, RetryOutcome, Webhook, WebhookPatch, WebhookStats,
 };
@@ -143,16 +145,21 @@ impl Store {
         let mut pg: tokio_postgres::Config = url
             .parse()
             .map_err(|e: tokio_postgres::Error| StoreError::Config(e.to_string()))?;
+        // Every statement here is bounded and on an index: JIT compilation
+        // (hundreds of ms, paid again on each execution once a plan's cost
+        // estimate passes jit_above_cost, as fan-out's does with a large
+        // backlog) would cost far more than it saves.
+        let mut ours = String::from("-c jit=off");
         if async_commit {
             // The dispatcher's statements are written to need no custom plan
             // (index scans, primary keys through arrays): plan them once.
-            let ours = "-c synchronous_commit=off -c plan_cache_mode=force_generic_plan";
-            let options = match pg.get_options() {
-                Some(o) if !o.is_empty() => format!("{o} {ours}"),
-                _ => ours.to_string(),
-            };
-            pg.options(&options);
+            ours.push_str(" -c synchronous_commit=off -c plan_cache_mode=force_generic_plan");
         }
+        let options = match pg.get_options() {
+            Some(o) if !o.is_empty() => format!("{o} {ours}"),
+            _ => ours,
+        };
+        pg.options(&options);
         let manager = Manager::from_config(
             pg,
             NoTls,

@@ -119,8 +119,11 @@ pub struct Completion {
 /// What one fan-out batch did, and what it claimed.
 #[derive(Debug, Clone, Default)]
 pub struct FanoutResult {
-    /// Events taken from the outbox.
+    /// Events taken from the outbox (done or partial).
     pub events: i64,
+    /// Events of those with more webhooks to fan out than this statement's
+    /// share: still `fanout_pending`, continued by the next statement.
+    pub partial: i64,
     /// Deliveries created (claimed or queued).
     pub deliveries: i64,
     /// Deliveries queued as pending for webhooks that were not at their cap.
@@ -132,6 +135,11 @@ pub struct FanoutResult {
     /// Deliveries claimed at once (status 'sending', attempt 1).
     pub claimed: Vec<ClaimedDelivery>,
 }
+
+/// The most deliveries one fan-out statement creates, shared out between
+/// the events of its batch: bounds the statement's time (about 30 us per
+/// delivery; docs/PERFORMANCE.md) whatever the number of webhooks an owner has.
+pub const FANOUT_MAX_DELIVERIES: i64 = 1000;
 
 /// The claim parameters shared by `event_fanout_many` and `delivery_claim`.
 #[derive(Debug, Clone, Copy)]

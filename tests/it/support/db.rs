@@ -4,12 +4,12 @@
 //! When nothing answers there, a throwaway cluster is started with the
 //! installed PostgreSQL binaries (initdb, pg_ctl) under the temp directory.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 use tokio_postgres::NoTls;
+
+use super::cluster;
 
 pub struct TestDb {
     pub url: String,
@@ -52,31 +52,13 @@ fn answers(url: &str) -> bool {
     .unwrap_or(false)
 }
 
-fn pg_bin(name: &str) -> Option<PathBuf> {
-    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("bin").join(name))
-        .filter(|p| p.exists())
-        .collect();
-    candidates.sort();
-    candidates.pop().or_else(|| {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|p| p.join(name))
-                .find(|p| p.exists())
-        })
-    })
-}
-
 fn start_throwaway_cluster() -> String {
-    let (Some(initdb), Some(pg_ctl)) = (pg_bin("initdb"), pg_bin("pg_ctl")) else {
+    if cluster::pg_bin("initdb").is_none() || cluster::pg_bin("pg_ctl").is_none() {
         panic!(
             "tests need PostgreSQL: none answers at DATABASE_URL and no initdb/pg_ctl is installed. \
              Install it (Debian/Ubuntu: apt-get install postgresql) or set DATABASE_URL to a server."
         );
-    };
+    }
     let port = 54329;
     let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
     if answers(&url) {
@@ -84,64 +66,8 @@ fn start_throwaway_cluster() -> String {
     }
     let dir = std::env::temp_dir().join("postbox-test-pg");
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    // initdb refuses to run as root: run the cluster as the postgres user then.
-    let as_root = unsafe_is_root();
-    if as_root {
-        let _ = Command::new("chown")
-            .args(["-R", "postgres", dir.to_str().unwrap()])
-            .status();
-    }
-    let run = |bin: &PathBuf, args: &[&str]| {
-        let mut cmd = if as_root {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(bin);
-            c
-        } else {
-            Command::new(bin)
-        };
-        let status = cmd.args(args).status().expect("run PostgreSQL binary");
-        assert!(status.success(), "{} {:?} failed", bin.display(), args);
-    };
-    let data = dir.join("data");
-    run(
-        &initdb,
-        &[
-            "-D",
-            data.to_str().unwrap(),
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-        ],
-    );
-    let opts = format!(
-        "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off",
-        dir.display()
-    );
-    run(
-        &pg_ctl,
-        &[
-            "-D",
-            data.to_str().unwrap(),
-            "-o",
-            &opts,
-            "-l",
-            dir.join("log").to_str().unwrap(),
-            "-w",
-            "start",
-        ],
-    );
+    cluster::start_in(&dir, port);
     url
-}
-
-fn unsafe_is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }
 
 fn with_db(url: &str, db: &str) -> String {

@@ -1,6 +1,7 @@
 //! Test bundle: a fresh database, a recording receiver, row factories, and a
 //! dispatcher running as `serve` runs it.
 
+pub mod cluster;
 pub mod db;
 pub mod hostile;
 pub mod receiver;
