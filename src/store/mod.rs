@@ -10,11 +10,11 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
+pub use delivery_history::{DeliveryRow, RetryOutcome};
 pub use maintenance::{DeletedBatch, MaintenanceLock, QueueDepth, Retention};
+pub use queue_admin::QueueStatsRow;
 pub use types::{ClaimLimits, ClaimedDelivery, Completion, DeliveryStatus, FanoutResult};
-pub use webhooks::{
-    Delivery, EventType, NewWebhook, QueueStats, RetryOutcome, Webhook, WebhookPatch, WebhookStats,
-};
+pub use webhook::{EventType, NewWebhook, WebhookPatch, WebhookRow, WebhookStatsRow};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -103,10 +103,12 @@ impl Statement {
 
 // Statements grouped by concern; each file adds an `impl Store` block.
 pub mod bench;
+mod delivery_history;
 mod inbox;
 mod maintenance;
+mod queue_admin;
 mod types;
-mod webhooks;
+mod webhook;
 
 /// A claimed delivery from a row of `event_fanout_many` or `delivery_claim`.
 fn claimed_from_row(
