@@ -13,6 +13,7 @@
 //! catalogue as enums ([`with_catalogue`]), which no type can know.
 
 use std::future::Future;
+use std::pin::Pin;
 
 use serde_json::{json, Value};
 use utoipa::openapi::path::{
@@ -33,18 +34,49 @@ use super::{deliveries, events, queue, webhooks, ApiState};
 use crate::web::body::MAX_BODY;
 use crate::web::ApiError;
 
+/// A route's handler: an `async fn(&ApiState, Input<P, Q, B>)` answering
+/// a typed [`Answer`]. `Args` is `(P, Q, B)`; the types say what the route
+/// takes and answers.
+pub trait Handler<'a, Args>: Send + 'a {
+    type Path: FromPath + Send + 'a;
+    type Query: FromQuery + Send + 'a;
+    type Body: FromBody + Send + 'a;
+    type Answer: Answer + 'a;
+    /// Calls the handler.
+    fn call(
+        self,
+        state: &'a ApiState,
+        input: Input<Self::Path, Self::Query, Self::Body>,
+    ) -> Pin<Box<dyn Future<Output = Result<Self::Answer, ApiError>> + Send + 'a>>;
+}
+
+impl<'a, P, Q, B, A, F, Fut> Handler<'a, (P, Q, B)> for F
+where
+    P: FromPath + Send + 'a,
+    Q: FromQuery + Send + 'a,
+    B: FromBody + Send + 'a,
+    A: Answer + 'a,
+    F: FnOnce(&'a ApiState, Input<P, Q, B>) -> Fut + Send + 'a,
+    Fut: Future<Output = Result<A, ApiError>> + Send + 'a,
+{
+    type Path = P;
+    type Query = Q;
+    type Body = B;
+    type Answer = A;
+    fn call(
+        self,
+        state: &'a ApiState,
+        input: Input<P, Q, B>,
+    ) -> Pin<Box<dyn Future<Output = Result<A, ApiError>> + Send + 'a>> {
+        Box::pin(self(state, input))
+    }
+}
+
 /// What visits a route's handler: the router (to call it) or the document
 /// (to describe it).
 pub trait Visit<'a> {
     type Out;
-    fn visit<P, Q, B, A, F, Fut>(self, handler: F) -> Self::Out
-    where
-        P: FromPath + Send + 'a,
-        Q: FromQuery + Send + 'a,
-        B: FromBody + Send + 'a,
-        A: Answer + 'a,
-        F: FnOnce(&'a ApiState, Input<P, Q, B>) -> Fut + Send + 'a,
-        Fut: Future<Output = Result<A, ApiError>> + Send + 'a;
+    fn visit<Args, H: Handler<'a, Args>>(self, handler: H) -> Self::Out;
 }
 
 /// The handler of each route.
@@ -128,15 +160,7 @@ fn error(description: &str) -> utoipa::openapi::Response {
 
 impl<'a> Visit<'a> for Describe<'_> {
     type Out = Operation;
-    fn visit<P, Q, B, A, F, Fut>(self, _: F) -> Operation
-    where
-        P: FromPath + Send + 'a,
-        Q: FromQuery + Send + 'a,
-        B: FromBody + Send + 'a,
-        A: Answer + 'a,
-        F: FnOnce(&'a ApiState, Input<P, Q, B>) -> Fut + Send + 'a,
-        Fut: Future<Output = Result<A, ApiError>> + Send + 'a,
-    {
+    fn visit<Args, H: Handler<'a, Args>>(self, _: H) -> Operation {
         let spec = self.route.spec();
         let slug: String = format!("{} {}", spec.method, spec.path)
             .chars()
@@ -145,7 +169,7 @@ impl<'a> Visit<'a> for Describe<'_> {
         let mut op = OperationBuilder::new()
             .operation_id(Some(slug.trim_matches('_').to_lowercase()))
             .summary(Some(spec.summary));
-        for name in P::NAMES {
+        for name in <H::Path as FromPath>::NAMES {
             op = op.parameter(
                 ParameterBuilder::new()
                     .name(*name)
@@ -154,10 +178,10 @@ impl<'a> Visit<'a> for Describe<'_> {
                     .schema(Some(reference_free_uuid())),
             );
         }
-        for p in Q::parameters() {
+        for p in <H::Query as FromQuery>::parameters() {
             op = op.parameter(p);
         }
-        let body = B::request_body(self.schemas);
+        let body = <H::Body as FromBody>::request_body(self.schemas);
         let has_body = body.is_some();
         if let Some((schema, required)) = body {
             op = op.request_body(Some(
@@ -172,10 +196,11 @@ impl<'a> Visit<'a> for Describe<'_> {
             ));
         }
         op = op.response(
-            A::STATUS.to_string(),
-            ResponseBuilder::new()
-                .description("Success")
-                .content("application/json", json_content(A::schema(self.schemas))),
+            <H::Answer as Answer>::STATUS.to_string(),
+            ResponseBuilder::new().description("Success").content(
+                "application/json",
+                json_content(<H::Answer as Answer>::schema(self.schemas)),
+            ),
         );
         op = op.response(
             "400",
@@ -190,7 +215,7 @@ impl<'a> Visit<'a> for Describe<'_> {
         if spec.access == Access::Admin {
             op = op.response("403", error("The token lacks role admin"));
         }
-        if !P::NAMES.is_empty() {
+        if !<H::Path as FromPath>::NAMES.is_empty() {
             op = op.response("404", error("No such webhook or delivery for this owner"));
         }
         if self.route == Route::DeliveryRetry {

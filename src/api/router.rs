@@ -11,9 +11,9 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::auth::{self, Caller};
-use super::openapi::{self, Visit};
+use super::openapi::{self, Handler, Visit};
 use super::reply::Answer;
-use super::request::{Ctx, FromBody, FromPath, FromQuery, Input};
+use super::request::{Ctx, Input};
 use super::route::{self, Access, Route};
 use super::ApiState;
 use crate::web::body::{read_body, BodyError};
@@ -122,19 +122,11 @@ type Answering<'a> = Pin<Box<dyn Future<Output = Result<Response, ApiError>> + S
 
 impl<'a> Visit<'a> for Dispatch<'a> {
     type Out = Answering<'a>;
-    fn visit<P, Q, B, A, F, Fut>(self, handler: F) -> Answering<'a>
-    where
-        P: FromPath + Send + 'a,
-        Q: FromQuery + Send + 'a,
-        B: FromBody + Send + 'a,
-        A: Answer + 'a,
-        F: FnOnce(&'a ApiState, Input<P, Q, B>) -> Fut + Send + 'a,
-        Fut: Future<Output = Result<A, ApiError>> + Send + 'a,
-    {
+    fn visit<Args, H: Handler<'a, Args>>(self, handler: H) -> Answering<'a> {
         let Dispatch { state, ctx } = self;
         Box::pin(async move {
             let input = Input::from_ctx(ctx)?;
-            Ok(handler(state, input).await?.into_response())
+            Ok(handler.call(state, input).await?.into_response())
         })
     }
 }

@@ -6,6 +6,7 @@ mod support;
 
 mod api;
 mod api_hostile;
+mod api_openapi;
 #[allow(dead_code)]
 mod api_support;
 mod compose;
