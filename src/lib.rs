@@ -9,6 +9,7 @@
 //! - `net`        which addresses a webhook may reach (SSRF guard)
 //! - `api`        the warp HTTP API
 //! - `inbound`    Stripe and Clerk webhooks into `postbox.inbox`
+//! - `web`        HTTP pieces both share: envelope, errors, body reader
 //! - `maintenance` cron scheduler, retention, auto-disable
 //! - `clock`      time as an input
 //! - `telemetry`  logging and metrics set-up
@@ -31,3 +32,4 @@ pub mod publish;
 pub mod signing;
 pub mod store;
 pub mod telemetry;
+pub mod web;

@@ -130,26 +130,59 @@ pub fn literal_target_refusal(url: &url::Url, allow_private: bool) -> Option<Str
     (!is_public(ip)).then(|| format!("blocked target: {ip} is not a public address"))
 }
 
-/// The API's check of an endpoint URL: scheme, HTTPS-only mode, literal
-/// addresses, and (unless private targets are allowed) a DNS lookup whose
-/// answers must all be public. Returns the reason for a refusal.
-pub async fn validate_target(
-    url: &url::Url,
-    allow_private: bool,
-    require_https: bool,
-) -> Result<(), String> {
-    match url.scheme() {
-        "https" => {}
-        "http" if require_https => {
-            return Err("must use https:// (POSTBOX_REQUIRE_HTTPS is on)".into())
-        }
-        "http" => {}
-        other => {
-            return Err(format!(
-                "scheme {other}:// is not allowed; use http:// or https://"
-            ))
-        }
+/// Longest webhook URL accepted, in bytes.
+pub const URL_MAX: usize = 2048;
+
+/// The one rule for what a webhook URL may look like: at most [`URL_MAX`]
+/// bytes of ASCII (internationalised names in punycode), no surrounding
+/// spaces, an absolute `http://` or `https://` URL (only `https://` when
+/// `require_https`) that names a host and carries no credentials. Answers
+/// the parsed URL or the rule it breaks; where it may connect is
+/// [`validate_target`]'s and the resolver's business.
+pub fn parse_target_url(raw: &str, require_https: bool) -> Result<url::Url, String> {
+    if raw.len() > URL_MAX {
+        return Err(format!("must be at most {URL_MAX} characters"));
     }
+    if !raw.is_ascii() {
+        return Err("must be ASCII: write an internationalised host name in punycode (xn--...) and percent-encode the path".into());
+    }
+    if raw.trim() != raw || raw.is_empty() {
+        return Err("must be an absolute URL without surrounding spaces".into());
+    }
+    let parsed = url::Url::parse(raw).map_err(|e| format!("is not a valid URL: {e}"))?;
+    if let Some(refusal) = scheme_refusal(&parsed, false) {
+        return Err(refusal);
+    }
+    if parsed.host().is_none() {
+        return Err("must name a host".into());
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("must not carry credentials; use custom headers for authentication".into());
+    }
+    if let Some(refusal) = scheme_refusal(&parsed, require_https) {
+        return Err(refusal);
+    }
+    Ok(parsed)
+}
+
+/// Why `url`'s scheme is refused: anything but `http` and `https`, and
+/// `http` when `require_https` (POSTBOX_REQUIRE_HTTPS).
+pub fn scheme_refusal(url: &url::Url, require_https: bool) -> Option<String> {
+    match url.scheme() {
+        "https" => None,
+        "http" if require_https => Some("must use https:// (POSTBOX_REQUIRE_HTTPS is on)".into()),
+        "http" => None,
+        other => Some(format!(
+            "scheme {other}:// is not allowed; use http:// or https://"
+        )),
+    }
+}
+
+/// The API's check of where an endpoint URL (already through
+/// [`parse_target_url`]) points: literal addresses and, unless private
+/// targets are allowed, a DNS lookup whose answers must all be public.
+/// Returns the reason for a refusal.
+pub async fn validate_target(url: &url::Url, allow_private: bool) -> Result<(), String> {
     if let Some(reason) = literal_target_refusal(url, allow_private) {
         return Err(reason);
     }

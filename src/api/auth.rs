@@ -1,7 +1,8 @@
 //! API tokens: HS256 JWTs whose `sub` is the owner and whose `role: admin`
 //! opens the admin routes. Only HS256 is accepted (an `alg: none` or any
-//! other algorithm is refused), and `exp` is required and checked with a few
-//! seconds of leeway for clock skew.
+//! other algorithm is refused), and `exp` is required and checked against
+//! the caller's `now` (the API's clock) with a few seconds of leeway for
+//! clock skew.
 
 use std::time::Duration;
 
@@ -9,8 +10,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use warp::http::HeaderMap;
 
-use super::envelope::ApiError;
 use crate::config::TokenArgs;
+use crate::web::ApiError;
 
 /// Clock skew tolerated on `exp`.
 pub const LEEWAY_SECS: u64 = 5;
@@ -25,7 +26,7 @@ pub struct Claims {
     /// `admin` opens the queue routes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
-    /// Issued-at; optional (SPEC requires only `sub` and HS256).
+    /// Issued-at; optional (docs/WEBHOOKS.md requires only `sub` and HS256).
     #[serde(default)]
     pub iat: i64,
     pub exp: i64,
@@ -76,9 +77,10 @@ pub fn mint(
     )?)
 }
 
-/// Checks the `Authorization: Bearer` header. Every failure is a 401 whose
-/// message says what was wrong, never which part of the key matched.
-pub fn authenticate(secret: &str, headers: &HeaderMap) -> Result<Caller, ApiError> {
+/// Checks the `Authorization: Bearer` header as of `now` (unix seconds).
+/// Every failure is a 401 whose message says what was wrong, never which
+/// part of the key matched.
+pub fn authenticate(secret: &str, headers: &HeaderMap, now: i64) -> Result<Caller, ApiError> {
     let value = headers
         .get(warp::http::header::AUTHORIZATION)
         .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token> header"))?;
@@ -99,8 +101,8 @@ pub fn authenticate(secret: &str, headers: &HeaderMap) -> Result<Caller, ApiErro
     let key = DecodingKey::from_secret(secret.as_bytes())
         .map_err(|_| ApiError::unauthorized("invalid token"))?;
     let mut validation = Validation::new(Algorithm::HS256);
-    validation.leeway = LEEWAY_SECS;
-    validation.validate_exp = true;
+    // `exp` is checked below against `now`, not the system clock.
+    validation.validate_exp = false;
     validation.set_required_spec_claims(&["exp", "sub"]);
     let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| {
         use jsonwebtoken::errors::ErrorKind;
@@ -114,6 +116,9 @@ pub fn authenticate(secret: &str, headers: &HeaderMap) -> Result<Caller, ApiErro
         }
     })?;
     let claims = data.claims;
+    if claims.exp < now.saturating_sub(LEEWAY_SECS as i64) {
+        return Err(ApiError::unauthorized("token expired"));
+    }
     if claims.sub.is_empty() || claims.sub.chars().count() > MAX_SUB_LEN {
         return Err(ApiError::unauthorized("invalid token: bad sub claim"));
     }
@@ -126,7 +131,7 @@ pub fn authenticate(secret: &str, headers: &HeaderMap) -> Result<Caller, ApiErro
 /// `postbox token`: prints a token on the last line of stdout.
 pub fn token_command(args: TokenArgs) -> anyhow::Result<()> {
     let secret = args.jwt_secret.unwrap_or_default();
-    let now = chrono::Utc::now().timestamp();
+    let now = crate::clock::Clock::now(&crate::clock::SystemClock).timestamp();
     let token = mint(&secret, &args.sub, args.admin, args.ttl, now)?;
     println!("{token}");
     Ok(())
@@ -136,6 +141,9 @@ pub fn token_command(args: TokenArgs) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    /// A fixed "now": the checks take time as an input.
+    const NOW: i64 = 1_800_000_000;
+
     fn bearer(token: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert("authorization", format!("Bearer {token}").parse().unwrap());
@@ -144,40 +152,45 @@ mod tests {
 
     #[test]
     fn a_minted_token_authenticates_its_owner() {
-        let now = chrono::Utc::now().timestamp();
+        let now = NOW;
         let t = mint("k", "user_7", false, Duration::from_secs(60), now).unwrap();
-        let c = authenticate("k", &bearer(&t)).unwrap();
+        let c = authenticate("k", &bearer(&t), NOW).unwrap();
         assert_eq!((c.owner.as_str(), c.admin), ("user_7", false));
         let t = mint("k", "ops", true, Duration::from_secs(60), now).unwrap();
-        assert!(authenticate("k", &bearer(&t)).unwrap().admin);
+        assert!(authenticate("k", &bearer(&t), NOW).unwrap().admin);
     }
 
     #[test]
     fn wrong_key_expired_and_garbage_are_401() {
-        let now = chrono::Utc::now().timestamp();
+        let now = NOW;
         let t = mint("k", "u", false, Duration::from_secs(60), now).unwrap();
-        assert_eq!(authenticate("other", &bearer(&t)).unwrap_err().status, 401);
+        assert_eq!(
+            authenticate("other", &bearer(&t), NOW).unwrap_err().status,
+            401
+        );
         let old = mint("k", "u", false, Duration::from_secs(1), now - 3600).unwrap();
-        let e = authenticate("k", &bearer(&old)).unwrap_err();
+        let e = authenticate("k", &bearer(&old), NOW).unwrap_err();
         assert_eq!(
             (e.status.as_u16(), e.message.as_str()),
             (401, "token expired")
         );
         assert_eq!(
-            authenticate("k", &bearer("abc.def.ghi"))
+            authenticate("k", &bearer("abc.def.ghi"), NOW)
                 .unwrap_err()
                 .status,
             401
         );
         assert_eq!(
-            authenticate("k", &HeaderMap::new()).unwrap_err().status,
+            authenticate("k", &HeaderMap::new(), NOW)
+                .unwrap_err()
+                .status,
             401
         );
     }
 
     #[test]
     fn other_algorithms_are_refused() {
-        let now = chrono::Utc::now().timestamp();
+        let now = NOW;
         let claims = Claims {
             sub: "u".into(),
             role: None,
@@ -186,10 +199,13 @@ mod tests {
         };
         let key = EncodingKey::from_secret(b"k").unwrap();
         let t = jsonwebtoken::encode(&Header::new(Algorithm::HS512), &claims, &key).unwrap();
-        assert_eq!(authenticate("k", &bearer(&t)).unwrap_err().status, 401);
+        assert_eq!(authenticate("k", &bearer(&t), NOW).unwrap_err().status, 401);
         // alg none: header {"alg":"none"}, no signature.
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1IiwiZXhwIjo0MTAyNDQ0ODAwfQ.";
-        assert_eq!(authenticate("k", &bearer(none)).unwrap_err().status, 401);
+        assert_eq!(
+            authenticate("k", &bearer(none), NOW).unwrap_err().status,
+            401
+        );
     }
 
     #[test]

@@ -10,34 +10,20 @@
 //! it is a probe, and the caller sees its outcome at once. It works on an
 //! inactive webhook too: it is an explicit request.
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 use warp::http::StatusCode;
-use warp::reply::Response;
 
-use super::envelope::{list as list_reply, ok, ApiError, Pagination};
-use super::request::Ctx;
-use super::validate as v;
+use super::reply::{Listed, Success};
+use super::request::{
+    AnyQuery, DeliveryPath, DeliveryQuery, Input, Json, NoBody, NoQuery, WebhookId,
+};
+use super::wire::{Delivery, Empty, TestResult, WebhookStats};
 use super::ApiState;
 use crate::dispatch::retry;
 use crate::store::RetryOutcome;
-
-/// A body that must be empty or `{}`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NoFields {}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct TestResult {
-    delivery_id: Uuid,
-    event_id: Uuid,
-    success: bool,
-    status_code: Option<u16>,
-    duration_ms: i32,
-    error: Option<String>,
-}
+use crate::web::envelope::Pagination;
+use crate::web::ApiError;
 
 async fn owned_webhook(state: &ApiState, id: Uuid, owner: &str) -> Result<(), ApiError> {
     state
@@ -48,27 +34,40 @@ async fn owned_webhook(state: &ApiState, id: Uuid, owner: &str) -> Result<(), Ap
         .ok_or_else(|| ApiError::not_found("webhook"))
 }
 
-pub async fn list(state: &ApiState, ctx: Ctx) -> Result<Response, ApiError> {
-    let id = ctx.uuid(0, "id")?;
-    let page = v::page(&ctx, true)?;
-    let owner = &ctx.caller.owner;
+/// `GET /api/webhooks/{id}/deliveries`
+pub async fn list(
+    state: &ApiState,
+    req: Input<WebhookId, DeliveryQuery, NoBody>,
+) -> Result<Listed<Delivery>, ApiError> {
+    let WebhookId(id) = req.path;
+    let DeliveryQuery { page, status } = req.query;
+    let owner = &req.caller.owner;
     owned_webhook(state, id, owner).await?;
     let (rows, total) = state
         .store
-        .delivery_list_by_webhook(id, owner, page.status, page.limit, page.offset())
+        .delivery_list_by_webhook(id, owner, status, page.limit, page.offset())
         .await?;
-    Ok(list_reply(
-        &rows,
-        Pagination::new(page.page, page.limit, total),
-    ))
+    Ok(Listed {
+        items: rows.into_iter().map(Delivery::from).collect(),
+        pagination: Pagination::new(page.page, page.limit, total),
+    })
 }
 
-pub async fn retry(state: &ApiState, ctx: Ctx) -> Result<Response, ApiError> {
-    let id = ctx.uuid(0, "id")?;
-    let delivery_id = ctx.uuid(1, "deliveryId")?;
-    let _: Option<NoFields> = ctx.json()?;
-    let owner = &ctx.caller.owner;
-    match state.store.delivery_retry(delivery_id, id, owner).await? {
+/// `POST /api/webhooks/{id}/deliveries/{deliveryId}/retry`
+pub async fn retry(
+    state: &ApiState,
+    req: Input<DeliveryPath, AnyQuery, Option<Json<Empty>>>,
+) -> Result<Success<Delivery>, ApiError> {
+    let DeliveryPath {
+        webhook_id,
+        delivery_id,
+    } = req.path;
+    let owner = &req.caller.owner;
+    match state
+        .store
+        .delivery_retry(delivery_id, webhook_id, owner)
+        .await?
+    {
         RetryOutcome::NotFound => return Err(ApiError::not_found("delivery")),
         RetryOutcome::InFlight => {
             return Err(ApiError::new(
@@ -82,15 +81,18 @@ pub async fn retry(state: &ApiState, ctx: Ctx) -> Result<Response, ApiError> {
     wake(state).await;
     let d = state
         .store
-        .delivery_get(delivery_id, id, owner)
+        .delivery_get(delivery_id, webhook_id, owner)
         .await?
         .ok_or_else(|| ApiError::not_found("delivery"))?;
-    Ok(ok(StatusCode::OK, &d))
+    Ok(Success::new(d.into()))
 }
 
-pub async fn test_send(state: &ApiState, ctx: Ctx) -> Result<Response, ApiError> {
-    let id = ctx.uuid(0, "id")?;
-    let _: Option<NoFields> = ctx.json()?;
+/// `POST /api/webhooks/{id}/test`
+pub async fn test_send(
+    state: &ApiState,
+    req: Input<WebhookId, AnyQuery, Option<Json<Empty>>>,
+) -> Result<Success<TestResult>, ApiError> {
+    let WebhookId(id) = req.path;
     let now = state.clock.now();
     let payload = json!({
         "webhookId": id,
@@ -99,7 +101,7 @@ pub async fn test_send(state: &ApiState, ctx: Ctx) -> Result<Response, ApiError>
     });
     let claimed = state
         .store
-        .delivery_test_create(id, &ctx.caller.owner, &payload, now, state.test_lease)
+        .delivery_test_create(id, &req.caller.owner, &payload, now, state.test_lease)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook"))?;
     // Send and record in a task of its own: a client that hangs up mid-request
@@ -123,28 +125,27 @@ pub async fn test_send(state: &ApiState, ctx: Ctx) -> Result<Response, ApiError>
     })
     .await
     .map_err(|e| ApiError::internal(&e))??;
-    Ok(ok(
-        StatusCode::OK,
-        &TestResult {
-            delivery_id: claimed.id,
-            event_id: claimed.event_id,
-            success: attempt.succeeded(),
-            status_code: attempt.status,
-            duration_ms: attempt.duration_ms,
-            error: attempt.error,
-        },
-    ))
+    Ok(Success::new(TestResult {
+        delivery_id: claimed.id,
+        event_id: claimed.event_id,
+        success: attempt.succeeded(),
+        status_code: attempt.status,
+        duration_ms: attempt.duration_ms,
+        error: attempt.error,
+    }))
 }
 
-pub async fn stats(state: &ApiState, ctx: Ctx) -> Result<Response, ApiError> {
-    let id = ctx.uuid(0, "id")?;
-    ctx.query_pairs(&[])?;
+/// `GET /api/webhooks/{id}/stats`
+pub async fn stats(
+    state: &ApiState,
+    req: Input<WebhookId, NoQuery, NoBody>,
+) -> Result<Success<WebhookStats>, ApiError> {
     let s = state
         .store
-        .webhook_stats_get(id, &ctx.caller.owner)
+        .webhook_stats_get(req.path.0, &req.caller.owner)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook"))?;
-    Ok(ok(StatusCode::OK, &s))
+    Ok(Success::new(s.into()))
 }
 
 /// Wakes idle dispatchers; a failure only delays the work until their poll.

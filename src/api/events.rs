@@ -1,30 +1,22 @@
 //! `POST /api/events`: publish over HTTP for the caller as owner, through the
 //! same SQL function producers call.
 
-use serde::Deserialize;
-use serde_json::{json, Value};
-use warp::http::StatusCode;
-use warp::reply::Response;
+use serde_json::Value;
 
-use super::envelope::{ok, ApiError};
-use super::request::{present, Ctx, Field};
+use super::reply::Accepted;
+use super::request::{AnyQuery, Input, Json};
 use super::validate::{self as v, required};
+use super::wire::{PublishRequest, PublishResult};
 use super::ApiState;
+use crate::web::ApiError;
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct PublishBody {
-    #[serde(default, deserialize_with = "present", rename = "type")]
-    event_type: Field,
-    #[serde(default, deserialize_with = "present")]
-    data: Field,
-    #[serde(default, deserialize_with = "present")]
-    idempotency_key: Field,
-}
-
-pub async fn publish(state: &ApiState, ctx: Ctx) -> Result<Response, ApiError> {
-    let b: PublishBody = ctx.json_required()?;
-    let event_type = v::text("type", required("type", b.event_type)?, 200)?;
+/// `POST /api/events`
+pub async fn publish(
+    state: &ApiState,
+    req: Input<(), AnyQuery, Json<PublishRequest>>,
+) -> Result<Accepted<PublishResult>, ApiError> {
+    let Json(b) = req.body;
+    let event_type = v::text("type", required("type", b.event_type)?, v::EVENT_TYPE_MAX)?;
     let data = required("data", b.data)?;
     if !data.is_object() {
         return Err(ApiError::validation("data", "must be a JSON object"));
@@ -43,7 +35,7 @@ pub async fn publish(state: &ApiState, ctx: Ctx) -> Result<Response, ApiError> {
     }
     let id = state
         .store
-        .event_publish(&event_type, &data, &ctx.caller.owner, key.as_deref())
+        .event_publish(&event_type, &data, &req.caller.owner, key.as_deref())
         .await?;
-    Ok(ok(StatusCode::ACCEPTED, &json!({"id": id})))
+    Ok(Accepted::new(PublishResult { id }))
 }

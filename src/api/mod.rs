@@ -1,14 +1,18 @@
-//! The HTTP API (warp): the route table and its dispatcher (`router`),
-//! handlers by resource (`webhooks`, `deliveries`, `events`, `queue`), input
-//! rules (`validate`, `request`), tokens (`auth`) and the OpenAPI document.
-//! Handlers call the store; they never build SQL. Errors become the envelope
-//! in one place (`errors`), and one `recover` at the end of `routes` turns
-//! every rejection into it, so no request a client can send gets a 5xx.
+//! The HTTP API (warp). `route` is the table of routes as a type; `openapi`
+//! maps each route to its handler and derives the OpenAPI document from the
+//! handlers' types; `router` is the warp filter that resolves, authorises
+//! and calls them. Handlers by resource (`webhooks`, `deliveries`, `events`,
+//! `queue`) take a typed `request::Input` and answer a typed `reply`, with
+//! the wire types of `wire`; field rules are in `validate`, tokens in
+//! `auth`. Handlers call the store; they never build SQL. One `recover` at
+//! the end of `routes` turns every rejection into the error envelope
+//! (`web::errors`), so no request a client can send gets a 5xx.
 //!
 //! Choices: every `/api` route needs a token except `/api/openapi.json` (the
 //! catalogue too: it is tenant-facing data); lists page with `page` >= 1
-//! (default 1) and `limit` 1-100 (default 20); unknown query parameters and
-//! body fields are refused; bodies are capped at 1 MiB.
+//! (default 1) and `limit` 1-100 (default 20); unknown body fields are
+//! refused, and so are unknown query parameters on the routes that read the
+//! query (every GET); bodies are capped at 1 MiB.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -21,19 +25,20 @@ use crate::store::Store;
 
 pub mod auth;
 mod deliveries;
-pub mod envelope;
-mod errors;
 mod events;
 pub mod openapi;
 pub mod ops;
 mod queue;
+pub mod reply;
 pub mod request;
+pub mod route;
 pub mod router;
 pub mod validate;
 mod webhooks;
+pub mod wire;
 
 pub use ops::ops_routes;
-pub use router::{Access, RouteSpec, ROUTES};
+pub use route::{Access, Route, RouteSpec};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -54,12 +59,18 @@ pub struct ApiState {
     pub test_lease: Duration,
 }
 
-/// Every route of the API.
+/// Every route of the API: operations, the incoming webhooks, the management API.
 pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let inbound = crate::inbound::InboundState {
+        store: state.store.clone(),
+        clock: state.clock.clone(),
+        stripe_webhook_secret: state.stripe_webhook_secret.clone(),
+        clerk_webhook_secret: state.clerk_webhook_secret.clone(),
+    };
     ops_routes(state.clone())
-        .or(crate::inbound::routes(state.clone()))
+        .or(crate::inbound::routes(inbound))
         .or(router::api_routes(state))
         .recover(|rej: warp::Rejection| async move {
-            Ok::<_, Infallible>(errors::from_rejection(&rej).into_response())
+            Ok::<_, Infallible>(crate::web::errors::from_rejection(&rej).into_response())
         })
 }

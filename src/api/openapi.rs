@@ -1,23 +1,111 @@
-//! The OpenAPI 3.0 document, built from `ROUTES` (so every served route is
-//! described and nothing else) and the limits in `validate` (so the schemas
-//! state the rules the handlers enforce). Built by hand with serde_json:
-//! the router is not made of warp path filters that a generator could read.
+//! Each route's handler, and the OpenAPI 3.1 document derived from them.
+//!
+//! [`with_handler`] is the one table from [`Route`] to its handler. A
+//! handler's signature says everything the document needs: its typed
+//! [`Input`] (path ids, query, body) and its typed [`Answer`] (status and
+//! `data` schema). The router visits the table to call the handler; this
+//! module visits it to describe the route (utoipa builders, and schemas
+//! derived with `ToSchema` on the wire types). The table, the router and the
+//! document therefore cannot disagree: a new `Route` variant does not
+//! compile until it has a handler here.
+//!
+//! One hand-written step stays: the served document adds the live event
+//! catalogue as enums ([`with_catalogue`]), which no type can know.
 
-use serde_json::{json, Map, Value};
-use warp::http::StatusCode;
-use warp::reply::Response;
-use warp::Reply;
+use std::future::Future;
+use std::pin::Pin;
 
-use super::envelope::ApiError;
-use super::request::{Ctx, MAX_BODY};
-use super::router::{Access, RouteSpec, ROUTES};
-use super::validate as v;
-use super::ApiState;
+use serde_json::{json, Value};
+use utoipa::openapi::path::{
+    HttpMethod, Operation, OperationBuilder, ParameterBuilder, ParameterIn,
+};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApiBuilder, Paths, RefOr, Required,
+    ResponseBuilder, Schema,
+};
 
-/// Serves the document with the live event catalogue as enums, so that a
-/// generated client or a fuzzer knows exactly which types are accepted.
-pub async fn get(state: &ApiState, ctx: &Ctx) -> Result<Response, ApiError> {
-    ctx.query_pairs(&[])?;
+use super::reply::{reference, Answer, Document};
+use super::request::{FromBody, FromPath, FromQuery, Input, NoBody, NoQuery};
+use super::route::{Access, Route};
+use super::wire::Empty;
+use super::{deliveries, events, queue, webhooks, ApiState};
+use crate::web::body::MAX_BODY;
+use crate::web::ApiError;
+
+/// A route's handler: an `async fn(&ApiState, Input<P, Q, B>)` answering
+/// a typed [`Answer`]. `Args` is `(P, Q, B)`; the types say what the route
+/// takes and answers.
+pub trait Handler<'a, Args>: Send + 'a {
+    type Path: FromPath + Send + 'a;
+    type Query: FromQuery + Send + 'a;
+    type Body: FromBody + Send + 'a;
+    type Answer: Answer + 'a;
+    /// Calls the handler.
+    fn call(
+        self,
+        state: &'a ApiState,
+        input: Input<Self::Path, Self::Query, Self::Body>,
+    ) -> Pin<Box<dyn Future<Output = Result<Self::Answer, ApiError>> + Send + 'a>>;
+}
+
+impl<'a, P, Q, B, A, F, Fut> Handler<'a, (P, Q, B)> for F
+where
+    P: FromPath + Send + 'a,
+    Q: FromQuery + Send + 'a,
+    B: FromBody + Send + 'a,
+    A: Answer + 'a,
+    F: FnOnce(&'a ApiState, Input<P, Q, B>) -> Fut + Send + 'a,
+    Fut: Future<Output = Result<A, ApiError>> + Send + 'a,
+{
+    type Path = P;
+    type Query = Q;
+    type Body = B;
+    type Answer = A;
+    fn call(
+        self,
+        state: &'a ApiState,
+        input: Input<P, Q, B>,
+    ) -> Pin<Box<dyn Future<Output = Result<A, ApiError>> + Send + 'a>> {
+        Box::pin(self(state, input))
+    }
+}
+
+/// What visits a route's handler: the router (to call it) or the document
+/// (to describe it).
+pub trait Visit<'a> {
+    type Out;
+    fn visit<Args, H: Handler<'a, Args>>(self, handler: H) -> Self::Out;
+}
+
+/// The handler of each route.
+pub fn with_handler<'a, V: Visit<'a>>(route: Route, v: V) -> V::Out {
+    match route {
+        Route::OpenApi => v.visit(get),
+        Route::EventCatalogue => v.visit(webhooks::catalogue),
+        Route::QueueStats => v.visit(queue::stats),
+        Route::QueuePause => v.visit(queue::pause),
+        Route::QueueResume => v.visit(queue::resume),
+        Route::QueueRetryFailed => v.visit(queue::retry_failed),
+        Route::WebhookCreate => v.visit(webhooks::create),
+        Route::WebhookList => v.visit(webhooks::list),
+        Route::WebhookGet => v.visit(webhooks::get),
+        Route::WebhookUpdate => v.visit(webhooks::update),
+        Route::WebhookDelete => v.visit(webhooks::delete),
+        Route::WebhookRotateSecret => v.visit(webhooks::regenerate_secret),
+        Route::DeliveryList => v.visit(deliveries::list),
+        Route::DeliveryRetry => v.visit(deliveries::retry),
+        Route::WebhookTest => v.visit(deliveries::test_send),
+        Route::WebhookStats => v.visit(deliveries::stats),
+        Route::EventPublish => v.visit(events::publish),
+    }
+}
+
+/// `GET /api/openapi.json`: the document with the live event catalogue as
+/// enums, so that a generated client or a fuzzer knows exactly which types
+/// are accepted.
+pub async fn get(state: &ApiState, _: Input<(), NoQuery, NoBody>) -> Result<Document, ApiError> {
     let types: Vec<String> = state
         .store
         .event_type_list()
@@ -25,8 +113,7 @@ pub async fn get(state: &ApiState, ctx: &Ctx) -> Result<Response, ApiError> {
         .into_iter()
         .map(|t| t.name)
         .collect();
-    let doc = with_catalogue(document(), &types);
-    Ok(warp::reply::with_status(warp::reply::json(&doc), StatusCode::OK).into_response())
+    Ok(Document(with_catalogue(document(), &types)))
 }
 
 /// `document()` with `types` as the enum of event types (publish) and of
@@ -49,347 +136,198 @@ pub fn with_catalogue(mut doc: Value, types: &[String]) -> Value {
     doc
 }
 
-fn schema_ref(name: &str) -> Value {
-    json!({"$ref": format!("#/components/schemas/{name}")})
+type Schemas = Vec<(String, RefOr<Schema>)>;
+
+/// Describes one route from its handler's types.
+struct Describe<'s> {
+    route: Route,
+    schemas: &'s mut Schemas,
 }
 
-fn success(data: Value) -> Value {
-    json!({
-        "type": "object",
-        "required": ["success", "data"],
-        "properties": {"success": {"type": "boolean", "enum": [true]}, "data": data}
-    })
+fn json_content(schema: RefOr<Schema>) -> utoipa::openapi::Content {
+    ContentBuilder::new().schema(Some(schema)).build()
 }
 
-fn success_list(item: Value) -> Value {
-    json!({
-        "type": "object",
-        "required": ["success", "data", "pagination"],
-        "properties": {
-            "success": {"type": "boolean", "enum": [true]},
-            "data": {"type": "array", "items": item},
-            "pagination": schema_ref("Pagination")
-        }
-    })
+fn error(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            json_content(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Error"))),
+        )
+        .build()
 }
 
-fn content(schema: Value) -> Value {
-    json!({"application/json": {"schema": schema}})
-}
-
-fn error_response(description: &str) -> Value {
-    json!({"description": description, "content": content(schema_ref("Error"))})
-}
-
-/// What a route takes and answers: (request body schema and whether it is
-/// required, success status, success schema, query parameters).
-fn shape(r: &RouteSpec) -> (Option<(Value, bool)>, u16, Value, Vec<Value>) {
-    let page_params = || {
-        vec![
-            json!({"name": "page", "in": "query", "required": false,
-                   "schema": {"type": "integer", "minimum": 1, "maximum": v::PAGE_MAX, "default": 1}}),
-            json!({"name": "limit", "in": "query", "required": false,
-                   "schema": {"type": "integer", "minimum": 1, "maximum": v::LIMIT_MAX, "default": v::DEFAULT_LIMIT}}),
-        ]
-    };
-    let empty = || (schema_ref("Empty"), false);
-    match (r.method, r.path) {
-        ("GET", "/api/openapi.json") => (None, 200, json!({"type": "object"}), vec![]),
-        ("GET", "/api/webhooks/events") => {
-            (None, 200, success_list(schema_ref("EventType")), vec![])
-        }
-        ("GET", "/api/webhooks/queue/stats") => {
-            (None, 200, success(schema_ref("QueueStats")), vec![])
-        }
-        ("POST", "/api/webhooks/queue/pause") | ("POST", "/api/webhooks/queue/resume") => (
-            Some(empty()),
-            200,
-            success(schema_ref("PauseState")),
-            vec![],
-        ),
-        ("POST", "/api/webhooks/queue/retry-failed") => (
-            Some((schema_ref("RetryFailedRequest"), false)),
-            200,
-            success(schema_ref("Count")),
-            vec![],
-        ),
-        ("POST", "/api/webhooks") => (
-            Some((schema_ref("WebhookCreate"), true)),
-            201,
-            success(schema_ref("WebhookWithSecret")),
-            vec![],
-        ),
-        ("GET", "/api/webhooks") => (
-            None,
-            200,
-            success_list(schema_ref("Webhook")),
-            page_params(),
-        ),
-        ("GET", "/api/webhooks/{id}") => (None, 200, success(schema_ref("WebhookDetail")), vec![]),
-        ("PUT", "/api/webhooks/{id}") => (
-            Some((schema_ref("WebhookUpdate"), true)),
-            200,
-            success(schema_ref("Webhook")),
-            vec![],
-        ),
-        ("DELETE", "/api/webhooks/{id}") => (None, 200, success(schema_ref("Deleted")), vec![]),
-        ("POST", "/api/webhooks/{id}/regenerate-secret") => (
-            Some((schema_ref("RotateRequest"), false)),
-            200,
-            success(schema_ref("RotateResult")),
-            vec![],
-        ),
-        ("GET", "/api/webhooks/{id}/deliveries") => {
-            let mut q = page_params();
-            q.push(json!({"name": "status", "in": "query", "required": false,
-                          "schema": schema_ref("DeliveryStatus")}));
-            (None, 200, success_list(schema_ref("Delivery")), q)
-        }
-        ("POST", "/api/webhooks/{id}/deliveries/{deliveryId}/retry") => {
-            (Some(empty()), 200, success(schema_ref("Delivery")), vec![])
-        }
-        ("POST", "/api/webhooks/{id}/test") => (
-            Some(empty()),
-            200,
-            success(schema_ref("TestResult")),
-            vec![],
-        ),
-        ("GET", "/api/webhooks/{id}/stats") => {
-            (None, 200, success(schema_ref("WebhookStats")), vec![])
-        }
-        ("POST", "/api/events") => (
-            Some((schema_ref("PublishRequest"), true)),
-            202,
-            success(schema_ref("PublishResult")),
-            vec![],
-        ),
-        _ => (None, 200, json!({}), vec![]),
-    }
-}
-
-fn operation(r: &RouteSpec) -> Value {
-    let (body, status, ok_schema, mut params) = shape(r);
-    for seg in r.path.split('/') {
-        if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-            params.insert(
-                0,
-                json!({"name": name, "in": "path", "required": true,
-                       "schema": {"type": "string", "format": "uuid"}}),
+impl<'a> Visit<'a> for Describe<'_> {
+    type Out = Operation;
+    fn visit<Args, H: Handler<'a, Args>>(self, _: H) -> Operation {
+        let spec = self.route.spec();
+        let slug: String = format!("{} {}", spec.method, spec.path)
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let mut op = OperationBuilder::new()
+            .operation_id(Some(slug.trim_matches('_').to_lowercase()))
+            .summary(Some(spec.summary));
+        for name in <H::Path as FromPath>::NAMES {
+            op = op.parameter(
+                ParameterBuilder::new()
+                    .name(*name)
+                    .parameter_in(ParameterIn::Path)
+                    .required(Required::True)
+                    .schema(Some(reference_free_uuid())),
             );
         }
-    }
-    let mut responses = Map::new();
-    responses.insert(
-        status.to_string(),
-        json!({"description": "Success", "content": content(ok_schema)}),
-    );
-    responses.insert(
-        "400".into(),
-        error_response("Invalid input: the error names the field and the rule"),
-    );
-    if r.access != Access::Public {
-        responses.insert(
-            "401".into(),
-            error_response("Missing, malformed, wrongly signed or expired token"),
+        for p in <H::Query as FromQuery>::parameters() {
+            op = op.parameter(p);
+        }
+        let body = <H::Body as FromBody>::request_body(self.schemas);
+        let has_body = body.is_some();
+        if let Some((schema, required)) = body {
+            op = op.request_body(Some(
+                RequestBodyBuilder::new()
+                    .required(Some(if required {
+                        Required::True
+                    } else {
+                        Required::False
+                    }))
+                    .content("application/json", json_content(schema))
+                    .build(),
+            ));
+        }
+        op = op.response(
+            <H::Answer as Answer>::STATUS.to_string(),
+            ResponseBuilder::new().description("Success").content(
+                "application/json",
+                json_content(<H::Answer as Answer>::schema(self.schemas)),
+            ),
         );
-    }
-    if r.access == Access::Admin {
-        responses.insert("403".into(), error_response("The token lacks role admin"));
-    }
-    if r.path.contains('{') {
-        responses.insert(
-            "404".into(),
-            error_response("No such webhook or delivery for this owner"),
+        op = op.response(
+            "400",
+            error("Invalid input: the error names the field and the rule"),
         );
+        if spec.access != Access::Public {
+            op = op.response(
+                "401",
+                error("Missing, malformed, wrongly signed or expired token"),
+            );
+        }
+        if spec.access == Access::Admin {
+            op = op.response("403", error("The token lacks role admin"));
+        }
+        if !<H::Path as FromPath>::NAMES.is_empty() {
+            op = op.response("404", error("No such webhook or delivery for this owner"));
+        }
+        if self.route == Route::DeliveryRetry {
+            op = op.response("409", error("The delivery is being sent right now"));
+        }
+        if self.route == Route::EventPublish {
+            op = op.response("413", error("Request body or event payload over 1 MiB"));
+        } else if has_body {
+            op = op.response("413", error("Request body over 1 MiB"));
+        }
+        if has_body {
+            op = op.response("415", error("Request body is not application/json"));
+        }
+        op = op.response("500", error("Internal error (no details)"));
+        op = op.securities(Some(if spec.access == Access::Public {
+            vec![]
+        } else {
+            vec![SecurityRequirement::new("bearerAuth", Vec::<String>::new())]
+        }));
+        op.build()
     }
-    if r.path.ends_with("/retry") {
-        responses.insert(
-            "409".into(),
-            error_response("The delivery is being sent right now"),
-        );
-    }
-    if body.is_some() {
-        responses.insert("413".into(), error_response("Request body over 1 MiB"));
-        responses.insert(
-            "415".into(),
-            error_response("Request body is not application/json"),
-        );
-    }
-    if r.path == "/api/events" {
-        responses.insert(
-            "413".into(),
-            error_response("Request body or event payload over 1 MiB"),
-        );
-    }
-    responses.insert("500".into(), error_response("Internal error (no details)"));
-    let slug: String = format!("{} {}", r.method, r.path)
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    let mut op = json!({
-        "operationId": slug.trim_matches('_').to_lowercase(),
-        "summary": r.summary,
-        "parameters": params,
-        "responses": responses,
-    });
-    op["security"] = if r.access == Access::Public {
-        json!([])
-    } else {
-        json!([{"bearerAuth": []}])
-    };
-    if let Some((schema, required)) = body {
-        op["requestBody"] = json!({"required": required, "content": content(schema)});
-    }
-    op
 }
 
-fn schemas() -> Value {
-    let ts = json!({"type": "string", "format": "date-time"});
-    let ts_null = json!({"type": "string", "format": "date-time", "nullable": true});
-    let uuid = json!({"type": "string", "format": "uuid"});
-    let event_list = json!({"type": "array", "minItems": 1, "maxItems": v::EVENTS_MAX,
-        "items": {"type": "string", "description": "a catalogue type, group.* or *"}});
-    let headers = json!({"type": "object", "maxProperties": v::HEADERS_MAX,
-        "additionalProperties": {"type": "string", "maxLength": v::HEADER_VALUE_MAX, "pattern": "^[\\t\\x20-\\x7e]*$"},
-        "description": "custom headers; not content-type, user-agent, webhook-*, x-webhook-* or other reserved names"});
-    let name = json!({"type": "string", "minLength": 1, "maxLength": v::NAME_MAX});
-    let description = json!({"type": "string", "maxLength": v::DESCRIPTION_MAX, "nullable": true});
-    let url = json!({"type": "string", "format": "uri", "maxLength": v::URL_MAX, "pattern": "^https?://"});
-    let max_retries = json!({"type": "integer", "minimum": v::MAX_RETRIES.0, "maximum": v::MAX_RETRIES.1, "default": v::DEFAULT_MAX_RETRIES});
-    let retry_delay = json!({"type": "integer", "minimum": v::RETRY_DELAY.0, "maximum": v::RETRY_DELAY.1, "default": v::DEFAULT_RETRY_DELAY, "description": "seconds before the first retry; doubles each retry"});
-    let webhook_props = json!({
-        "id": uuid, "name": {"type": "string"}, "description": {"type": "string", "nullable": true},
-        "url": {"type": "string"}, "events": {"type": "array", "items": {"type": "string"}},
-        "headers": {"type": "object", "additionalProperties": {"type": "string"}},
-        "maxRetries": {"type": "integer"}, "retryDelay": {"type": "integer"},
-        "active": {"type": "boolean"}, "verified": {"type": "boolean"},
-        "disabledAt": ts_null, "disabledReason": {"type": "string", "nullable": true},
-        "createdAt": ts, "updatedAt": ts
-    });
-    let webhook_required: Vec<&str> = vec![
-        "id",
-        "name",
-        "description",
-        "url",
-        "events",
-        "headers",
-        "maxRetries",
-        "retryDelay",
-        "active",
-        "verified",
-        "disabledAt",
-        "disabledReason",
-        "createdAt",
-        "updatedAt",
-    ];
-    let with = |extra: Value, extra_required: &[&str]| {
-        let mut props = webhook_props.clone();
-        for (k, v) in extra.as_object().cloned().unwrap_or_default() {
-            props[k] = v;
-        }
-        let mut req = webhook_required.clone();
-        req.extend_from_slice(extra_required);
-        json!({"type": "object", "required": req, "properties": props})
-    };
+/// A path id: a UUID in its canonical form.
+fn reference_free_uuid() -> RefOr<Schema> {
+    RefOr::T(Schema::Object(
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Uuid,
+            )))
+            .build(),
+    ))
+}
+
+fn method(m: &str) -> HttpMethod {
+    match m {
+        "GET" => HttpMethod::Get,
+        "POST" => HttpMethod::Post,
+        "PUT" => HttpMethod::Put,
+        "DELETE" => HttpMethod::Delete,
+        "PATCH" => HttpMethod::Patch,
+        "HEAD" => HttpMethod::Head,
+        "OPTIONS" => HttpMethod::Options,
+        _ => HttpMethod::Trace,
+    }
+}
+
+/// The error envelope's schema (`web::envelope::ApiError` serialises by hand).
+fn error_schema() -> Value {
     json!({
-        "Error": {
-            "type": "object", "required": ["success", "error"],
-            "properties": {
-                "success": {"type": "boolean", "enum": [false]},
-                "error": {"type": "object", "required": ["code", "message"], "properties": {
-                    "code": {"type": "string", "example": "VALIDATION_ERROR"},
-                    "message": {"type": "string"},
-                    "details": {"description": "e.g. [{field, message}] for validation errors"}
-                }}
-            }
-        },
-        "Pagination": {"type": "object", "required": ["page", "limit", "total", "totalPages"], "properties": {
-            "page": {"type": "integer"}, "limit": {"type": "integer"},
-            "total": {"type": "integer"}, "totalPages": {"type": "integer"}}},
-        "Empty": {"type": "object", "additionalProperties": false, "description": "no body, or {}"},
-        "EventType": {"type": "object", "required": ["type", "description"], "properties": {
-            "type": {"type": "string"}, "description": {"type": "string"}}},
-        "DeliveryStatus": {"type": "string", "enum": ["pending", "sending", "success", "failed", "retrying"]},
-        "Webhook": with(json!({}), &[]),
-        "WebhookWithSecret": with(json!({"secret": {"type": "string", "pattern": "^whsec_"}}), &["secret"]),
-        "WebhookDetail": with(json!({"recentDeliveries": {"type": "array", "items": schema_ref("Delivery"), "maxItems": super::webhooks::RECENT_DELIVERIES}}), &["recentDeliveries"]),
-        "WebhookCreate": {
-            "type": "object", "additionalProperties": false, "required": ["name", "url", "events"],
-            "properties": {"name": name, "description": description, "url": url, "events": event_list,
-                "headers": headers, "maxRetries": max_retries, "retryDelay": retry_delay,
-                "active": {"type": "boolean", "default": true}}
-        },
-        "WebhookUpdate": {
-            "type": "object", "additionalProperties": false,
-            "description": "any of the create fields; absent fields keep their value; active: true clears disabledAt",
-            "properties": {"name": name, "description": description, "url": url, "events": event_list,
-                "headers": headers, "maxRetries": max_retries, "retryDelay": retry_delay,
-                "active": {"type": "boolean"}}
-        },
-        "Deleted": {"type": "object", "required": ["id", "deleted"], "properties": {"id": uuid, "deleted": {"type": "boolean"}}},
-        "RotateRequest": {"type": "object", "additionalProperties": false, "properties": {
-            "graceSeconds": {"type": "integer", "minimum": 0, "maximum": v::GRACE_MAX, "default": 0,
-                "description": "the old secret keeps signing this long"}}},
-        "RotateResult": {"type": "object", "required": ["id", "secret", "previousSecretExpiresAt"], "properties": {
-            "id": uuid, "secret": {"type": "string", "pattern": "^whsec_"}, "previousSecretExpiresAt": ts_null}},
-        "Delivery": {"type": "object", "required": ["id", "webhookId", "eventId", "eventType", "status", "attempts",
-                "nextAttemptAt", "responseCode", "responseBody", "errorMessage", "createdAt", "updatedAt", "completedAt"],
-            "properties": {"id": uuid, "webhookId": uuid, "eventId": uuid, "eventType": {"type": "string"},
-                "status": schema_ref("DeliveryStatus"), "attempts": {"type": "integer"}, "nextAttemptAt": ts,
-                "responseCode": {"type": "integer", "nullable": true}, "responseBody": {"type": "string", "nullable": true},
-                "errorMessage": {"type": "string", "nullable": true}, "createdAt": ts, "updatedAt": ts, "completedAt": ts_null}},
-        "TestResult": {"type": "object", "required": ["deliveryId", "eventId", "success", "statusCode", "durationMs", "error"],
-            "properties": {"deliveryId": uuid, "eventId": uuid, "success": {"type": "boolean"},
-                "statusCode": {"type": "integer", "nullable": true}, "durationMs": {"type": "integer"},
-                "error": {"type": "string", "nullable": true}}},
-        "WebhookStats": {"type": "object", "required": ["total", "success", "failed", "pending", "retrying", "successRate", "averageDurationMs", "lastDeliveryAt"],
-            "properties": {"total": {"type": "integer"}, "success": {"type": "integer"}, "failed": {"type": "integer"},
-                "pending": {"type": "integer"}, "retrying": {"type": "integer"},
-                "successRate": {"type": "number", "nullable": true, "description": "percent of finished deliveries"},
-                "averageDurationMs": {"type": "number", "nullable": true}, "lastDeliveryAt": ts_null}},
-        "QueueStats": {"type": "object", "required": ["waiting", "active", "completed", "failed", "delayed", "paused", "isPaused"],
-            "properties": {"waiting": {"type": "integer"}, "active": {"type": "integer"}, "completed": {"type": "integer"},
-                "failed": {"type": "integer"}, "delayed": {"type": "integer"},
-                "paused": {"type": "integer", "description": "due work held back by the pause"}, "isPaused": {"type": "boolean"}}},
-        "PauseState": {"type": "object", "required": ["isPaused"], "properties": {"isPaused": {"type": "boolean"}}},
-        "RetryFailedRequest": {"type": "object", "additionalProperties": false, "properties": {
-            "webhookId": {"type": "string", "format": "uuid", "nullable": true,
-                "description": "only this webhook's failed deliveries; absent or null: all"}}},
-        "Count": {"type": "object", "required": ["count"], "properties": {"count": {"type": "integer"}}},
-        "PublishRequest": {"type": "object", "additionalProperties": false, "required": ["type", "data"], "properties": {
-            "type": {"type": "string", "minLength": 1, "description": "a catalogue type"},
-            "data": {"type": "object", "description": "the payload; at most 1 MiB"},
-            "idempotencyKey": {"type": "string", "minLength": 1, "maxLength": v::IDEMPOTENCY_KEY_MAX, "nullable": true}}},
-        "PublishResult": {"type": "object", "required": ["id"], "properties": {"id": uuid}}
+        "type": "object", "required": ["success", "error"],
+        "properties": {
+            "success": {"type": "boolean", "enum": [false]},
+            "error": {"type": "object", "required": ["code", "message"], "properties": {
+                "code": {"type": "string", "examples": ["VALIDATION_ERROR"]},
+                "message": {"type": "string"},
+                "details": {"description": "e.g. [{field, message}] for validation errors"}
+            }}
+        }
     })
 }
 
-/// The whole document.
+/// The whole document, without the live catalogue.
 pub fn document() -> Value {
-    let mut paths = Map::new();
-    for r in ROUTES {
-        let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
-        entry[r.method.to_lowercase()] = operation(r);
+    let mut schemas: Schemas = vec![];
+    reference::<Empty>(&mut schemas);
+    let mut paths = Paths::new();
+    for route in Route::ALL {
+        let op = with_handler(
+            *route,
+            Describe {
+                route: *route,
+                schemas: &mut schemas,
+            },
+        );
+        let spec = route.spec();
+        paths.add_path_operation(spec.path, vec![method(spec.method)], op);
     }
-    json!({
-        "openapi": "3.0.3",
-        "info": {
-            "title": "Postbox API",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": format!(
-                "Manage webhooks, read delivery history and statistics, control the queue. \
-                 Bodies are JSON objects of at most {MAX_BODY} bytes; unknown fields are refused. \
-                 Every answer is an envelope: {{\"success\": true, \"data\": ...}} or \
-                 {{\"success\": false, \"error\": {{\"code\", \"message\", \"details\"}}}}."
-            )
-        },
-        "paths": paths,
-        "components": {
-            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                "description": "HS256 JWT signed with POSTBOX_JWT_SECRET; sub = owner id; role: admin opens the queue routes"}},
-            "schemas": schemas()
-        }
-    })
+    let components = ComponentsBuilder::new()
+        .schemas_from_iter(schemas)
+        .security_scheme(
+            "bearerAuth",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "HS256 JWT signed with POSTBOX_JWT_SECRET; sub = owner id; role: admin opens the queue routes",
+                    ))
+                    .build(),
+            ),
+        )
+        .build();
+    let info = InfoBuilder::new()
+        .title("Postbox API")
+        .version(env!("CARGO_PKG_VERSION"))
+        .description(Some(format!(
+            "Manage webhooks, read delivery history and statistics, control the queue. \
+             Bodies are JSON objects of at most {MAX_BODY} bytes; unknown fields are refused. \
+             Every answer is an envelope: {{\"success\": true, \"data\": ...}} or \
+             {{\"success\": false, \"error\": {{\"code\", \"message\", \"details\"}}}}."
+        )))
+        .build();
+    let api = OpenApiBuilder::new()
+        .info(info)
+        .paths(paths)
+        .components(Some(components))
+        .build();
+    let mut doc = serde_json::to_value(&api).unwrap_or_else(|_| json!({}));
+    doc["components"]["schemas"]["Error"] = error_schema();
+    doc
 }
 
 #[cfg(test)]
@@ -404,15 +342,14 @@ mod tests {
         for (path, ops) in paths {
             for (method, _) in ops.as_object().unwrap() {
                 assert!(
-                    ROUTES
-                        .iter()
-                        .any(|r| r.path == path && r.method.to_lowercase() == *method),
+                    Route::ALL.iter().any(|r| r.spec().path == path
+                        && r.spec().method.to_lowercase() == *method),
                     "{method} {path} is documented but not routed"
                 );
                 listed += 1;
             }
         }
-        assert_eq!(listed, ROUTES.len());
+        assert_eq!(listed, Route::ALL.len());
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub fn ops_routes(
     let metrics = warp::path!("metrics").and(warp::get()).and_then(move || {
         let state = state.clone();
         async move {
-            refresh_queue_gauges(&state.store).await;
+            refresh_queue_gauges(&state.store, state.clock.now()).await;
             Ok::<_, Infallible>(warp::reply::with_header(
                 state.metrics.render(),
                 "content-type",
@@ -60,13 +60,13 @@ pub fn ops_routes(
 /// Sets the queue gauges from `sql/delivery_queue_depth.sql` unless they were
 /// set less than `QUEUE_GAUGES_MAX_AGE` ago. A failure is logged and the
 /// previous values stay: the scrape still answers.
-async fn refresh_queue_gauges(store: &Store) {
+async fn refresh_queue_gauges(store: &Store, now: chrono::DateTime<chrono::Utc>) {
     static LAST: OnceLock<tokio::sync::Mutex<Option<Instant>>> = OnceLock::new();
     let mut last = LAST.get_or_init(Default::default).lock().await;
     if last.is_some_and(|at| at.elapsed() < QUEUE_GAUGES_MAX_AGE) {
         return;
     }
-    match store.delivery_queue_depth(chrono::Utc::now()).await {
+    match store.delivery_queue_depth(now).await {
         Ok(q) => {
             for (status, n) in [
                 ("pending", q.pending),

@@ -1,44 +1,46 @@
 //! Queue administration (admin tokens only): counts, pause and resume for
 //! every dispatcher at once, and the requeue of failed deliveries.
 
-use serde::Deserialize;
-use serde_json::json;
-use warp::http::StatusCode;
-use warp::reply::Response;
-
-use super::deliveries::{wake, NoFields};
-use super::envelope::{ok, ApiError};
-use super::request::{parse_uuid, present, Ctx, Field};
+use super::deliveries::wake;
+use super::reply::Success;
+use super::request::{parse_uuid, AnyQuery, Input, Json, NoBody, NoQuery};
+use super::wire::{Count, Empty, PauseState, QueueStats, RetryFailedRequest};
 use super::ApiState;
+use crate::web::ApiError;
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RetryFailedBody {
-    #[serde(default, deserialize_with = "present")]
-    webhook_id: Field,
+/// `GET /api/webhooks/queue/stats`
+pub async fn stats(
+    state: &ApiState,
+    _: Input<(), NoQuery, NoBody>,
+) -> Result<Success<QueueStats>, ApiError> {
+    Ok(Success::new(state.store.queue_stats().await?.into()))
 }
 
-pub async fn stats(state: &ApiState, ctx: Ctx) -> Result<Response, ApiError> {
-    ctx.query_pairs(&[])?;
-    let s = state.store.queue_stats().await?;
-    Ok(ok(StatusCode::OK, &s))
-}
-
-pub async fn pause(state: &ApiState, ctx: Ctx) -> Result<Response, ApiError> {
-    let _: Option<NoFields> = ctx.json()?;
+/// `POST /api/webhooks/queue/pause`
+pub async fn pause(
+    state: &ApiState,
+    _: Input<(), AnyQuery, Option<Json<Empty>>>,
+) -> Result<Success<PauseState>, ApiError> {
     state.store.queue_pause().await?;
-    Ok(ok(StatusCode::OK, &json!({"isPaused": true})))
+    Ok(Success::new(PauseState { is_paused: true }))
 }
 
-pub async fn resume(state: &ApiState, ctx: Ctx) -> Result<Response, ApiError> {
-    let _: Option<NoFields> = ctx.json()?;
+/// `POST /api/webhooks/queue/resume`
+pub async fn resume(
+    state: &ApiState,
+    _: Input<(), AnyQuery, Option<Json<Empty>>>,
+) -> Result<Success<PauseState>, ApiError> {
     state.store.queue_resume().await?;
     wake(state).await;
-    Ok(ok(StatusCode::OK, &json!({"isPaused": false})))
+    Ok(Success::new(PauseState { is_paused: false }))
 }
 
-pub async fn retry_failed(state: &ApiState, ctx: Ctx) -> Result<Response, ApiError> {
-    let b: RetryFailedBody = ctx.json()?.unwrap_or_default();
+/// `POST /api/webhooks/queue/retry-failed`
+pub async fn retry_failed(
+    state: &ApiState,
+    req: Input<(), AnyQuery, Option<Json<RetryFailedRequest>>>,
+) -> Result<Success<Count>, ApiError> {
+    let b = req.body.map(|j| j.0).unwrap_or_default();
     let webhook_id = match b.webhook_id {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(s)) => Some(parse_uuid("webhookId", &s)?),
@@ -48,5 +50,5 @@ pub async fn retry_failed(state: &ApiState, ctx: Ctx) -> Result<Response, ApiErr
     if count > 0 {
         wake(state).await;
     }
-    Ok(ok(StatusCode::OK, &json!({"count": count})))
+    Ok(Success::new(Count { count }))
 }

@@ -1,19 +1,22 @@
 //! The rules for every input field. Each validator takes the field's raw JSON
 //! and answers the typed value or a 400 naming the field and the rule. The
-//! limits are constants here so that the OpenAPI document states the same.
+//! limits are constants here, and the `*_schema` functions build each
+//! field's OpenAPI schema from the same constants, so the document states
+//! exactly what is enforced.
 
-use serde_json::Value;
+use serde_json::{json, Value};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaFormat, SchemaType, Type};
 use warp::http::{HeaderName, HeaderValue};
 
-use super::envelope::ApiError;
-use super::request::Ctx;
 use super::ApiState;
 use crate::dispatch::sender::RESERVED_HEADERS;
-use crate::store::{DeliveryStatus, EventType};
+use crate::store::EventType;
+use crate::web::ApiError;
+
+pub use crate::net::URL_MAX;
 
 pub const NAME_MAX: usize = 100;
 pub const DESCRIPTION_MAX: usize = 1000;
-pub const URL_MAX: usize = 2048;
 pub const EVENTS_MAX: usize = 100;
 pub const HEADERS_MAX: usize = 20;
 pub const HEADER_VALUE_MAX: usize = 4096;
@@ -24,6 +27,10 @@ pub const DEFAULT_RETRY_DELAY: i32 = 60;
 /// Longest rotation grace period: 7 days.
 pub const GRACE_MAX: i64 = 7 * 86400;
 pub const IDEMPOTENCY_KEY_MAX: usize = 255;
+/// Longest event type name accepted by `POST /api/events`.
+pub const EVENT_TYPE_MAX: usize = 200;
+/// How many deliveries `GET /api/webhooks/{id}` shows.
+pub const RECENT_DELIVERIES: i64 = 10;
 pub const PAGE_MAX: i64 = 1_000_000;
 pub const LIMIT_MAX: i64 = 100;
 pub const DEFAULT_LIMIT: i64 = 20;
@@ -89,50 +96,15 @@ pub fn boolean(field: &str, v: Value) -> Result<bool, ApiError> {
         .ok_or_else(|| ApiError::validation(field, "must be true or false"))
 }
 
-/// An http(s) URL, parsed strictly, that the SSRF guard lets through.
+/// An http(s) URL by the one URL rule (`net::parse_target_url`) that the
+/// SSRF guard lets through.
 pub async fn url(state: &ApiState, v: Value) -> Result<String, ApiError> {
     let Value::String(raw) = v else {
         return Err(ApiError::validation("url", "must be a string"));
     };
-    if raw.len() > URL_MAX {
-        return Err(ApiError::validation(
-            "url",
-            format!("must be at most {URL_MAX} characters"),
-        ));
-    }
-    if !raw.is_ascii() {
-        return Err(ApiError::validation(
-            "url",
-            "must be ASCII: write an internationalised host name in punycode (xn--...) and percent-encode the path",
-        ));
-    }
-    if raw.trim() != raw || raw.is_empty() {
-        return Err(ApiError::validation(
-            "url",
-            "must be an absolute URL without surrounding spaces",
-        ));
-    }
-    let parsed = url::Url::parse(&raw)
-        .map_err(|e| ApiError::validation("url", format!("is not a valid URL: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(ApiError::validation(
-            "url",
-            format!(
-                "scheme {}:// is not allowed; use http:// or https://",
-                parsed.scheme()
-            ),
-        ));
-    }
-    if parsed.host().is_none() {
-        return Err(ApiError::validation("url", "must name a host"));
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(ApiError::validation(
-            "url",
-            "must not carry credentials; use custom headers for authentication",
-        ));
-    }
-    crate::net::validate_target(&parsed, state.allow_private_targets, state.require_https)
+    let parsed = crate::net::parse_target_url(&raw, state.require_https)
+        .map_err(|rule| ApiError::validation("url", rule))?;
+    crate::net::validate_target(&parsed, state.allow_private_targets)
         .await
         .map_err(|reason| ApiError::validation("url", reason))?;
     Ok(parsed.to_string())
@@ -241,70 +213,113 @@ pub fn headers(v: Value) -> Result<Value, ApiError> {
     Ok(Value::Object(out))
 }
 
-/// `page` (>= 1, default 1) and `limit` (1-100, default 20) from the query,
-/// plus the optional `status` filter when `with_status`.
-pub struct Page {
-    pub page: i64,
-    pub limit: i64,
-    pub status: Option<DeliveryStatus>,
+fn string() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String)
 }
 
-impl Page {
-    pub fn offset(&self) -> i64 {
-        (self.page - 1) * self.limit
-    }
+fn nullable(t: Type) -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(SchemaType::from_iter([t, Type::Null]))
 }
 
-pub fn page(ctx: &Ctx, with_status: bool) -> Result<Page, ApiError> {
-    let allowed: &[&str] = if with_status {
-        &["page", "limit", "status"]
-    } else {
-        &["page", "limit"]
-    };
-    let mut p = Page {
-        page: 1,
-        limit: DEFAULT_LIMIT,
-        status: None,
-    };
-    for (k, v) in ctx.query_pairs(allowed)? {
-        match k.as_str() {
-            "page" => {
-                p.page = v
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| (1..=PAGE_MAX).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::validation(
-                            "page",
-                            format!("must be an integer from 1 to {PAGE_MAX}"),
-                        )
-                    })?
-            }
-            "limit" => {
-                p.limit = v
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| (1..=LIMIT_MAX).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::validation(
-                            "limit",
-                            format!("must be an integer from 1 to {LIMIT_MAX}"),
-                        )
-                    })?
-            }
-            _ => {
-                p.status = Some(DeliveryStatus::parse(&v).ok_or_else(|| {
-                    ApiError::validation(
-                        "status",
-                        "must be one of pending, sending, success, failed, retrying",
-                    )
-                })?)
-            }
-        }
-    }
-    Ok(p)
+fn integer((min, max): (i64, i64), default: i64) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(min))
+        .maximum(Some(max))
+        .default(Some(json!(default)))
 }
 
+/// `name`: what [`name`] accepts.
+pub fn name_schema() -> ObjectBuilder {
+    string().min_length(Some(1)).max_length(Some(NAME_MAX))
+}
+
+/// `description`: what [`description`] accepts (null or "" clears it).
+pub fn description_schema() -> ObjectBuilder {
+    nullable(Type::String).max_length(Some(DESCRIPTION_MAX))
+}
+
+/// `url`: what [`url`] accepts, short of the address checks.
+pub fn url_schema() -> ObjectBuilder {
+    string()
+        .format(Some(SchemaFormat::Custom("uri".into())))
+        .max_length(Some(URL_MAX))
+        .pattern(Some("^https?://"))
+}
+
+/// `events`: what [`events`] accepts; the served document adds the live
+/// catalogue as the items' enum.
+pub fn events_schema() -> ArrayBuilder {
+    ArrayBuilder::new()
+        .items(string().description(Some("a catalogue type, group.* or *")))
+        .min_items(Some(1))
+        .max_items(Some(EVENTS_MAX))
+}
+
+/// `headers`: what [`headers`] accepts.
+pub fn headers_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .max_properties(Some(HEADERS_MAX))
+        .additional_properties(Some(
+            string()
+                .max_length(Some(HEADER_VALUE_MAX))
+                .pattern(Some("^[\\t\\x20-\\x7e]*$")),
+        ))
+        .description(Some(
+            "custom headers; not content-type, user-agent, webhook-*, x-webhook-* or other reserved names",
+        ))
+}
+
+/// `maxRetries`.
+pub fn max_retries_schema() -> ObjectBuilder {
+    integer(MAX_RETRIES, DEFAULT_MAX_RETRIES.into())
+}
+
+/// `retryDelay`.
+pub fn retry_delay_schema() -> ObjectBuilder {
+    integer(RETRY_DELAY, DEFAULT_RETRY_DELAY.into())
+        .description(Some("seconds before the first retry; doubles each retry"))
+}
+
+/// `active`.
+pub fn active_schema() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::Boolean)
+}
+
+/// `graceSeconds` of a rotation.
+pub fn grace_schema() -> ObjectBuilder {
+    integer((0, GRACE_MAX), 0).description(Some("the old secret keeps signing this long"))
+}
+
+/// `type` of a published event; the served document adds the catalogue.
+pub fn event_type_schema() -> ObjectBuilder {
+    string()
+        .min_length(Some(1))
+        .max_length(Some(EVENT_TYPE_MAX))
+        .description(Some("a catalogue type"))
+}
+
+/// `data` of a published event.
+pub fn payload_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some("the payload; at most 1 MiB"))
+}
+
+/// `idempotencyKey` of a published event.
+pub fn idempotency_key_schema() -> ObjectBuilder {
+    nullable(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(IDEMPOTENCY_KEY_MAX))
+}
+
+/// `recentDeliveries` of a webhook's detail.
+pub fn recent_deliveries_schema() -> ArrayBuilder {
+    ArrayBuilder::new()
+        .items(utoipa::openapi::Ref::from_schema_name("Delivery"))
+        .max_items(Some(RECENT_DELIVERIES as usize))
+}
 #[cfg(test)]
 mod tests {
     use super::*;

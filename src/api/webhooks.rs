@@ -2,65 +2,19 @@
 //! and the event catalogue. The secret appears only in the answers to create
 //! and regenerate-secret.
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
-use warp::http::StatusCode;
-use warp::reply::Response;
 
-use super::envelope::{list as list_reply, ok, ApiError, Pagination};
-use super::request::{present, Ctx, Field};
+use super::reply::{Created, Listed, Success};
+use super::request::{AnyQuery, Input, Json, NoBody, NoQuery, Page, WebhookId};
 use super::validate::{self as v, required};
+use super::wire::{
+    Deleted, Delivery, EventType, RotateRequest, RotateResult, Webhook, WebhookBody, WebhookCreate,
+    WebhookDetail, WebhookWithSecret,
+};
 use super::ApiState;
-use crate::store::{Delivery, NewWebhook, Webhook, WebhookPatch};
-
-/// How many deliveries `GET /api/webhooks/{id}` shows.
-pub const RECENT_DELIVERIES: i64 = 10;
-
-/// The fields of create and update; all optional here, create checks the
-/// required ones. Unknown fields are refused.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct WebhookBody {
-    #[serde(default, deserialize_with = "present")]
-    pub name: Field,
-    #[serde(default, deserialize_with = "present")]
-    pub description: Field,
-    #[serde(default, deserialize_with = "present")]
-    pub url: Field,
-    #[serde(default, deserialize_with = "present")]
-    pub events: Field,
-    #[serde(default, deserialize_with = "present")]
-    pub headers: Field,
-    #[serde(default, deserialize_with = "present")]
-    pub max_retries: Field,
-    #[serde(default, deserialize_with = "present")]
-    pub retry_delay: Field,
-    #[serde(default, deserialize_with = "present")]
-    pub active: Field,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RotateBody {
-    #[serde(default, deserialize_with = "present")]
-    grace_seconds: Field,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct WithSecret<'a> {
-    #[serde(flatten)]
-    webhook: &'a Webhook,
-    secret: &'a str,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct WithDeliveries<'a> {
-    #[serde(flatten)]
-    webhook: &'a Webhook,
-    recent_deliveries: &'a [Delivery],
-}
+use crate::store::{NewWebhook, WebhookPatch};
+use crate::web::envelope::Pagination;
+use crate::web::ApiError;
 
 fn new_secret() -> String {
     crate::signing::generate_secret(&mut rand::rng())
@@ -93,19 +47,20 @@ async fn patch(state: &ApiState, b: WebhookBody) -> Result<WebhookPatch, ApiErro
     Ok(p)
 }
 
-pub async fn create(state: &ApiState, ctx: Ctx) -> Result<Response, ApiError> {
-    let mut b: WebhookBody = ctx.json_required()?;
+/// `POST /api/webhooks`
+pub async fn create(
+    state: &ApiState,
+    req: Input<(), AnyQuery, Json<WebhookCreate>>,
+) -> Result<Created<WebhookWithSecret>, ApiError> {
+    let Json(WebhookCreate(mut b)) = req.body;
     // Required fields first, so that a missing one is named before any other rule.
-    let name = required("name", b.name.take())?;
-    let url = required("url", b.url.take())?;
-    let events = required("events", b.events.take())?;
-    b.name = Some(name);
-    b.url = Some(url);
-    b.events = Some(events);
+    b.name = Some(required("name", b.name.take())?);
+    b.url = Some(required("url", b.url.take())?);
+    b.events = Some(required("events", b.events.take())?);
     let p = patch(state, b).await?;
     let secret = new_secret();
     let new = NewWebhook {
-        owner_id: ctx.caller.owner.clone(),
+        owner_id: req.caller.owner,
         name: p.name.unwrap_or_default(),
         description: p.description.flatten(),
         url: p.url.unwrap_or_default(),
@@ -116,73 +71,82 @@ pub async fn create(state: &ApiState, ctx: Ctx) -> Result<Response, ApiError> {
         retry_delay_seconds: p.retry_delay_seconds.unwrap_or(v::DEFAULT_RETRY_DELAY),
         active: p.active.unwrap_or(true),
     };
-    let w = state.store.webhook_insert(&new).await?;
-    Ok(ok(
-        StatusCode::CREATED,
-        &WithSecret {
-            webhook: &w,
-            secret: &secret,
-        },
-    ))
+    let webhook = state.store.webhook_insert(&new).await?.into();
+    Ok(Created::new(WebhookWithSecret { webhook, secret }))
 }
 
-pub async fn list(state: &ApiState, ctx: Ctx) -> Result<Response, ApiError> {
-    let page = v::page(&ctx, false)?;
+/// `GET /api/webhooks`
+pub async fn list(
+    state: &ApiState,
+    req: Input<(), Page, NoBody>,
+) -> Result<Listed<Webhook>, ApiError> {
+    let page = req.query;
     let (rows, total) = state
         .store
-        .webhook_list(&ctx.caller.owner, page.limit, page.offset())
+        .webhook_list(&req.caller.owner, page.limit, page.offset())
         .await?;
-    Ok(list_reply(
-        &rows,
-        Pagination::new(page.page, page.limit, total),
-    ))
+    Ok(Listed {
+        items: rows.into_iter().map(Webhook::from).collect(),
+        pagination: Pagination::new(page.page, page.limit, total),
+    })
 }
 
-pub async fn get(state: &ApiState, ctx: Ctx) -> Result<Response, ApiError> {
-    let id = ctx.uuid(0, "id")?;
-    ctx.query_pairs(&[])?;
-    let owner = &ctx.caller.owner;
-    let w = state
+/// `GET /api/webhooks/{id}`
+pub async fn get(
+    state: &ApiState,
+    req: Input<WebhookId, NoQuery, NoBody>,
+) -> Result<Success<WebhookDetail>, ApiError> {
+    let WebhookId(id) = req.path;
+    let owner = &req.caller.owner;
+    let webhook = state
         .store
         .webhook_get(id, owner)
         .await?
-        .ok_or_else(|| ApiError::not_found("webhook"))?;
+        .ok_or_else(|| ApiError::not_found("webhook"))?
+        .into();
     let (recent, _) = state
         .store
-        .delivery_list_by_webhook(id, owner, None, RECENT_DELIVERIES, 0)
+        .delivery_list_by_webhook(id, owner, None, v::RECENT_DELIVERIES, 0)
         .await?;
-    Ok(ok(
-        StatusCode::OK,
-        &WithDeliveries {
-            webhook: &w,
-            recent_deliveries: &recent,
-        },
-    ))
+    Ok(Success::new(WebhookDetail {
+        webhook,
+        recent_deliveries: recent.into_iter().map(Delivery::from).collect(),
+    }))
 }
 
-pub async fn update(state: &ApiState, ctx: Ctx) -> Result<Response, ApiError> {
-    let id = ctx.uuid(0, "id")?;
-    let b: WebhookBody = ctx.json_required()?;
-    let p = patch(state, b).await?;
+/// `PUT /api/webhooks/{id}`
+pub async fn update(
+    state: &ApiState,
+    req: Input<WebhookId, AnyQuery, Json<WebhookBody>>,
+) -> Result<Success<Webhook>, ApiError> {
+    let p = patch(state, req.body.0).await?;
     let w = state
         .store
-        .webhook_update(id, &ctx.caller.owner, &p)
+        .webhook_update(req.path.0, &req.caller.owner, &p)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook"))?;
-    Ok(ok(StatusCode::OK, &w))
+    Ok(Success::new(w.into()))
 }
 
-pub async fn delete(state: &ApiState, ctx: Ctx) -> Result<Response, ApiError> {
-    let id = ctx.uuid(0, "id")?;
-    if !state.store.webhook_delete(id, &ctx.caller.owner).await? {
+/// `DELETE /api/webhooks/{id}`
+pub async fn delete(
+    state: &ApiState,
+    req: Input<WebhookId, AnyQuery, NoBody>,
+) -> Result<Success<Deleted>, ApiError> {
+    let WebhookId(id) = req.path;
+    if !state.store.webhook_delete(id, &req.caller.owner).await? {
         return Err(ApiError::not_found("webhook"));
     }
-    Ok(ok(StatusCode::OK, &json!({"id": id, "deleted": true})))
+    Ok(Success::new(Deleted { deleted: true, id }))
 }
 
-pub async fn regenerate_secret(state: &ApiState, ctx: Ctx) -> Result<Response, ApiError> {
-    let id = ctx.uuid(0, "id")?;
-    let b: RotateBody = ctx.json()?.unwrap_or_default();
+/// `POST /api/webhooks/{id}/regenerate-secret`
+pub async fn regenerate_secret(
+    state: &ApiState,
+    req: Input<WebhookId, AnyQuery, Option<Json<RotateRequest>>>,
+) -> Result<Success<RotateResult>, ApiError> {
+    let WebhookId(id) = req.path;
+    let b = req.body.map(|j| j.0).unwrap_or_default();
     let grace = match b.grace_seconds {
         None | Some(serde_json::Value::Null) => 0,
         Some(x) => v::int("graceSeconds", x, (0, v::GRACE_MAX))?,
@@ -190,18 +154,25 @@ pub async fn regenerate_secret(state: &ApiState, ctx: Ctx) -> Result<Response, A
     let secret = new_secret();
     let expires = state
         .store
-        .webhook_rotate_secret(id, &ctx.caller.owner, &secret, grace)
+        .webhook_rotate_secret(id, &req.caller.owner, &secret, grace)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook"))?;
-    Ok(ok(
-        StatusCode::OK,
-        &json!({"id": id, "secret": secret, "previousSecretExpiresAt": expires}),
-    ))
+    Ok(Success::new(RotateResult {
+        id,
+        previous_secret_expires_at: expires,
+        secret,
+    }))
 }
 
-pub async fn catalogue(state: &ApiState, ctx: Ctx) -> Result<Response, ApiError> {
-    ctx.query_pairs(&[])?;
+/// `GET /api/webhooks/events`: the whole catalogue as one page.
+pub async fn catalogue(
+    state: &ApiState,
+    _: Input<(), NoQuery, NoBody>,
+) -> Result<Listed<EventType>, ApiError> {
     let types = state.store.event_type_list().await?;
     let n = types.len() as i64;
-    Ok(list_reply(&types, Pagination::new(1, n.max(1), n)))
+    Ok(Listed {
+        items: types.into_iter().map(EventType::from).collect(),
+        pagination: Pagination::new(1, n.max(1), n),
+    })
 }

@@ -8,28 +8,42 @@
 pub mod clerk;
 pub mod stripe;
 
-use bytes::{Buf, Bytes, BytesMut};
-use futures_util::{Stream, StreamExt};
+use bytes::Bytes;
 use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use crate::api::envelope::ApiError;
-use crate::api::ApiState;
+use crate::clock::SharedClock;
 use crate::signing::SigningKey;
+use crate::store::Store;
+use crate::web::body::{read_body, BodyError, MAX_BODY};
+use crate::web::ApiError;
 
 /// The NOTIFY channel raised (at commit) for every new inbox row; the payload is the source.
 pub const INBOX_CHANNEL: &str = "postbox_inbox";
 
-/// Largest accepted body. Stripe and Svix events are far smaller.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Largest accepted body (the one cap of `web::body`). Stripe and Svix
+/// events are far smaller.
+pub const MAX_BODY_BYTES: usize = MAX_BODY;
+
+/// What the incoming routes need: the store, the clock (signature age) and
+/// each provider's secret (`None`: that route answers 503).
+#[derive(Clone)]
+pub struct InboundState {
+    pub store: Store,
+    pub clock: SharedClock,
+    pub stripe_webhook_secret: Option<String>,
+    pub clerk_webhook_secret: Option<String>,
+}
 
 /// Longest accepted external id: it is a key of a btree index, and both
 /// providers use short ids (`evt_...`, `msg_...`).
 const MAX_EXTERNAL_ID: usize = 255;
 
 /// POST /api/webhooks/stripe and POST /api/webhooks/clerk.
-pub fn routes(state: ApiState) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+pub fn routes(
+    state: InboundState,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let stripe = warp::path!("api" / "webhooks" / "stripe")
         .and(warp::post())
         .and(configured(
@@ -54,8 +68,8 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Response,), Error = Rej
 }
 
 fn with_state(
-    state: ApiState,
-) -> impl Filter<Extract = (ApiState,), Error = std::convert::Infallible> + Clone {
+    state: InboundState,
+) -> impl Filter<Extract = (InboundState,), Error = std::convert::Infallible> + Clone {
     warp::any().map(move || state.clone())
 }
 
@@ -77,52 +91,25 @@ fn configured(
     })
 }
 
-/// The raw body, at most `MAX_BODY_BYTES`: refused up front when
-/// Content-Length says more, and cut off mid-stream when a chunked body grows
-/// past it. Either way 413.
+/// The raw body, at most `MAX_BODY_BYTES` (`web::body`): 413 when larger,
+/// declared or streamed.
 fn raw_body() -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
     warp::header::headers_cloned()
         .and(warp::body::stream())
-        .and_then(|headers: HeaderMap, body| read_capped(headers, body))
-}
-
-fn too_large() -> Rejection {
-    warp::reject::custom(ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "PAYLOAD_TOO_LARGE",
-        format!("body exceeds {MAX_BODY_BYTES} bytes"),
-    ))
-}
-
-async fn read_capped<S, B>(headers: HeaderMap, body: S) -> Result<Bytes, Rejection>
-where
-    S: Stream<Item = Result<B, warp::Error>>,
-    B: Buf,
-{
-    let declared = headers
-        .get(warp::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(too_large());
-    }
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
-    let mut body = std::pin::pin!(body);
-    while let Some(chunk) = body.next().await {
-        let mut chunk = chunk.map_err(|e| {
-            warp::reject::custom(ApiError::validation("body", format!("cannot read: {e}")))
-        })?;
-        if buf.len() + chunk.remaining() > MAX_BODY_BYTES {
-            return Err(too_large());
-        }
-        while chunk.has_remaining() {
-            let part = chunk.chunk();
-            let n = part.len();
-            buf.extend_from_slice(part);
-            chunk.advance(n);
-        }
-    }
-    Ok(buf.freeze())
+        .and_then(|headers: HeaderMap, body| async move {
+            read_body(&headers, body).await.map_err(|e| {
+                warp::reject::custom(match e {
+                    BodyError::TooLarge => ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "PAYLOAD_TOO_LARGE",
+                        format!("body exceeds {MAX_BODY_BYTES} bytes"),
+                    ),
+                    BodyError::Unreadable(e) => {
+                        ApiError::validation("body", format!("cannot read: {e}"))
+                    }
+                })
+            })
+        })
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -146,7 +133,8 @@ fn bad_payload(message: impl Into<String>) -> Rejection {
 }
 
 /// 200 `{"success": true, "received": true, "data": {"received": true, "duplicate": bool}}`:
-/// the envelope of every API answer, with SPEC's `received: true` at the top level too.
+/// the envelope of every API answer, with `received: true` at the top level
+/// too (what docs/INBOX.md promises the providers).
 fn received(duplicate: bool) -> Response {
     let body = serde_json::json!({
         "success": true,
@@ -157,7 +145,7 @@ fn received(duplicate: bool) -> Response {
 }
 
 async fn store(
-    state: &ApiState,
+    state: &InboundState,
     source: &'static str,
     external_id: &str,
     event_type: &str,
@@ -175,7 +163,7 @@ async fn store(
             external_id,
             event_type,
             payload_json,
-            chrono::Utc::now(),
+            state.clock.now(),
         )
         .await
         .map_err(|e| match e.sql_state() {
@@ -198,11 +186,11 @@ async fn store(
 
 async fn stripe_handler(
     secret: String,
-    state: ApiState,
+    state: InboundState,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Rejection> {
-    let now = chrono::Utc::now().timestamp();
+    let now = state.clock.now().timestamp();
     stripe::verify(
         &secret,
         header(&headers, "stripe-signature"),
@@ -219,7 +207,7 @@ async fn stripe_handler(
 
 async fn clerk_handler(
     secret: String,
-    state: ApiState,
+    state: InboundState,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Rejection> {
@@ -234,7 +222,7 @@ async fn clerk_handler(
         timestamp: header(&headers, "svix-timestamp"),
         signature: header(&headers, "svix-signature"),
     };
-    let now = chrono::Utc::now().timestamp();
+    let now = state.clock.now().timestamp();
     clerk::verify(&key, svix, &body, now).map_err(bad_signature)?;
     let id = svix.id.unwrap_or_default();
     let payload: serde_json::Value =

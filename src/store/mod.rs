@@ -10,13 +10,13 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
+pub use delivery_history::{DeliveryRow, RetryOutcome};
 pub use maintenance::{DeletedBatch, MaintenanceLock, QueueDepth, Retention};
+pub use queue_admin::QueueStatsRow;
 pub use types::{
     ClaimLimits, ClaimedDelivery, Completion, DeliveryStatus, FanoutResult, FANOUT_MAX_DELIVERIES,
 };
-pub use webhooks::{
-    Delivery, EventType, NewWebhook, QueueStats, RetryOutcome, Webhook, WebhookPatch, WebhookStats,
-};
+pub use webhook::{EventType, NewWebhook, WebhookPatch, WebhookRow, WebhookStatsRow};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -106,14 +106,16 @@ impl Statement {
 // Statements grouped by table; each file adds an `impl Store` block.
 pub mod bench;
 mod delivery;
+mod delivery_history;
 mod event;
 mod inbox;
 mod maintenance;
 mod queue;
+mod queue_admin;
 mod types;
-mod webhooks;
+mod webhook;
 
-// store/webhooks.rs claims one delivery for the test send with the same columns.
+// store/delivery_history.rs claims one delivery for the test send with the same columns.
 use delivery::claimed_from_row;
 
 /// A handle on the database: a connection pool plus the statements.

@@ -144,7 +144,7 @@ async fn auth_rules_401_403_and_admin() {
     assert_eq!(s, 401);
     let (s, doc) = api.call("GET", "/api/openapi.json", None, None).await;
     assert_eq!(s, 200);
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
 }
 
 #[tokio::test]

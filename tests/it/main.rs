@@ -12,6 +12,7 @@ mod cli;
 
 mod api;
 mod api_hostile;
+mod api_openapi;
 #[allow(dead_code)]
 mod api_support;
 mod bench_database;

@@ -1,5 +1,6 @@
-//! The response envelope of SPEC section 5, and the API's one error type with
-//! its mapping to status codes. A 5xx body never carries internals.
+//! The response envelope of every answer (`{"success": true, "data": ...}`
+//! or `{"success": false, "error": {...}}`, see docs/WEBHOOKS.md), and the
+//! one error type of the HTTP layer. A 5xx body never carries internals.
 
 use serde::Serialize;
 use warp::http::StatusCode;
@@ -13,7 +14,7 @@ pub fn ok<T: Serialize>(status: StatusCode, data: &T) -> Response {
 }
 
 /// Pagination block of list answers.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Pagination {
     pub page: i64,

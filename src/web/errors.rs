@@ -88,10 +88,12 @@ pub fn from_rejection(rej: &warp::Rejection) -> ApiError {
     ApiError::internal(&format!("unhandled rejection: {rej:?}"))
 }
 
+/// 404 for a path no route serves.
 pub fn route_not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route")
 }
 
+/// 405 naming the methods the path accepts (the caller sets `Allow`).
 pub fn method_not_allowed(allowed: &[&str]) -> ApiError {
     let message = if allowed.is_empty() {
         "method not allowed".to_string()
@@ -108,17 +110,19 @@ pub fn method_not_allowed(allowed: &[&str]) -> ApiError {
     )
 }
 
+/// 413 for an API body over the cap.
 pub fn payload_too_large() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "PAYLOAD_TOO_LARGE",
         format!(
             "request body is larger than {} bytes",
-            super::request::MAX_BODY
+            super::body::MAX_BODY
         ),
     )
 }
 
+/// 415 for a non-empty API body that is not sent as JSON.
 pub fn unsupported_media_type() -> ApiError {
     ApiError::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -1,0 +1,312 @@
+//! The route table as a type: every `/api/...` route the management API
+//! serves (the incoming Stripe/Clerk routes are `inbound`'s) is one variant
+//! of [`Route`], and its method, path template, access rule and summary come
+//! from one exhaustive `match` in [`Route::spec`]. The router's handler
+//! dispatch and the OpenAPI document match on the same enum, so adding a
+//! variant is a compile error until it has a handler and a description.
+//!
+//! Matching lives here rather than in chained warp path filters, because
+//! warp's `.or()` answers with the "most relevant" rejection, which turns a
+//! bad body on a valid path into a 404 or 405. Here the order is explicit:
+//! unknown path 404, wrong method 405, and the router goes on with auth
+//! (401/403), then ids and body (400/413/415). A literal segment beats a
+//! `{param}`, so `/api/webhooks/queue/stats` never reaches
+//! `/api/webhooks/{id}/stats`.
+
+use crate::web::errors::{method_not_allowed, route_not_found};
+use crate::web::ApiError;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No token.
+    Public,
+    /// A valid token; the caller sees only its own rows.
+    User,
+    /// A valid token with `role: admin`.
+    Admin,
+}
+
+/// What describes one route: method, path template (`{name}` is a path
+/// parameter, always a UUID), who may call it and a one-line summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+    pub summary: &'static str,
+}
+
+/// Declares [`Route`] and [`Route::ALL`] from one list, so the list of
+/// every route cannot miss a variant.
+macro_rules! routes {
+    ($($(#[$doc:meta])* $variant:ident,)*) => {
+        /// One route of the management API.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Route {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Route {
+            /// Every route, in table order (the order of docs/WEBHOOKS.md).
+            pub const ALL: &'static [Route] = &[$(Route::$variant,)*];
+        }
+    };
+}
+
+routes! {
+    /// `GET /api/openapi.json`
+    OpenApi,
+    /// `GET /api/webhooks/events`
+    EventCatalogue,
+    /// `GET /api/webhooks/queue/stats`
+    QueueStats,
+    /// `POST /api/webhooks/queue/pause`
+    QueuePause,
+    /// `POST /api/webhooks/queue/resume`
+    QueueResume,
+    /// `POST /api/webhooks/queue/retry-failed`
+    QueueRetryFailed,
+    /// `POST /api/webhooks`
+    WebhookCreate,
+    /// `GET /api/webhooks`
+    WebhookList,
+    /// `GET /api/webhooks/{id}`
+    WebhookGet,
+    /// `PUT /api/webhooks/{id}`
+    WebhookUpdate,
+    /// `DELETE /api/webhooks/{id}`
+    WebhookDelete,
+    /// `POST /api/webhooks/{id}/regenerate-secret`
+    WebhookRotateSecret,
+    /// `GET /api/webhooks/{id}/deliveries`
+    DeliveryList,
+    /// `POST /api/webhooks/{id}/deliveries/{deliveryId}/retry`
+    DeliveryRetry,
+    /// `POST /api/webhooks/{id}/test`
+    WebhookTest,
+    /// `GET /api/webhooks/{id}/stats`
+    WebhookStats,
+    /// `POST /api/events`
+    EventPublish,
+}
+
+const fn spec(
+    method: &'static str,
+    path: &'static str,
+    access: Access,
+    summary: &'static str,
+) -> RouteSpec {
+    RouteSpec {
+        method,
+        path,
+        access,
+        summary,
+    }
+}
+
+impl Route {
+    /// The route's method, path template, access rule and summary.
+    pub const fn spec(self) -> RouteSpec {
+        use Access::*;
+        match self {
+            Route::OpenApi => spec("GET", "/api/openapi.json", Public, "This OpenAPI document"),
+            Route::EventCatalogue => {
+                spec("GET", "/api/webhooks/events", User, "The event catalogue")
+            }
+            Route::QueueStats => spec(
+                "GET",
+                "/api/webhooks/queue/stats",
+                Admin,
+                "Queue-wide counts",
+            ),
+            Route::QueuePause => spec(
+                "POST",
+                "/api/webhooks/queue/pause",
+                Admin,
+                "Stop claiming, across all dispatchers",
+            ),
+            Route::QueueResume => spec(
+                "POST",
+                "/api/webhooks/queue/resume",
+                Admin,
+                "Restart claiming",
+            ),
+            Route::QueueRetryFailed => spec(
+                "POST",
+                "/api/webhooks/queue/retry-failed",
+                Admin,
+                "Requeue failed deliveries",
+            ),
+            Route::WebhookCreate => spec("POST", "/api/webhooks", User, "Create a webhook"),
+            Route::WebhookList => spec("GET", "/api/webhooks", User, "The caller's webhooks"),
+            Route::WebhookGet => spec(
+                "GET",
+                "/api/webhooks/{id}",
+                User,
+                "One webhook with its recent deliveries",
+            ),
+            Route::WebhookUpdate => spec("PUT", "/api/webhooks/{id}", User, "Update a webhook"),
+            Route::WebhookDelete => spec(
+                "DELETE",
+                "/api/webhooks/{id}",
+                User,
+                "Delete a webhook and its queued deliveries",
+            ),
+            Route::WebhookRotateSecret => spec(
+                "POST",
+                "/api/webhooks/{id}/regenerate-secret",
+                User,
+                "Rotate the signing secret",
+            ),
+            Route::DeliveryList => spec(
+                "GET",
+                "/api/webhooks/{id}/deliveries",
+                User,
+                "Delivery history, newest first",
+            ),
+            Route::DeliveryRetry => spec(
+                "POST",
+                "/api/webhooks/{id}/deliveries/{deliveryId}/retry",
+                User,
+                "Send one delivery again",
+            ),
+            Route::WebhookTest => spec(
+                "POST",
+                "/api/webhooks/{id}/test",
+                User,
+                "Send a webhook.test event now",
+            ),
+            Route::WebhookStats => spec(
+                "GET",
+                "/api/webhooks/{id}/stats",
+                User,
+                "Delivery statistics",
+            ),
+            Route::EventPublish => spec(
+                "POST",
+                "/api/events",
+                User,
+                "Publish an event for the caller",
+            ),
+        }
+    }
+}
+
+/// Paths under /api that `inbound` serves.
+const NOT_MINE: &[&str] = &["/api/webhooks/stripe", "/api/webhooks/clerk"];
+
+/// Whether the API router answers for `path` (else it leaves the request to
+/// the other filters, body untouched).
+pub fn owned(path: &str) -> bool {
+    path.starts_with("/api/") && !NOT_MINE.contains(&path)
+}
+
+/// The parameters when `path` fits `template`, with the number of literal
+/// segments (the more, the more specific).
+fn fit(template: &str, path: &str) -> Option<(usize, Vec<String>)> {
+    let t: Vec<&str> = template.split('/').collect();
+    let p: Vec<&str> = path.split('/').collect();
+    if t.len() != p.len() {
+        return None;
+    }
+    let mut literals = 0;
+    let mut params = vec![];
+    for (t, p) in t.iter().zip(&p) {
+        if t.starts_with('{') {
+            if p.is_empty() {
+                return None;
+            }
+            params.push((*p).to_string());
+        } else if t == p {
+            literals += 1;
+        } else {
+            return None;
+        }
+    }
+    Some((literals, params))
+}
+
+/// The routes serving `path` (any method) with its raw path parameters:
+/// those whose template fits with the most literal segments.
+fn candidates(path: &str) -> Vec<(Route, Vec<String>)> {
+    let fits: Vec<(Route, usize, Vec<String>)> = Route::ALL
+        .iter()
+        .filter_map(|r| fit(r.spec().path, path).map(|(l, p)| (*r, l, p)))
+        .collect();
+    let best = fits.iter().map(|f| f.1).max().unwrap_or(0);
+    fits.into_iter()
+        .filter(|f| f.1 == best)
+        .map(|(r, _, p)| (r, p))
+        .collect()
+}
+
+/// The methods `path` accepts, in table order (the `Allow` header of a 405).
+pub fn allowed_methods(path: &str) -> Vec<&'static str> {
+    candidates(path)
+        .into_iter()
+        .map(|(r, _)| r.spec().method)
+        .collect()
+}
+
+/// The route for `method` and `path` with its raw path parameters in
+/// template order: 404 for no such path, 405 when the path exists under
+/// other methods.
+pub fn resolve(method: &str, path: &str) -> Result<(Route, Vec<String>), ApiError> {
+    let found = candidates(path);
+    if found.is_empty() {
+        return Err(route_not_found());
+    }
+    let allowed: Vec<&str> = found.iter().map(|(r, _)| r.spec().method).collect();
+    found
+        .into_iter()
+        .find(|(r, _)| r.spec().method == method)
+        .ok_or_else(|| method_not_allowed(&allowed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_segments_win_over_parameters() {
+        let (r, _) = resolve("GET", "/api/webhooks/queue/stats").unwrap();
+        assert_eq!(r, Route::QueueStats);
+        let (r, _) = resolve("GET", "/api/webhooks/events").unwrap();
+        assert_eq!(r, Route::EventCatalogue);
+        let (r, p) = resolve("GET", "/api/webhooks/abc/stats").unwrap();
+        assert_eq!((r, p), (Route::WebhookStats, vec!["abc".to_string()]));
+        assert_eq!(
+            resolve("PUT", "/api/webhooks/queue/stats")
+                .unwrap_err()
+                .status,
+            405
+        );
+        assert_eq!(
+            resolve("PUT", "/api/webhooks/events").unwrap_err().status,
+            405
+        );
+        assert_eq!(resolve("GET", "/api/nope").unwrap_err().status, 404);
+        assert_eq!(
+            resolve("GET", "/api/webhooks//stats").unwrap_err().status,
+            404
+        );
+        assert_eq!(
+            allowed_methods("/api/webhooks/x"),
+            vec!["GET", "PUT", "DELETE"]
+        );
+    }
+
+    #[test]
+    fn every_route_is_unique_and_resolves_to_itself() {
+        for (i, a) in Route::ALL.iter().enumerate() {
+            for b in &Route::ALL[i + 1..] {
+                let (a, b) = (a.spec(), b.spec());
+                assert!(!(a.method == b.method && a.path == b.path), "{a:?}");
+            }
+            let s = a.spec();
+            let concrete = s.path.replace("{id}", "x").replace("{deliveryId}", "y");
+            assert_eq!(resolve(s.method, &concrete).unwrap().0, *a);
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! The API's wire types: what goes over HTTP, in camelCase, each deriving
+//! its OpenAPI schema (`ToSchema`). Responses are built from the store's
+//! plain rows (`From` impls here), so the store knows nothing of JSON.
+//! Request bodies keep each field as raw JSON (`Field`): `validate` turns
+//! them into typed values in a fixed order, naming the field it refuses;
+//! their schemas state the same rules (`schema_with` functions in
+//! `validate`, built from its limits).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{PartialSchema, ToSchema};
+use uuid::Uuid;
+
+use super::request::{present, Field};
+use super::validate as v;
+use crate::store;
+
+/// A webhook: never its secret.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Webhook {
+    pub id: Uuid,
+    pub name: String,
+    #[schema(required = true)]
+    pub description: Option<String>,
+    pub url: String,
+    pub events: Vec<String>,
+    #[schema(value_type = std::collections::HashMap<String, String>)]
+    pub headers: serde_json::Value,
+    pub max_retries: i32,
+    /// Seconds before the first retry; doubles each retry.
+    pub retry_delay: i32,
+    pub active: bool,
+    pub verified: bool,
+    #[schema(required = true)]
+    pub disabled_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
+    pub disabled_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<store::WebhookRow> for Webhook {
+    fn from(r: store::WebhookRow) -> Webhook {
+        Webhook {
+            id: r.id,
+            name: r.name,
+            description: r.description,
+            url: r.url,
+            events: r.event_types,
+            headers: r.headers,
+            max_retries: r.max_retries,
+            retry_delay: r.retry_delay_seconds,
+            active: r.active,
+            verified: r.verified,
+            disabled_at: r.disabled_at,
+            disabled_reason: r.disabled_reason,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// A webhook with its secret: the answer to create, the only one that shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookWithSecret {
+    #[serde(flatten)]
+    pub webhook: Webhook,
+    /// The signing secret (`whsec_` and base64).
+    #[schema(pattern = "^whsec_")]
+    pub secret: String,
+}
+
+/// A webhook with its most recent deliveries, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookDetail {
+    #[serde(flatten)]
+    pub webhook: Webhook,
+    #[schema(schema_with = v::recent_deliveries_schema)]
+    pub recent_deliveries: Vec<Delivery>,
+}
+
+/// A delivery's state: the SQL enum `postbox.delivery_status`.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    Pending,
+    Sending,
+    Success,
+    Failed,
+    Retrying,
+}
+
+impl From<store::DeliveryStatus> for DeliveryStatus {
+    fn from(s: store::DeliveryStatus) -> DeliveryStatus {
+        match s {
+            store::DeliveryStatus::Pending => DeliveryStatus::Pending,
+            store::DeliveryStatus::Sending => DeliveryStatus::Sending,
+            store::DeliveryStatus::Success => DeliveryStatus::Success,
+            store::DeliveryStatus::Failed => DeliveryStatus::Failed,
+            store::DeliveryStatus::Retrying => DeliveryStatus::Retrying,
+        }
+    }
+}
+
+/// One delivery of one event to one webhook.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    pub id: Uuid,
+    pub webhook_id: Uuid,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub status: DeliveryStatus,
+    pub attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    #[schema(required = true)]
+    pub response_code: Option<i32>,
+    #[schema(required = true)]
+    pub response_body: Option<String>,
+    #[schema(required = true)]
+    pub error_message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[schema(required = true)]
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl From<store::DeliveryRow> for Delivery {
+    fn from(r: store::DeliveryRow) -> Delivery {
+        Delivery {
+            id: r.id,
+            webhook_id: r.webhook_id,
+            event_id: r.event_id,
+            event_type: r.event_type,
+            status: r.status.into(),
+            attempts: r.attempts,
+            next_attempt_at: r.next_attempt_at,
+            response_code: r.response_code,
+            response_body: r.response_body,
+            error_message: r.error_message,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            completed_at: r.completed_at,
+        }
+    }
+}
+
+/// Per-webhook delivery totals.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookStats {
+    pub total: i64,
+    pub success: i64,
+    pub failed: i64,
+    pub pending: i64,
+    pub retrying: i64,
+    /// Percent of finished deliveries that succeeded; null before any finished.
+    #[schema(required = true)]
+    pub success_rate: Option<f64>,
+    #[schema(required = true)]
+    pub average_duration_ms: Option<f64>,
+    #[schema(required = true)]
+    pub last_delivery_at: Option<DateTime<Utc>>,
+}
+
+impl From<store::WebhookStatsRow> for WebhookStats {
+    fn from(r: store::WebhookStatsRow) -> WebhookStats {
+        WebhookStats {
+            total: r.total,
+            success: r.success,
+            failed: r.failed,
+            pending: r.pending,
+            retrying: r.retrying,
+            success_rate: r.success_rate,
+            average_duration_ms: r.average_duration_ms,
+            last_delivery_at: r.last_delivery_at,
+        }
+    }
+}
+
+/// Queue-wide counts.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueStats {
+    pub waiting: i64,
+    pub active: i64,
+    pub completed: i64,
+    pub failed: i64,
+    pub delayed: i64,
+    /// Due work held back by the pause.
+    pub paused: i64,
+    pub is_paused: bool,
+}
+
+impl From<store::QueueStatsRow> for QueueStats {
+    fn from(r: store::QueueStatsRow) -> QueueStats {
+        QueueStats {
+            waiting: r.waiting,
+            active: r.active,
+            completed: r.completed,
+            failed: r.failed,
+            delayed: r.delayed,
+            paused: r.paused,
+            is_paused: r.is_paused,
+        }
+    }
+}
+
+/// One entry of the event catalogue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventType {
+    #[serde(rename = "type")]
+    pub name: String,
+    pub description: String,
+}
+
+impl From<store::EventType> for EventType {
+    fn from(r: store::EventType) -> EventType {
+        EventType {
+            name: r.name,
+            description: r.description,
+        }
+    }
+}
+
+/// Whether claiming is paused for every dispatcher.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PauseState {
+    pub is_paused: bool,
+}
+
+/// How many rows an operation touched.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Count {
+    pub count: u64,
+}
+
+/// The answer to a delete.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Deleted {
+    pub deleted: bool,
+    pub id: Uuid,
+}
+
+/// The answer to a secret rotation: the new secret, and until when the old
+/// one keeps signing (null: it already stopped).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotateResult {
+    pub id: Uuid,
+    #[schema(required = true)]
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    #[schema(pattern = "^whsec_")]
+    pub secret: String,
+}
+
+/// The outcome of a test send.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TestResult {
+    pub delivery_id: Uuid,
+    pub event_id: Uuid,
+    pub success: bool,
+    #[schema(required = true)]
+    pub status_code: Option<u16>,
+    pub duration_ms: i32,
+    #[schema(required = true)]
+    pub error: Option<String>,
+}
+
+/// The id of a published event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublishResult {
+    pub id: Uuid,
+}
+
+/// The fields of a webhook update; absent fields keep their value, and
+/// `active: true` clears `disabledAt`. Unknown fields are refused.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = WebhookUpdate)]
+pub struct WebhookBody {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::name_schema)]
+    pub name: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::description_schema)]
+    pub description: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::url_schema)]
+    pub url: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::events_schema)]
+    pub events: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::headers_schema)]
+    pub headers: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::max_retries_schema)]
+    pub max_retries: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::retry_delay_schema)]
+    pub retry_delay: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::active_schema)]
+    pub active: Field,
+}
+
+/// The fields of a new webhook: `WebhookBody` with name, url and events
+/// required (checked first, so a missing one is named before any other rule).
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct WebhookCreate(pub WebhookBody);
+
+impl PartialSchema for WebhookCreate {
+    fn schema() -> RefOr<Schema> {
+        let mut schema = WebhookBody::schema();
+        if let RefOr::T(Schema::Object(o)) = &mut schema {
+            o.required = vec!["name".into(), "url".into(), "events".into()];
+            o.description = Some("A new webhook. Unknown fields are refused.".into());
+            if let Some(RefOr::T(Schema::Object(active))) = o.properties.get_mut("active") {
+                active.default = Some(serde_json::json!(true));
+            }
+        }
+        schema
+    }
+}
+
+impl ToSchema for WebhookCreate {}
+
+/// A secret rotation.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RotateRequest {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::grace_schema)]
+    pub grace_seconds: Field,
+}
+
+/// A requeue of failed deliveries.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RetryFailedRequest {
+    /// Only this webhook's failed deliveries; absent or null: all.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Uuid>)]
+    pub webhook_id: Field,
+}
+
+/// An event to publish for the caller.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PublishRequest {
+    #[serde(default, deserialize_with = "present", rename = "type")]
+    #[schema(schema_with = v::event_type_schema, required = true)]
+    pub event_type: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::payload_schema, required = true)]
+    pub data: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::idempotency_key_schema)]
+    pub idempotency_key: Field,
+}
+
+/// No body, or `{}`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}

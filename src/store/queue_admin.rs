@@ -1,0 +1,46 @@
+//! Queue administration on `postbox.queue_state` and the deliveries: the
+//! queue-wide counts, pause and resume for every dispatcher, and the
+//! wake-up NOTIFY.
+
+use super::{Store, StoreError};
+
+/// Queue-wide counts (view `postbox.queue_stats`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueStatsRow {
+    pub waiting: i64,
+    pub active: i64,
+    pub completed: i64,
+    pub failed: i64,
+    pub delayed: i64,
+    /// Due work held back by the pause.
+    pub paused: i64,
+    pub is_paused: bool,
+}
+
+impl Store {
+    pub async fn queue_stats(&self) -> Result<QueueStatsRow, StoreError> {
+        let r = self.row(statement!("queue_stats"), &[]).await?;
+        Ok(QueueStatsRow {
+            waiting: r.get("waiting"),
+            active: r.get("active"),
+            completed: r.get("completed"),
+            failed: r.get("failed"),
+            delayed: r.get("delayed"),
+            paused: r.get("paused"),
+            is_paused: r.get("is_paused"),
+        })
+    }
+
+    pub async fn queue_pause(&self) -> Result<(), StoreError> {
+        self.exec(statement!("queue_pause"), &[]).await.map(|_| ())
+    }
+
+    pub async fn queue_resume(&self) -> Result<(), StoreError> {
+        self.exec(statement!("queue_resume"), &[]).await.map(|_| ())
+    }
+
+    /// NOTIFY postbox_wakeup: idle dispatchers look for work now.
+    pub async fn queue_wakeup(&self) -> Result<(), StoreError> {
+        self.exec(statement!("queue_wakeup"), &[]).await.map(|_| ())
+    }
+}

@@ -1,0 +1,239 @@
+//! Statements on `postbox.webhooks` (and its stats view) and the event
+//! catalogue `postbox.event_types`, with their plain row types. Every
+//! statement that takes an id is scoped to its owner too, so another
+//! owner's id finds nothing.
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::{Store, StoreError};
+
+/// A row of `postbox.webhooks`, without the secrets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookRow {
+    pub id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub url: String,
+    pub event_types: Vec<String>,
+    pub headers: serde_json::Value,
+    pub max_retries: i32,
+    /// Seconds before the first retry.
+    pub retry_delay_seconds: i32,
+    pub active: bool,
+    pub verified: bool,
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub disabled_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl WebhookRow {
+    fn from_row(r: &Row) -> WebhookRow {
+        WebhookRow {
+            id: r.get("id"),
+            name: r.get("name"),
+            description: r.get("description"),
+            url: r.get("url"),
+            event_types: r.get("event_types"),
+            headers: r.get("headers"),
+            max_retries: r.get("max_retries"),
+            retry_delay_seconds: r.get("retry_delay_seconds"),
+            active: r.get("active"),
+            verified: r.get("verified"),
+            disabled_at: r.get("disabled_at"),
+            disabled_reason: r.get("disabled_reason"),
+            created_at: r.get("created_at"),
+            updated_at: r.get("updated_at"),
+        }
+    }
+}
+
+/// The fields of a new webhook, validated by the caller.
+#[derive(Debug, Clone)]
+pub struct NewWebhook {
+    pub owner_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub url: String,
+    pub secret: String,
+    pub events: Vec<String>,
+    pub headers: serde_json::Value,
+    pub max_retries: i32,
+    pub retry_delay_seconds: i32,
+    pub active: bool,
+}
+
+/// A partial update: `None` keeps the stored value.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookPatch {
+    pub name: Option<String>,
+    /// `Some(None)` clears the description.
+    pub description: Option<Option<String>>,
+    pub url: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub headers: Option<serde_json::Value>,
+    pub max_retries: Option<i32>,
+    pub retry_delay_seconds: Option<i32>,
+    pub active: Option<bool>,
+}
+
+/// Per-webhook totals (view `postbox.webhook_stats`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookStatsRow {
+    pub total: i64,
+    pub success: i64,
+    pub failed: i64,
+    pub pending: i64,
+    pub retrying: i64,
+    /// Percent of finished deliveries that succeeded; null before any finished.
+    pub success_rate: Option<f64>,
+    pub average_duration_ms: Option<f64>,
+    pub last_delivery_at: Option<DateTime<Utc>>,
+}
+
+/// One entry of the event catalogue (`postbox.event_types`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventType {
+    pub name: String,
+    pub description: String,
+}
+
+impl Store {
+    pub async fn webhook_insert(&self, w: &NewWebhook) -> Result<WebhookRow, StoreError> {
+        let row = self
+            .row(
+                statement!("webhook_insert"),
+                &[
+                    &w.owner_id,
+                    &w.name,
+                    &w.description,
+                    &w.url,
+                    &w.secret,
+                    &w.events,
+                    &w.headers,
+                    &w.max_retries,
+                    &w.retry_delay_seconds,
+                    &w.active,
+                ],
+            )
+            .await?;
+        Ok(WebhookRow::from_row(&row))
+    }
+
+    pub async fn webhook_get(
+        &self,
+        id: Uuid,
+        owner: &str,
+    ) -> Result<Option<WebhookRow>, StoreError> {
+        let row = self
+            .row_opt(statement!("webhook_get"), &[&id, &owner])
+            .await?;
+        Ok(row.as_ref().map(WebhookRow::from_row))
+    }
+
+    /// One page of the owner's webhooks, and how many there are in all.
+    pub async fn webhook_list(
+        &self,
+        owner: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<WebhookRow>, i64), StoreError> {
+        let rows = self
+            .rows(statement!("webhook_list"), &[&owner, &limit, &offset])
+            .await?;
+        let total: i64 = self
+            .row(statement!("webhook_count"), &[&owner])
+            .await?
+            .get(0);
+        Ok((rows.iter().map(WebhookRow::from_row).collect(), total))
+    }
+
+    pub async fn webhook_update(
+        &self,
+        id: Uuid,
+        owner: &str,
+        p: &WebhookPatch,
+    ) -> Result<Option<WebhookRow>, StoreError> {
+        let description_given = p.description.is_some();
+        let description = p.description.clone().flatten();
+        let row = self
+            .row_opt(
+                statement!("webhook_update"),
+                &[
+                    &id,
+                    &owner,
+                    &p.name,
+                    &description_given,
+                    &description,
+                    &p.url,
+                    &p.events,
+                    &p.headers,
+                    &p.max_retries,
+                    &p.retry_delay_seconds,
+                    &p.active,
+                ],
+            )
+            .await?;
+        Ok(row.as_ref().map(WebhookRow::from_row))
+    }
+
+    /// True when the owner's webhook existed and is gone.
+    pub async fn webhook_delete(&self, id: Uuid, owner: &str) -> Result<bool, StoreError> {
+        let n = self
+            .exec(statement!("webhook_delete"), &[&id, &owner])
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Installs `secret`; the old one keeps signing for `grace_seconds`.
+    /// `None` when the owner has no such webhook; otherwise when the old
+    /// secret stops signing (`Some(None)`: it already has).
+    pub async fn webhook_rotate_secret(
+        &self,
+        id: Uuid,
+        owner: &str,
+        secret: &str,
+        grace_seconds: i32,
+    ) -> Result<Option<Option<DateTime<Utc>>>, StoreError> {
+        let row = self
+            .row_opt(
+                statement!("webhook_rotate_secret"),
+                &[&id, &owner, &secret, &grace_seconds],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    pub async fn webhook_stats_get(
+        &self,
+        id: Uuid,
+        owner: &str,
+    ) -> Result<Option<WebhookStatsRow>, StoreError> {
+        let row = self
+            .row_opt(statement!("webhook_stats_get"), &[&id, &owner])
+            .await?;
+        Ok(row.map(|r| WebhookStatsRow {
+            total: r.get("total"),
+            success: r.get("success"),
+            failed: r.get("failed"),
+            pending: r.get("pending"),
+            retrying: r.get("retrying"),
+            success_rate: r.get("success_rate"),
+            average_duration_ms: r.get("average_duration_ms"),
+            last_delivery_at: r.get("last_delivery_at"),
+        }))
+    }
+
+    pub async fn event_type_list(&self) -> Result<Vec<EventType>, StoreError> {
+        let rows = self.rows(statement!("event_type_list"), &[]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| EventType {
+                name: r.get("name"),
+                description: r.get("description"),
+            })
+            .collect())
+    }
+}
