@@ -8,6 +8,7 @@ mod api;
 mod api_hostile;
 #[allow(dead_code)]
 mod api_support;
+mod claim;
 mod compose;
 mod docs;
 mod hardening;
