@@ -51,8 +51,11 @@ impl Store {
                 ],
             )
             .await?;
+        // A row without a payload lost its event: the statement made it a
+        // dead letter instead of a claim.
         Ok(rows
             .iter()
+            .filter(|r| r.get::<_, Option<&str>>("payload").is_some())
             .map(|r| claimed_from_row(r, r.get("attempts"), r.get("active")))
             .collect())
     }

@@ -16,6 +16,7 @@ mod api_openapi;
 #[allow(dead_code)]
 mod api_support;
 mod bench_database;
+mod claim;
 mod compose;
 mod docs;
 mod fanout;
