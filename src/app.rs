@@ -63,6 +63,16 @@ pub async fn serve(
     clock: SharedClock,
     shutdown: CancellationToken,
 ) -> Result<(), AppError> {
+    // Ports first: a port taken fails before the database is touched.
+    let api_listener = match (&config.api, api_listener) {
+        (None, _) => None,
+        (Some(_), Some(l)) => Some(l),
+        (Some(api), None) => Some(bind(api.listen, "POSTBOX_LISTEN").await?),
+    };
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(bind(addr, "POSTBOX_METRICS_LISTEN").await?),
+        None => None,
+    };
     let store = Store::connect(&config.db.url, config.db.pool_size)?;
     if config.migrate {
         let applied = store.migrate().await?;
@@ -103,17 +113,16 @@ pub async fn serve(
     };
 
     let mut roles = tokio::task::JoinSet::new();
-    if let Some(api_config) = &api_config {
-        let listener = match api_listener {
-            Some(l) => l,
-            None => bind(api_config.listen).await?,
-        };
+    if let Some(listener) = api_listener {
         tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "API listening");
         let server = serve_routes(api::routes(state.clone()), listener, shutdown.clone());
         roles.spawn(server.map(Ok));
     }
-    if let Some(addr) = config.metrics_listen {
-        let listener = bind(addr).await?;
+    if let Some(listener) = metrics_listener {
+        let addr = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         tracing::info!(%addr, "metrics listening");
         let server = serve_routes(api::ops_routes(state.clone()), listener, shutdown.clone());
         roles.spawn(server.map(Ok));
@@ -156,8 +165,16 @@ pub async fn serve(
     result
 }
 
-async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, AppError> {
+/// Binds `addr`; a failure names `setting`, the variable that chose the address.
+pub async fn bind(
+    addr: std::net::SocketAddr,
+    setting: &'static str,
+) -> Result<TcpListener, AppError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| AppError::Bind { addr, source })
+        .map_err(|source| AppError::Bind {
+            addr,
+            setting,
+            source,
+        })
 }

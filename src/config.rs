@@ -118,13 +118,7 @@ impl ApiConfig {
         clerk_webhook_secret: Option<String>,
     ) -> Result<ApiConfig, AppError> {
         let set = |s: Option<String>| s.filter(|s| !s.is_empty());
-        let jwt_secret = set(jwt_secret).ok_or_else(|| {
-            AppError::Config(
-                "POSTBOX_JWT_SECRET is not set: the API needs it to check tokens. Set it \
-                 (e.g. export POSTBOX_JWT_SECRET=$(openssl rand -hex 32)), or run with --no-api."
-                    .into(),
-            )
-        })?;
+        let jwt_secret = crate::startup::jwt_secret(jwt_secret.as_deref())?;
         Ok(ApiConfig {
             listen,
             jwt_secret,

@@ -16,12 +16,17 @@ pub enum AppError {
     #[error(transparent)]
     Dispatch(#[from] DispatchError),
     /// An address to serve on could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr} ({setting}): {source}")]
     Bind {
         addr: std::net::SocketAddr,
+        /// The variable that names the address, for the message's next step.
+        setting: &'static str,
         #[source]
         source: std::io::Error,
     },
+    /// `postbox dev`'s private PostgreSQL cluster.
+    #[error(transparent)]
+    Cluster(#[from] crate::dev::cluster::ClusterError),
 }
 
 impl AppError {

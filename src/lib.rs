@@ -14,6 +14,8 @@
 //! - `clock`      time as an input
 //! - `telemetry`  logging and metrics set-up
 //! - `error`      the wiring layer's error type
+//! - `startup`    start-up failures explained in one line, with an exit code
+//! - `dev`        the private PostgreSQL cluster of `postbox dev` and the test harness
 //!
 //! The `postbox` binary (`src/main.rs`, `src/cli/`) parses the command line
 //! and holds the developer tools (`receive`, `bench`); the library has no
@@ -23,6 +25,7 @@ pub mod api;
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod dev;
 pub mod dispatch;
 pub mod error;
 pub mod inbound;
@@ -30,6 +33,7 @@ pub mod maintenance;
 pub mod net;
 pub mod publish;
 pub mod signing;
+pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod web;

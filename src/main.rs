@@ -9,13 +9,14 @@ mod cli;
 async fn main() {
     let args = cli::args::Cli::parse();
     postbox::telemetry::init_logging(args.log_format.into());
+    let database_url = cli::database_url(&args.command);
     let code = match cli::run(args.command).await {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("postbox: {e:#}");
-            e.downcast_ref::<postbox::error::AppError>()
-                .map(|a| a.exit_code())
-                .unwrap_or(1)
+            // One line: what failed, where, and what to do next.
+            let explained = postbox::startup::explain(e.as_ref(), database_url.as_deref());
+            eprintln!("postbox: {}", explained.line);
+            explained.exit_code
         }
     };
     std::process::exit(code);

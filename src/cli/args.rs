@@ -64,6 +64,8 @@ pub enum Command {
     Receive(ReceiveArgs),
     /// The load benchmark: drain, latency, producer cost, scale, isolation
     Bench(Box<BenchArgs>),
+    /// Development: a private PostgreSQL, the API, a dispatcher and a receiver with a demo webhook
+    Dev(DevArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -305,6 +307,19 @@ pub struct ReceiveArgs {
     /// Fraction of deliveries to answer with 500 (0.0-1.0), to watch retries
     #[arg(long, env = "POSTBOX_RECEIVE_FAIL_RATE", default_value_t = 0.0)]
     pub fail_rate: f64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DevArgs {
+    /// Directory of the private PostgreSQL cluster, created on first use and reused
+    #[arg(long, env = "POSTBOX_DEV_DATA_DIR", default_value = ".postbox-dev")]
+    pub data_dir: std::path::PathBuf,
+    /// API address
+    #[arg(long, env = "POSTBOX_LISTEN", default_value = defaults::LISTEN)]
+    pub listen: SocketAddr,
+    /// Port of the development receiver on 127.0.0.1; 0 picks a free one
+    #[arg(long, env = "POSTBOX_DEV_RECEIVER_PORT", default_value_t = 0)]
+    pub receiver_port: u16,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -4,6 +4,7 @@
 
 pub mod args;
 mod bench;
+mod dev;
 mod receive;
 
 use std::sync::Arc;
@@ -39,13 +40,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                     args.idempotency_key.as_deref(),
                 )
                 .await
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "{}",
-                        e.db_message()
-                            .map(str::to_string)
-                            .unwrap_or_else(|| e.to_string())
-                    )
+                // The database's own message for what the SQL function refused;
+                // a connection failure keeps its cause for `startup::explain`.
+                .map_err(|e| match e.db_message() {
+                    Some(m) => anyhow::anyhow!("{m}"),
+                    None => e.into(),
                 })?;
             println!("{id}");
         }
@@ -66,6 +65,20 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Receive(args) => receive::run(args, clock).await?,
         Command::Bench(args) => bench::run(*args).await?,
+        Command::Dev(args) => dev::run(args, clock).await?,
     }
     Ok(())
+}
+
+/// The database a command connects to, for start-up errors to name.
+pub fn database_url(command: &Command) -> Option<String> {
+    let db = match command {
+        Command::Migrate(db) => db,
+        Command::Serve(args) => &args.db,
+        Command::Publish(args) => &args.db,
+        Command::Maintain(args) => &args.db,
+        Command::Bench(args) => &args.db,
+        Command::Token(_) | Command::Receive(_) | Command::Dev(_) => return None,
+    };
+    Some(db.database_url.clone())
 }

@@ -125,13 +125,19 @@ pub fn report(
         }
         Err(_) => String::from_utf8_lossy(body).into_owned(),
     };
+    // The block's first line carries the verdict, so that one grep finds it.
+    let verdict = match check {
+        Check::NotChecked => "signature not checked".to_string(),
+        Check::Verified => "signature verified".to_string(),
+        Check::Invalid(e) => format!("signature NOT verified: {e}"),
+    };
     let answered = match status {
         StatusCode::INTERNAL_SERVER_ERROR => "500 (--fail-rate: Postbox will retry)".to_string(),
         StatusCode::UNAUTHORIZED => "401 (signature not verified)".to_string(),
         s => s.as_u16().to_string(),
     };
     let mut out = format!(
-        "--- delivery {} {path}\n\
+        "--- delivery {} {path}: {verdict}\n\
          event      {}\n\
          webhook-id {}\n\
          delivery   {}\n\
@@ -290,7 +296,7 @@ mod tests {
         let at = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap();
         let r = report(at, "/hook", &h, body, &Check::Verified, StatusCode::OK);
         assert!(
-            r.starts_with("--- delivery 2023-11-14T22:13:20Z /hook"),
+            r.starts_with("--- delivery 2023-11-14T22:13:20Z /hook: signature verified\n"),
             "{r}"
         );
         assert!(r.contains("event      project.updated"), "{r}");
@@ -306,6 +312,10 @@ mod tests {
             StatusCode::UNAUTHORIZED,
         );
         assert!(r.contains("INVALID: no matching signature"), "{r}");
+        assert!(
+            r.contains(": signature NOT verified: no matching signature\n"),
+            "{r}"
+        );
     }
 
     /// The status the receiver answers a request signed now, when it runs

@@ -234,12 +234,18 @@ impl Store {
             .execute("SELECT pg_advisory_lock(7138400190000002)", &[])
             .await
             .map_err(db("migrate: lock"))?;
+        // refinery's `CREATE TABLE IF NOT EXISTS` draws a NOTICE on every
+        // start; the log should stay quiet until something happens.
+        client
+            .batch_execute("SET client_min_messages = warning")
+            .await
+            .map_err(db("migrate: quiet"))?;
         let report = embedded::migrations::runner()
             .set_migration_table_name("postbox_schema_history")
             .run_async(&mut **client)
             .await;
         let _ = client
-            .execute("SELECT pg_advisory_unlock(7138400190000002)", &[])
+            .batch_execute("RESET client_min_messages; SELECT pg_advisory_unlock(7138400190000002)")
             .await;
         Ok(report?.applied_migrations().len())
     }

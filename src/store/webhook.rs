@@ -236,4 +236,25 @@ impl Store {
             })
             .collect())
     }
+
+    /// Registers the webhook `id` for `owner`, or re-points and re-enables
+    /// that owner's (see the SQL file); returns its secret, `None` when the
+    /// id belongs to another owner.
+    pub async fn webhook_upsert(
+        &self,
+        id: Uuid,
+        owner: &str,
+        name: &str,
+        url: &str,
+        events: &[&str],
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError> {
+        let row = self
+            .row_opt(
+                statement!("webhook_upsert"),
+                &[&id, &owner, &name, &url, &events, &now],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
 }

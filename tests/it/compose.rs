@@ -129,7 +129,10 @@ fn the_demo_stack_is_wired_together() {
         ports.iter().any(|p| p.ends_with(&format!(":{port}"))),
         "the API port {port} is published: {ports:?}"
     );
-    assert!(get("POSTBOX_JWT_SECRET").is_some_and(|s| !s.is_empty()));
+    let jwt = get("POSTBOX_JWT_SECRET").expect("POSTBOX_JWT_SECRET");
+    if let Err(e) = postbox::startup::jwt_secret(Some(&jwt)) {
+        panic!("serve would refuse the compose file's secret: {e}");
+    }
     assert_eq!(
         get("POSTBOX_ALLOW_PRIVATE_TARGETS").as_deref(),
         Some("true")

@@ -474,7 +474,7 @@ async fn metrics_show_deliveries_queue_gauges_and_maintenance() {
         "--database-url",
         &db.url,
         "--jwt-secret",
-        "test-secret",
+        "maintenance-test-secret-of-32-bytes",
         "--allow-private-targets",
         "--no-maintenance",
         "--poll-interval",

@@ -204,7 +204,7 @@ fn readme_commands_parse_as_the_cli_defines_them() {
     let names: BTreeSet<&str> = commands.iter().map(|c| c[1].as_str()).collect();
     assert_eq!(
         names,
-        BTreeSet::from(["bench", "receive", "serve"]),
+        BTreeSet::from(["bench", "dev", "receive", "serve"]),
         "{commands:?}"
     );
     for args in &commands {
@@ -213,9 +213,17 @@ fn readme_commands_parse_as_the_cli_defines_them() {
         }
     }
     let readme = read("README.md");
+    // The two set-up commands come first, in this order.
+    let blocks = fenced(&readme, "sh");
+    let setup: Vec<&str> = blocks[0].lines().collect();
+    assert!(
+        setup[0].starts_with("cargo run --release -- dev "),
+        "{setup:?}"
+    );
+    assert!(setup[1].starts_with("scripts/test "), "{setup:?}");
     for needed in [
-        "POSTBOX_JWT_SECRET=dev-secret cargo run --release -- serve",
-        "scripts/test",
+        "apt-get install postgresql",
+        "POSTBOX_JWT_SECRET=$(openssl rand -hex 32)",
         "docker compose -f docker/compose.yml up",
         "POSTBOX_ALLOW_PRIVATE_TARGETS=true",
     ] {

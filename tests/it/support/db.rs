@@ -9,8 +9,6 @@ use std::sync::OnceLock;
 use sha2::{Digest, Sha256};
 use tokio_postgres::NoTls;
 
-use super::cluster;
-
 pub struct TestDb {
     pub url: String,
     pub name: String,
@@ -52,13 +50,10 @@ fn answers(url: &str) -> bool {
     .unwrap_or(false)
 }
 
+/// A cluster of our own on a fixed port, created afresh under the temp
+/// directory by the library's `dev::cluster` (what `postbox dev` uses).
 fn start_throwaway_cluster() -> String {
-    if cluster::pg_bin("initdb").is_none() || cluster::pg_bin("pg_ctl").is_none() {
-        panic!(
-            "tests need PostgreSQL: none answers at DATABASE_URL and no initdb/pg_ctl is installed. \
-             Install it (Debian/Ubuntu: apt-get install postgresql) or set DATABASE_URL to a server."
-        );
-    }
+    use postbox::dev::cluster::{Cluster, ClusterError, ClusterOptions};
     let port = 54329;
     let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
     if answers(&url) {
@@ -66,8 +61,19 @@ fn start_throwaway_cluster() -> String {
     }
     let dir = std::env::temp_dir().join("postbox-test-pg");
     let _ = std::fs::remove_dir_all(&dir);
-    cluster::start_in(&dir, port);
-    url
+    let options = ClusterOptions {
+        dir,
+        port: Some(port),
+        settings: vec![("fsync".into(), "off".into())],
+    };
+    match Cluster::start(&options) {
+        Ok(cluster) => cluster.url(),
+        Err(e @ ClusterError::NotInstalled) => panic!(
+            "tests need PostgreSQL: none answers at DATABASE_URL, and {e}; \
+             or set DATABASE_URL to a server"
+        ),
+        Err(e) => panic!("cannot start a throwaway PostgreSQL cluster: {e}"),
+    }
 }
 
 fn with_db(url: &str, db: &str) -> String {

@@ -1,0 +1,173 @@
+//! `postbox dev`, run as a new user runs it: the real binary starts a private
+//! cluster, prints DATABASE_URL and a psql line; that line, run by a shell,
+//! publishes an event whose delivery the binary prints as verified; SIGTERM
+//! stops the cluster; a second start reuses the directory and the webhook.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver as Lines};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::NoTls;
+
+/// initdb and the first migrations take a few seconds on a busy machine.
+const WAIT: Duration = Duration::from_secs(90);
+
+struct Dev {
+    child: Child,
+    lines: Lines<String>,
+    seen: Vec<String>,
+}
+
+impl Dev {
+    fn start(dir: &Path) -> Dev {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_postbox"))
+            .args(["dev", "--data-dir"])
+            .arg(dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start postbox dev");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Dev {
+            child,
+            lines,
+            seen: vec![],
+        }
+    }
+
+    /// The next line of stdout that satisfies `want`.
+    fn wait_for(&mut self, what: &str, want: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if want(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "postbox dev never printed {what}; its output:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Runs the printed `psql` line in a shell, as a user pastes it.
+    fn publish_as_printed(&mut self) {
+        let psql = self
+            .seen
+            .iter()
+            .find(|l| l.trim_start().starts_with("psql "))
+            .expect("a psql line")
+            .trim()
+            .to_string();
+        let out = Command::new("sh").args(["-c", &psql]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{psql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// SIGTERM, then the exit and the farewell line.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        self.wait_for("that PostgreSQL stopped", |l| {
+            l.contains("PostgreSQL stopped")
+        });
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "postbox dev exited with {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "postbox dev did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+async fn demo_webhooks(url: &str) -> Vec<(uuid::Uuid, String)> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client
+        .query(
+            "SELECT id, url FROM postbox.webhooks WHERE owner_id = 'demo'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[tokio::test]
+async fn dev_delivers_a_verified_webhook_stops_its_cluster_and_reuses_it() {
+    let dir = std::env::temp_dir().join(format!("postbox-dev-test-{}", uuid::Uuid::new_v4()));
+    let url_line = |l: &str| l.starts_with("DATABASE_URL=postgres://");
+    let verified = |l: &str| l.starts_with("--- delivery") && l.ends_with(": signature verified");
+
+    let mut dev = Dev::start(&dir);
+    let first = dev.wait_for("the DATABASE_URL line", url_line);
+    let url = first.trim_start_matches("DATABASE_URL=").to_string();
+    assert!(dev.seen[0].contains("(new cluster)"), "{:?}", dev.seen);
+    dev.wait_for("the psql line", |l| l.contains("psql "));
+    dev.publish_as_printed();
+    dev.wait_for("a verified delivery", verified);
+    dev.stop();
+    assert!(
+        !dir.join("data/postmaster.pid").exists(),
+        "the cluster stopped"
+    );
+    assert!(
+        tokio_postgres::connect(&url, NoTls).await.is_err(),
+        "nothing answers at {url} any more"
+    );
+
+    let mut dev = Dev::start(&dir);
+    let again = dev.wait_for("the DATABASE_URL line", url_line);
+    assert!(dev.seen[0].contains("(reused)"), "{:?}", dev.seen);
+    let url = again.trim_start_matches("DATABASE_URL=").to_string();
+    let hooks = demo_webhooks(&url).await;
+    assert_eq!(hooks.len(), 1, "registered once, re-pointed: {hooks:?}");
+    assert_eq!(hooks[0].0, postbox::dev::DEMO_WEBHOOK_ID);
+    let receiver_line = dev.wait_for("the receiver's URL", |l| l.contains("-> receiver"));
+    assert!(
+        receiver_line.ends_with(&hooks[0].1),
+        "{receiver_line} vs {hooks:?}"
+    );
+    dev.wait_for("the psql line", |l| l.contains("psql "));
+    dev.publish_as_printed();
+    dev.wait_for("a verified delivery", verified);
+    dev.stop();
+    assert!(!dir.join("data/postmaster.pid").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
