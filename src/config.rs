@@ -297,7 +297,7 @@ mod tests {
         assert!(err.to_string().contains("--no-api"), "{err}");
         let api = ApiConfig::new(
             listen,
-            Some("jwt-s3cret".into()),
+            Some("jwt-s3cret-long-enough-for-hs256-keys".into()),
             Some(String::new()),
             Some("whsec_clerk".into()),
         )

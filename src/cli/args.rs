@@ -379,7 +379,7 @@ mod tests {
 
     #[test]
     fn flag_defaults_are_the_library_defaults() {
-        let Command::Serve(serve) = parse(&["serve", "--jwt-secret", "k"]) else {
+        let Command::Serve(serve) = parse(&["serve", "--jwt-secret", &"k".repeat(32)]) else {
             panic!("serve")
         };
         let config = serve.to_config().unwrap();
