@@ -88,6 +88,7 @@ impl Dev {
     /// SIGTERM, then the exit and the farewell line.
     fn stop(mut self) {
         let pid = self.child.id().to_string();
+        // (Drop then finds the process gone.)
         assert!(Command::new("kill")
             .args(["-TERM", &pid])
             .status()
@@ -109,8 +110,18 @@ impl Dev {
 }
 
 impl Drop for Dev {
+    // A failed test still stops the cluster: SIGTERM lets postbox dev stop
+    // it; SIGKILL only if that takes too long.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let pid = self.child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let deadline = Instant::now() + WAIT;
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+        }
     }
 }
 
