@@ -1,16 +1,19 @@
 -- delivery_delete_success_many: deletes up to $3 successful deliveries
 -- completed before $2 (now - POSTBOX_RETENTION_SUCCESS) and at or after $1 (the
 -- previous batch's newest completed_at, so a run never rescans what it deleted);
--- their attempts go with them (ON DELETE CASCADE). Before the rows go, each
--- webhook's newest deleted success is kept in webhooks.last_success_at for
--- auto-disable. Reads deliveries_finished_idx in completed_at order; locks only
--- the rows it deletes, SKIP LOCKED so it never waits on (or blocks) the queue.
+-- their attempts go with them (ON DELETE CASCADE), and so does each event left
+-- without any delivery (counted in retention_state.events_released, reported
+-- by the next event retention batch). Before the rows go, each webhook's
+-- newest deleted success is kept in webhooks.last_success_at.
+-- Reads deliveries_succeeded_idx (V4: successes only, so dead letters are
+-- never walked) in completed_at order, and the batch's events by primary key
+-- with a probe of deliveries_event_webhook_key each; locks only the rows it
+-- deletes, SKIP LOCKED so it never waits on (or blocks) the queue.
 -- Returns the rows deleted and the newest completed_at among them.
-WITH doomed AS (
-    SELECT d.id
+WITH doomed AS MATERIALIZED (
+    SELECT d.id, d.event_id
     FROM postbox.deliveries d
-    WHERE d.status IN ('success', 'failed')
-      AND d.status = 'success'
+    WHERE d.status = 'success'
       AND d.completed_at >= $1
       AND d.completed_at < $2
     ORDER BY d.completed_at
@@ -27,6 +30,20 @@ WITH doomed AS (
     FROM (SELECT webhook_id, max(completed_at) AS latest FROM gone GROUP BY webhook_id) g
     WHERE w.id = g.webhook_id
       AND (w.last_success_at IS NULL OR w.last_success_at < g.latest)
+), events_gone AS (
+    -- This statement's snapshot still shows the deliveries it deletes: they
+    -- are excluded by id. Nothing creates deliveries for a fanned-out event.
+    DELETE FROM postbox.events e
+    WHERE e.id IN (SELECT event_id FROM doomed)
+      AND NOT e.fanout_pending
+      AND e.created_at < $2
+      AND NOT EXISTS (SELECT 1 FROM postbox.deliveries x
+                      WHERE x.event_id = e.id
+                        AND x.id NOT IN (SELECT id FROM doomed))
+    RETURNING 1
+), released AS (
+    UPDATE postbox.retention_state
+    SET events_released = events_released + (SELECT count(*) FROM events_gone)
 )
 SELECT count(*) AS deleted, max(completed_at) AS newest
 FROM gone

@@ -156,6 +156,7 @@ async fn jobs(
         ..RunReport::default()
     };
     report.rescued = rescue(store, now, config.batch_size).await?;
+    store.delivery_count_rollup().await?;
     // Auto-disable before retention, so it sees the evidence retention removes
     // (retention also keeps each webhook's newest deleted success).
     report.disabled = disable::run_once(store, config, now).await?;
