@@ -80,26 +80,33 @@ BEGIN
         FROM old_rows r
         GROUP BY r.webhook_id, r.status;
     ELSE
-        -- An outcome is a change of status: an update that leaves the status
-        -- alone (a manual edit) records none.
+        -- No join of the old and new rows (it tripled the trigger's cost): an
+        -- outcome is a row version written in an outcome status with an
+        -- attempt. Postbox moves rows into these statuses only from
+        -- 'sending' (an outcome or a rescue); a manual UPDATE of a row that
+        -- stays in one records the outcome again at the row's own time
+        -- (harmless for the latest times, counted again in
+        -- consecutive_failures).
         INSERT INTO postbox.delivery_count_deltas
             (webhook_id, status, n, last_delivery_at, last_success_at, first_failure_at, last_failure_at, failures)
-        SELECT v.webhook_id, v.status, sum(v.n),
-               max(v.delivered), max(v.succeeded), min(v.failed), max(v.failed), count(v.failed)
-        FROM new_rows r
-        JOIN old_rows o ON o.id = r.id
-        CROSS JOIN LATERAL (VALUES
-            (r.webhook_id, r.status, 1,
-             CASE WHEN r.attempts > 0 THEN r.updated_at END,
-             CASE WHEN r.status = 'success' AND o.status <> 'success'
-                  THEN coalesce(r.completed_at, r.updated_at) END,
-             CASE WHEN r.status IN ('retrying', 'failed') AND o.status <> r.status AND r.attempts > 0
-                  THEN coalesce(r.completed_at, r.updated_at) END),
-            (o.webhook_id, o.status, -1, NULL::timestamptz, NULL::timestamptz, NULL::timestamptz)
-        ) AS v(webhook_id, status, n, delivered, succeeded, failed)
+        SELECT v.webhook_id, v.status, sum(v.n), max(v.delivered), max(v.succeeded),
+               min(v.first_failed), max(v.last_failed), sum(v.failures)
+        FROM (
+            SELECT r.webhook_id, r.status, count(*) AS n,
+                   max(r.updated_at) FILTER (WHERE r.attempts > 0) AS delivered,
+                   max(coalesce(r.completed_at, r.updated_at)) FILTER (WHERE r.status = 'success') AS succeeded,
+                   min(coalesce(r.completed_at, r.updated_at)) FILTER (WHERE r.status IN ('retrying', 'failed') AND r.attempts > 0) AS first_failed,
+                   max(coalesce(r.completed_at, r.updated_at)) FILTER (WHERE r.status IN ('retrying', 'failed') AND r.attempts > 0) AS last_failed,
+                   count(*) FILTER (WHERE r.status IN ('retrying', 'failed') AND r.attempts > 0) AS failures
+            FROM new_rows r
+            GROUP BY r.webhook_id, r.status
+            UNION ALL
+            SELECT o.webhook_id, o.status, -count(*), NULL, NULL, NULL, NULL, 0
+            FROM old_rows o
+            GROUP BY o.webhook_id, o.status
+        ) v
         GROUP BY v.webhook_id, v.status
-        HAVING sum(v.n) <> 0 OR max(v.delivered) IS NOT NULL OR max(v.succeeded) IS NOT NULL
-            OR max(v.failed) IS NOT NULL;
+        HAVING sum(v.n) <> 0 OR max(v.delivered) IS NOT NULL;
     END IF;
     RETURN NULL;
 END
@@ -180,8 +187,19 @@ CREATE TABLE postbox.retention_state (
 );
 INSERT INTO postbox.retention_state DEFAULT VALUES;
 
+-- Exact deliveries per (webhook, status), of the webhooks that exist: the
+-- rolled-up counts plus the deltas not folded yet. Every count reader goes
+-- through here; a filter on webhook_id reaches both tables by their keys.
+CREATE VIEW postbox.delivery_totals AS
+SELECT u.webhook_id, u.status, sum(u.n)::bigint AS n
+FROM (SELECT k.webhook_id, k.status, k.n FROM postbox.delivery_counts k
+      UNION ALL
+      SELECT x.webhook_id, x.status, x.n FROM postbox.delivery_count_deltas x) u
+WHERE EXISTS (SELECT 1 FROM postbox.webhooks w WHERE w.id = u.webhook_id)
+GROUP BY u.webhook_id, u.status;
+
 -- The views keep their columns; they read the counters now.
--- Per-webhook totals: delivery_counts plus the deltas not rolled up yet.
+-- Per-webhook totals, from delivery_totals.
 CREATE OR REPLACE VIEW postbox.webhook_stats AS
 SELECT w.id AS webhook_id,
        c.total, c.success, c.failed, c.pending, c.retrying,
@@ -198,9 +216,8 @@ CROSS JOIN LATERAL (
            coalesce(sum(u.n) FILTER (WHERE u.status = 'failed'), 0)::bigint AS failed,
            coalesce(sum(u.n) FILTER (WHERE u.status IN ('pending', 'sending')), 0)::bigint AS pending,
            coalesce(sum(u.n) FILTER (WHERE u.status = 'retrying'), 0)::bigint AS retrying
-    FROM (SELECT k.status, k.n FROM postbox.delivery_counts k WHERE k.webhook_id = w.id
-          UNION ALL
-          SELECT x.status, x.n FROM postbox.delivery_count_deltas x WHERE x.webhook_id = w.id) u
+    FROM postbox.delivery_totals u
+    WHERE u.webhook_id = w.id
 ) c
 LEFT JOIN postbox.webhook_activity a ON a.webhook_id = w.id;
 
@@ -218,10 +235,7 @@ t AS (
            coalesce(sum(u.n) FILTER (WHERE u.status = 'sending'), 0)::bigint AS active,
            coalesce(sum(u.n) FILTER (WHERE u.status = 'success'), 0)::bigint AS completed,
            coalesce(sum(u.n) FILTER (WHERE u.status = 'failed'), 0)::bigint AS failed
-    FROM (SELECT k.webhook_id, k.status, k.n FROM postbox.delivery_counts k
-          UNION ALL
-          SELECT x.webhook_id, x.status, x.n FROM postbox.delivery_count_deltas x) u
-    WHERE EXISTS (SELECT 1 FROM postbox.webhooks w WHERE w.id = u.webhook_id)
+    FROM postbox.delivery_totals u
 ),
 due AS (
     SELECT count(*) AS seen FROM (

@@ -21,8 +21,7 @@ WITH doomed AS MATERIALIZED (
     FOR UPDATE SKIP LOCKED
 ), gone AS (
     DELETE FROM postbox.deliveries d
-    USING doomed
-    WHERE d.id = doomed.id
+    WHERE d.id = ANY (ARRAY(SELECT id FROM doomed))
     RETURNING d.webhook_id, d.completed_at
 ), remembered AS (
     UPDATE postbox.webhooks w
@@ -34,12 +33,14 @@ WITH doomed AS MATERIALIZED (
     -- This statement's snapshot still shows the deliveries it deletes: they
     -- are excluded by id. Nothing creates deliveries for a fanned-out event.
     DELETE FROM postbox.events e
-    WHERE e.id IN (SELECT event_id FROM doomed)
+    WHERE e.id = ANY (ARRAY(SELECT event_id FROM doomed))
       AND NOT e.fanout_pending
       AND e.created_at < $2
-      AND NOT EXISTS (SELECT 1 FROM postbox.deliveries x
-                      WHERE x.event_id = e.id
-                        AND x.id NOT IN (SELECT id FROM doomed))
+      -- A probe per event (LIMIT 1 keeps it one: no hash of the table).
+      AND (SELECT 1 FROM postbox.deliveries x
+           WHERE x.event_id = e.id
+             AND x.id NOT IN (SELECT id FROM doomed)
+           LIMIT 1) IS NULL
     RETURNING 1
 ), released AS (
     UPDATE postbox.retention_state

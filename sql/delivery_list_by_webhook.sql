@@ -6,19 +6,15 @@
 -- scan of deliveries_webhook_idx (webhook_id, created_at DESC, id DESC,
 -- INCLUDE status), from the nearer end: pages in the older half are read
 -- backwards from the oldest row, with the offset counted from that end using
--- the exact total from the counters (delivery_counts + delivery_count_deltas,
+-- the exact total from the counters (view postbox.delivery_totals, the
 -- same snapshot as the index). Only the page's rows are then read, by primary
 -- key. So the deepest page skips at most half the history, in the index.
 WITH total AS MATERIALIZED (
-    SELECT coalesce(sum(u.n), 0)::bigint AS n
+    SELECT coalesce(sum(t.n), 0)::bigint AS n
     FROM postbox.webhooks w
-    CROSS JOIN LATERAL (
-        SELECT k.status, k.n FROM postbox.delivery_counts k WHERE k.webhook_id = w.id
-        UNION ALL
-        SELECT x.status, x.n FROM postbox.delivery_count_deltas x WHERE x.webhook_id = w.id
-    ) u
+    JOIN postbox.delivery_totals t ON t.webhook_id = w.id
     WHERE w.id = $1 AND w.owner_id = $2
-      AND ($3::postbox.delivery_status IS NULL OR u.status = $3)
+      AND ($3::postbox.delivery_status IS NULL OR t.status = $3)
 ), page AS (
     (SELECT d.id
      FROM postbox.deliveries d

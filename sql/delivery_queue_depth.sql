@@ -1,19 +1,15 @@
 -- delivery_queue_depth: the queue gauges for /metrics, cheap enough to run on
 -- every scrape (the route caches it for a second). $1 now.
--- Every delivery count is exact and comes from the counters
--- (delivery_counts + the pending delivery_count_deltas of existing webhooks,
--- see migrations/V4__counters_and_scale.sql), so the cost follows the number
--- of webhooks, not of deliveries; success_estimate keeps its name but is
--- exact now. Events awaiting fan-out: events_fanout_pending_idx (as large as
+-- Every delivery count is exact and comes from the counters (view
+-- postbox.delivery_totals, see migrations/V4__counters_and_scale.sql), so
+-- the cost follows the number of webhooks, not of deliveries;
+-- success_estimate keeps its name but is exact now. Events awaiting fan-out: events_fanout_pending_idx (as large as
 -- the fan-out backlog). Oldest due: the first entry of deliveries_due_idx at
 -- or before $1. No lock.
 WITH counted AS MATERIALIZED (
-    SELECT u.status, sum(u.n)::bigint AS n
-    FROM (SELECT k.webhook_id, k.status, k.n FROM postbox.delivery_counts k
-          UNION ALL
-          SELECT x.webhook_id, x.status, x.n FROM postbox.delivery_count_deltas x) u
-    WHERE EXISTS (SELECT 1 FROM postbox.webhooks w WHERE w.id = u.webhook_id)
-    GROUP BY u.status
+    SELECT t.status, sum(t.n)::bigint AS n
+    FROM postbox.delivery_totals t
+    GROUP BY t.status
 ), c AS MATERIALIZED (  -- evaluated once, though read by several columns
     SELECT
         coalesce((SELECT n FROM counted WHERE status = 'pending'), 0) AS pending,

@@ -15,7 +15,8 @@
 -- found by a slow sweep: each statement re-examines up to $3 older events
 -- after retention_state.events_swept_at/_id, and starts over at the oldest
 -- after the last. Reads events_created_idx in order and probes
--- deliveries_event_webhook_key per event; locks only the rows it deletes
+-- deliveries_event_webhook_key per event (a LIMIT 1 subquery: one probe, never
+-- a hash of the whole table); reaches rows to delete by primary key; locks only the rows it deletes
 -- (SKIP LOCKED) and the retention_state row. Deliveries are created only by
 -- fan-out, from events that are still fanout_pending and locked by it, or
 -- together with a brand-new event (the API's test send), so the check
@@ -31,14 +32,14 @@ WITH st AS MATERIALIZED (
     WHERE e.created_at >= greatest($1, (SELECT checked_until FROM st))
       AND e.created_at < $2
       AND NOT e.fanout_pending
-      AND NOT EXISTS (SELECT 1 FROM postbox.deliveries d WHERE d.event_id = e.id)
+      AND (SELECT 1 FROM postbox.deliveries d WHERE d.event_id = e.id LIMIT 1) IS NULL
     ORDER BY e.created_at
     LIMIT $3
     FOR UPDATE SKIP LOCKED
 ), swept AS MATERIALIZED (
     SELECT e.id, e.created_at,
            NOT e.fanout_pending
-           AND NOT EXISTS (SELECT 1 FROM postbox.deliveries d WHERE d.event_id = e.id) AS unneeded
+           AND (SELECT 1 FROM postbox.deliveries d WHERE d.event_id = e.id LIMIT 1) IS NULL AS unneeded
     FROM postbox.events e
     WHERE (e.created_at, e.id) > ((SELECT swept_at FROM st), (SELECT swept_id FROM st))
       AND e.created_at < least((SELECT checked_until FROM st), $2)
@@ -53,12 +54,12 @@ WITH st AS MATERIALIZED (
 ), stale AS MATERIALIZED (
     SELECT e.id
     FROM postbox.events e
-    WHERE e.id IN (SELECT s.id FROM swept s WHERE s.unneeded)
+    WHERE e.id = ANY (ARRAY(SELECT s.id FROM swept s WHERE s.unneeded))
       AND e.id NOT IN (SELECT f.id FROM fresh f)
     FOR UPDATE SKIP LOCKED
 ), gone AS (
     DELETE FROM postbox.events e
-    WHERE e.id IN (SELECT f.id FROM fresh f UNION ALL SELECT s.id FROM stale s)
+    WHERE e.id = ANY (ARRAY(SELECT f.id FROM fresh f UNION ALL SELECT s.id FROM stale s))
     RETURNING e.id
 ), moved AS (
     UPDATE postbox.retention_state s

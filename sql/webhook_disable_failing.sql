@@ -16,7 +16,8 @@
 --
 -- Reads the outcomes kept per webhook in webhook_activity (one row per
 -- webhook, folded by sql/delivery_count_rollup.sql, which the maintenance run
--- executes first) and, for rule 2, the retrying counters of the candidates:
+-- executes first) and, for rule 2, the retrying count of the candidates
+-- (view postbox.delivery_totals):
 -- no delivery is read, whatever the history. A failed attempt is a delivery
 -- entering 'retrying' (at its updated_at) or 'failed' (at its completed_at).
 -- Locks the disabled webhook rows (SKIP LOCKED: a webhook being edited is
@@ -31,12 +32,8 @@ WITH failing AS (
       AND w.active
       AND greatest(w.created_at, w.updated_at) < $2
       AND (a.last_failure_at >= $2
-           OR (SELECT coalesce(sum(u.n), 0)
-               FROM (SELECT k.n FROM postbox.delivery_counts k
-                     WHERE k.webhook_id = w.id AND k.status = 'retrying'
-                     UNION ALL
-                     SELECT x.n FROM postbox.delivery_count_deltas x
-                     WHERE x.webhook_id = w.id AND x.status = 'retrying') u) > 0)
+           OR EXISTS (SELECT 1 FROM postbox.delivery_totals t
+                      WHERE t.webhook_id = w.id AND t.status = 'retrying' AND t.n > 0))
     FOR NO KEY UPDATE OF w SKIP LOCKED
 )
 UPDATE postbox.webhooks w

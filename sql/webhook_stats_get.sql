@@ -8,11 +8,12 @@
 SELECT s.total, s.success, s.failed, s.pending, s.retrying,
        s.success_rate::float8 AS success_rate, s.last_delivery_at,
        (SELECT avg(a.duration_ms)::float8
-        FROM (SELECT d.id FROM postbox.deliveries d
-              WHERE d.webhook_id = $1
-              ORDER BY d.created_at DESC, d.id DESC
-              LIMIT 1000) newest
-        JOIN postbox.delivery_attempts a ON a.delivery_id = newest.id) AS average_duration_ms
+        FROM postbox.delivery_attempts a
+        WHERE a.delivery_id = ANY (ARRAY(
+            SELECT d.id FROM postbox.deliveries d
+            WHERE d.webhook_id = $1
+            ORDER BY d.created_at DESC, d.id DESC
+            LIMIT 1000))) AS average_duration_ms
 FROM postbox.webhook_stats s
 JOIN postbox.webhooks w ON w.id = s.webhook_id
 WHERE s.webhook_id = $1 AND w.owner_id = $2

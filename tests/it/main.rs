@@ -31,5 +31,6 @@ mod publish;
 mod readme;
 mod receive;
 mod retention_bench;
+mod scale;
 mod startup;
 mod two_phase;
