@@ -228,7 +228,7 @@ async fn counters_equal_count_star_after_a_concurrent_mixed_workload() {
     for step in 0..20 {
         store.delivery_count_rollup().await.unwrap();
         store
-            .maintenance_delete_batch(
+            .retention_delete_many(
                 Retention::Success,
                 None,
                 Utc::now() + TimeDelta::seconds(1),
@@ -237,7 +237,7 @@ async fn counters_equal_count_star_after_a_concurrent_mixed_workload() {
             .await
             .unwrap();
         store
-            .maintenance_delete_batch(
+            .retention_delete_many(
                 Retention::Failed,
                 None,
                 Utc::now() + TimeDelta::seconds(1),
@@ -497,15 +497,15 @@ async fn history_reads_and_maintenance_stay_on_indexes() {
         ),
         (sql_file!("delivery_count_rollup"), String::new()),
         (
-            sql_file!("maintenance_delivery_delete_success"),
+            sql_file!("delivery_delete_success_many"),
             "'-infinity', now() - interval '1 day', 5000".into(),
         ),
         (
-            sql_file!("maintenance_delivery_delete_failed"),
+            sql_file!("delivery_delete_failed_many"),
             "'-infinity', now() - interval '7 days', 5000".into(),
         ),
         (
-            sql_file!("maintenance_event_delete_unneeded"),
+            sql_file!("event_delete_unneeded_many"),
             "'-infinity', now() - interval '1 day', 5000".into(),
         ),
     ];
