@@ -11,6 +11,10 @@
 -- scan of a table that holds only what was written since the previous run),
 -- the webhooks by primary key, and the small counter tables for orphans.
 --
+-- Runs in the maintenance job, under the maintenance lock: one at a time.
+-- (Two at once would still keep the counts exact, the upsert adds, but the
+-- later could overwrite webhook_activity from the state it read before.)
+--
 -- Outcome order: webhook_activity.failing_since is the first failure after
 -- the latest success. A delta records its statement's earliest and latest
 -- failure; when a success falls between them (only a multi-row manual
