@@ -170,6 +170,11 @@ CREATE INDEX deliveries_webhook_history_idx
     ON postbox.deliveries (webhook_id, created_at DESC, id DESC) INCLUDE (status);
 DROP INDEX postbox.deliveries_webhook_idx;
 ALTER INDEX postbox.deliveries_webhook_history_idx RENAME TO deliveries_webhook_idx;
+-- A webhook's dead letters, newest first: a page of the failed filter skips
+-- only dead letters. A dead letter keeps the two index entries it had
+-- (deliveries_finished_idx's is gone); the other outcomes gain none.
+CREATE INDEX deliveries_failed_history_idx
+    ON postbox.deliveries (webhook_id, created_at DESC, id DESC) WHERE status = 'failed';
 
 -- Where event retention has looked: every event older than
 -- events_checked_until was examined once when it crossed the retention
