@@ -3,7 +3,7 @@
 -- rows (docs/PERFORMANCE.md, "Scale of history").
 -- Forward-only: never edit this file once it has landed; add V5__... instead.
 --
--- Applying it locks postbox.deliveries against writes while it builds two
+-- Applying it locks postbox.deliveries against writes while it builds three
 -- indexes and counts the table once (a few seconds per million rows).
 
 -- Per-statement changes of the delivery counts, appended by the triggers
@@ -16,6 +16,9 @@
 CREATE TABLE postbox.delivery_count_deltas (
     webhook_id           uuid NOT NULL,
     status               postbox.delivery_status NOT NULL,
+    -- The hour of the rows' created_at (date_bin from the unix epoch: the
+    -- same in every time zone), for the history pages.
+    hour                 timestamptz NOT NULL,
     -- Rows gained (negative: lost) by this status in one statement.
     n                    bigint NOT NULL,
     -- Latest updated_at of a row with an attempt (the stats' last delivery).
@@ -40,6 +43,18 @@ CREATE TABLE postbox.delivery_counts (
     PRIMARY KEY (webhook_id, status)
 );
 
+-- The same per hour of created_at: where a history page's row lies without
+-- counting the history (sql/delivery_list_by_webhook.sql). Rows that fall to
+-- zero are deleted by the next rollup (through the partial index).
+CREATE TABLE postbox.delivery_hour_counts (
+    webhook_id uuid NOT NULL,
+    status     postbox.delivery_status NOT NULL,
+    hour       timestamptz NOT NULL,
+    n          bigint NOT NULL,
+    PRIMARY KEY (webhook_id, status, hour)
+);
+CREATE INDEX delivery_hour_counts_empty_idx ON postbox.delivery_hour_counts (webhook_id) WHERE n = 0;
+
 -- Rolled-up outcomes per webhook, for the stats and auto-disable (and the
 -- columns a postbox.webhook_health view needs). As of the latest rollup.
 CREATE TABLE postbox.webhook_activity (
@@ -57,7 +72,7 @@ COMMENT ON TABLE postbox.webhook_activity IS
     'Per-webhook outcome history as of the latest maintenance rollup (sql/delivery_count_rollup.sql).';
 
 -- One function for the three statement-level triggers: each statement adds
--- one delta row per (webhook, status) it changed, +1 per new row version and
+-- one delta row per (webhook, status, hour of created_at) it changed, +1 per new row version and
 -- -1 per old one, so a status that did not change cancels out. A trigger
 -- with transition tables can serve one event only, hence three triggers.
 CREATE FUNCTION postbox.deliveries_count_changes() RETURNS trigger
@@ -65,20 +80,20 @@ LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
         INSERT INTO postbox.delivery_count_deltas
-            (webhook_id, status, n, last_delivery_at, last_success_at, first_failure_at, last_failure_at, failures)
-        SELECT r.webhook_id, r.status, count(*),
+            (webhook_id, status, hour, n, last_delivery_at, last_success_at, first_failure_at, last_failure_at, failures)
+        SELECT r.webhook_id, r.status, date_bin('1 hour', r.created_at, 'epoch'), count(*),
                max(r.updated_at) FILTER (WHERE r.attempts > 0),
                max(coalesce(r.completed_at, r.updated_at)) FILTER (WHERE r.status = 'success'),
                min(coalesce(r.completed_at, r.updated_at)) FILTER (WHERE r.status IN ('retrying', 'failed') AND r.attempts > 0),
                max(coalesce(r.completed_at, r.updated_at)) FILTER (WHERE r.status IN ('retrying', 'failed') AND r.attempts > 0),
                count(*) FILTER (WHERE r.status IN ('retrying', 'failed') AND r.attempts > 0)
         FROM new_rows r
-        GROUP BY r.webhook_id, r.status;
+        GROUP BY 1, 2, 3;
     ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO postbox.delivery_count_deltas (webhook_id, status, n)
-        SELECT r.webhook_id, r.status, -count(*)
+        INSERT INTO postbox.delivery_count_deltas (webhook_id, status, hour, n)
+        SELECT r.webhook_id, r.status, date_bin('1 hour', r.created_at, 'epoch'), -count(*)
         FROM old_rows r
-        GROUP BY r.webhook_id, r.status;
+        GROUP BY 1, 2, 3;
     ELSE
         -- No join of the old and new rows (it tripled the trigger's cost): an
         -- outcome is a row version written in an outcome status with an
@@ -88,24 +103,24 @@ BEGIN
         -- (harmless for the latest times, counted again in
         -- consecutive_failures).
         INSERT INTO postbox.delivery_count_deltas
-            (webhook_id, status, n, last_delivery_at, last_success_at, first_failure_at, last_failure_at, failures)
-        SELECT v.webhook_id, v.status, sum(v.n), max(v.delivered), max(v.succeeded),
+            (webhook_id, status, hour, n, last_delivery_at, last_success_at, first_failure_at, last_failure_at, failures)
+        SELECT v.webhook_id, v.status, v.hour, sum(v.n), max(v.delivered), max(v.succeeded),
                min(v.first_failed), max(v.last_failed), sum(v.failures)
         FROM (
-            SELECT r.webhook_id, r.status, count(*) AS n,
+            SELECT r.webhook_id, r.status, date_bin('1 hour', r.created_at, 'epoch') AS hour, count(*) AS n,
                    max(r.updated_at) FILTER (WHERE r.attempts > 0) AS delivered,
                    max(coalesce(r.completed_at, r.updated_at)) FILTER (WHERE r.status = 'success') AS succeeded,
                    min(coalesce(r.completed_at, r.updated_at)) FILTER (WHERE r.status IN ('retrying', 'failed') AND r.attempts > 0) AS first_failed,
                    max(coalesce(r.completed_at, r.updated_at)) FILTER (WHERE r.status IN ('retrying', 'failed') AND r.attempts > 0) AS last_failed,
                    count(*) FILTER (WHERE r.status IN ('retrying', 'failed') AND r.attempts > 0) AS failures
             FROM new_rows r
-            GROUP BY r.webhook_id, r.status
+            GROUP BY 1, 2, 3
             UNION ALL
-            SELECT o.webhook_id, o.status, -count(*), NULL, NULL, NULL, NULL, 0
+            SELECT o.webhook_id, o.status, date_bin('1 hour', o.created_at, 'epoch'), -count(*), NULL, NULL, NULL, NULL, 0
             FROM old_rows o
-            GROUP BY o.webhook_id, o.status
+            GROUP BY 1, 2, 3
         ) v
-        GROUP BY v.webhook_id, v.status
+        GROUP BY v.webhook_id, v.status, v.hour
         HAVING sum(v.n) <> 0 OR max(v.delivered) IS NOT NULL;
     END IF;
     RETURN NULL;
@@ -125,10 +140,15 @@ CREATE TRIGGER deliveries_count_delete AFTER DELETE ON postbox.deliveries
     REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION postbox.deliveries_count_changes();
 
-INSERT INTO postbox.delivery_counts (webhook_id, status, n)
-SELECT d.webhook_id, d.status, count(*)
+INSERT INTO postbox.delivery_hour_counts (webhook_id, status, hour, n)
+SELECT d.webhook_id, d.status, date_bin('1 hour', d.created_at, 'epoch'), count(*)
 FROM postbox.deliveries d
-GROUP BY d.webhook_id, d.status;
+GROUP BY 1, 2, 3;
+
+INSERT INTO postbox.delivery_counts (webhook_id, status, n)
+SELECT h.webhook_id, h.status, sum(h.n)
+FROM postbox.delivery_hour_counts h
+GROUP BY h.webhook_id, h.status;
 
 -- Outcomes so far, with the rule V2's auto-disable read from the attempts:
 -- the first failed attempt after the latest success (including the successes
@@ -202,6 +222,15 @@ FROM (SELECT k.webhook_id, k.status, k.n FROM postbox.delivery_counts k
       SELECT x.webhook_id, x.status, x.n FROM postbox.delivery_count_deltas x) u
 WHERE EXISTS (SELECT 1 FROM postbox.webhooks w WHERE w.id = u.webhook_id)
 GROUP BY u.webhook_id, u.status;
+
+-- The same per hour of created_at, for the history pages.
+CREATE VIEW postbox.delivery_hour_totals AS
+SELECT u.webhook_id, u.status, u.hour, sum(u.n)::bigint AS n
+FROM (SELECT k.webhook_id, k.status, k.hour, k.n FROM postbox.delivery_hour_counts k
+      UNION ALL
+      SELECT x.webhook_id, x.status, x.hour, x.n FROM postbox.delivery_count_deltas x) u
+WHERE EXISTS (SELECT 1 FROM postbox.webhooks w WHERE w.id = u.webhook_id)
+GROUP BY u.webhook_id, u.status, u.hour;
 
 -- The views keep their columns; they read the counters now.
 -- Per-webhook totals, from delivery_totals.

@@ -1,7 +1,7 @@
 -- delivery_count_rollup: folds the pending per-statement deltas
 -- (delivery_count_deltas, written by the deliveries triggers of
--- migrations/V4__counters_and_scale.sql) into delivery_counts and
--- webhook_activity, in one transaction, so every reader's sum (counts +
+-- migrations/V4__counters_and_scale.sql) into delivery_counts,
+-- delivery_hour_counts and webhook_activity, in one transaction, so every reader's sum (counts +
 -- pending deltas) stays exact across it. Drops the counters of deleted
 -- webhooks. Returns the deltas folded.
 --
@@ -9,7 +9,9 @@
 -- not in its snapshot and stay for the next rollup); upserts the counter rows
 -- of the webhooks concerned (primary keys). Reads: every delta (a sequential
 -- scan of a table that holds only what was written since the previous run),
--- the webhooks by primary key, and the small counter tables for orphans.
+-- the webhooks by primary key, the small counter tables for orphans, and
+-- delivery_hour_counts by its primary key (a deleted webhook's hours) and
+-- through delivery_hour_counts_empty_idx (hours at zero).
 --
 -- Runs in the maintenance job, under the maintenance lock: one at a time.
 -- (Two at once would still keep the counts exact, the upsert adds, but the
@@ -33,6 +35,13 @@ WITH moved AS MATERIALIZED (
     GROUP BY l.webhook_id, l.status
     HAVING sum(l.n) <> 0
     ON CONFLICT (webhook_id, status) DO UPDATE SET n = c.n + excluded.n
+), hours AS (
+    INSERT INTO postbox.delivery_hour_counts AS h (webhook_id, status, hour, n)
+    SELECT l.webhook_id, l.status, l.hour, sum(l.n)
+    FROM live l
+    GROUP BY l.webhook_id, l.status, l.hour
+    HAVING sum(l.n) <> 0
+    ON CONFLICT (webhook_id, status, hour) DO UPDATE SET n = h.n + excluded.n
 ), latest AS MATERIALIZED (
     SELECT l.webhook_id,
            greatest(a.last_success_at, max(l.last_success_at)) AS last_success_at,
@@ -83,6 +92,14 @@ WITH moved AS MATERIALIZED (
 ), orphan_counts AS (
     DELETE FROM postbox.delivery_counts c
     WHERE NOT EXISTS (SELECT 1 FROM postbox.webhooks w WHERE w.id = c.webhook_id)
+), orphan_hours AS (
+    -- A deleted webhook's hours (its DELETE cascade wrote deltas for them),
+    -- and the hours the previous rollup brought to zero.
+    DELETE FROM postbox.delivery_hour_counts h
+    WHERE h.webhook_id = ANY (ARRAY(
+              SELECT DISTINCT m.webhook_id FROM moved m
+              WHERE NOT EXISTS (SELECT 1 FROM postbox.webhooks w WHERE w.id = m.webhook_id)))
+       OR h.n = 0
 ), orphan_activity AS (
     DELETE FROM postbox.webhook_activity a
     WHERE NOT EXISTS (SELECT 1 FROM postbox.webhooks w WHERE w.id = a.webhook_id)
