@@ -227,24 +227,13 @@ async fn counters_equal_count_star_after_a_concurrent_mixed_workload() {
     let other = db.client().await;
     for step in 0..20 {
         store.delivery_count_rollup().await.unwrap();
-        store
-            .retention_delete_many(
-                Retention::Success,
-                None,
-                Utc::now() + TimeDelta::seconds(1),
-                7,
-            )
-            .await
-            .unwrap();
-        store
-            .retention_delete_many(
-                Retention::Failed,
-                None,
-                Utc::now() + TimeDelta::seconds(1),
-                5,
-            )
-            .await
-            .unwrap();
+        for (kind, batch) in [(Retention::Success, 7), (Retention::Failed, 5)] {
+            let cutoff = Utc::now() + TimeDelta::seconds(1);
+            store
+                .retention_delete_many(kind, None, cutoff, batch)
+                .await
+                .unwrap();
+        }
         if step % 4 == 0 {
             store.delivery_retry_failed_many(None).await.unwrap();
         }
