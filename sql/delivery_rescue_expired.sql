@@ -1,7 +1,13 @@
 -- delivery_rescue_expired: returns up to $2 deliveries whose lease expired
 -- (their dispatcher died or hung mid-request) to the queue, due at $1 (now),
--- and records the lost attempt. Reads through deliveries_lease_idx; SKIP LOCKED
--- so rescuers never wait on each other.
+-- and records the lost attempt. A test send (test_send) is never retried: its
+-- rescue is final, a dead letter saying why.
+-- The rescued row keeps its lease_expires_at (the "rescued" marker) and its
+-- attempt number until a new claim increments it: an outcome of that attempt
+-- written late (the database was away, a lock held it up) still counts, and
+-- replaces the "lease expired" attempt row (sql/delivery_complete_many.sql).
+-- Reads through deliveries_lease_idx; SKIP LOCKED so rescuers never wait on
+-- each other nor on a completion.
 WITH expired AS (
     SELECT d.id
     FROM postbox.deliveries d
@@ -12,10 +18,12 @@ WITH expired AS (
     FOR UPDATE SKIP LOCKED
 ), rescued AS (
     UPDATE postbox.deliveries d
-    SET status = 'retrying',
-        lease_expires_at = NULL,
+    SET status = CASE WHEN d.test_send THEN 'failed' ELSE 'retrying' END::postbox.delivery_status,
         next_attempt_at = $1,
-        error_message = 'lease expired: the dispatcher stopped before recording an outcome',
+        error_message = CASE WHEN d.test_send
+            THEN 'lease expired during a test send: the dispatcher stopped before recording an outcome; a test is not retried'
+            ELSE 'lease expired: the dispatcher stopped before recording an outcome' END,
+        completed_at = CASE WHEN d.test_send THEN $1::timestamptz END,
         updated_at = $1
     FROM expired
     WHERE d.id = expired.id

@@ -3,7 +3,9 @@
 -- delivery for webhook $1 of owner $2 only, claimed at once as 'sending',
 -- attempt 1, under a lease of $5 seconds from $4 (now). $3 payload. Answers
 -- the claimed delivery as delivery_claim does; no row when the webhook is not
--- the owner's. Locks nothing beyond the new rows.
+-- the owner's. The delivery is marked test_send: one attempt, also when its
+-- lease expires (sql/delivery_rescue_expired.sql). Locks nothing beyond the
+-- new rows.
 WITH w AS (
     SELECT id, url, secret, headers, max_retries, retry_delay_seconds, active,
            CASE WHEN previous_secret_expires_at > $4 THEN previous_secret END AS previous_secret
@@ -15,8 +17,8 @@ WITH w AS (
     RETURNING id, event_type, payload, created_at
 ), d AS (
     INSERT INTO postbox.deliveries
-        (webhook_id, event_id, event_type, status, attempts, next_attempt_at, lease_expires_at, created_at, updated_at)
-    SELECT w.id, ev.id, ev.event_type, 'sending', 1, $4, $4 + make_interval(secs => $5), $4, $4
+        (webhook_id, event_id, event_type, status, attempts, next_attempt_at, lease_expires_at, created_at, updated_at, test_send)
+    SELECT w.id, ev.id, ev.event_type, 'sending', 1, $4, $4 + make_interval(secs => $5), $4, $4, true
     FROM w, ev
     RETURNING id, attempts
 )

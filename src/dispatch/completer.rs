@@ -1,47 +1,316 @@
 //! The completer: records attempt outcomes in batches, off the request path.
+//!
 //! Whatever has arrived while the previous write ran goes in the next one;
 //! each write is fenced by the claim's attempt number (see
-//! `sql/delivery_complete_many.sql`), so a late outcome changes nothing. It
-//! ends once every sender of outcomes is gone and the last batch is written.
+//! `sql/delivery_complete_many.sql`), so a superseded outcome changes nothing.
+//!
+//! An outcome that arrived is kept until it is written or its lease runs out
+//! (`Outcome::deadline`): a failed write (the database away) is retried with
+//! a backoff, an outcome whose row another transaction holds locked (skipped,
+//! not waited for) is retried on its own, and neither holds up the others.
+//! The channel is drained while outcomes wait, so executors never block on
+//! it and claiming goes on. It ends once every sender is gone and every held
+//! outcome is written or past its deadline.
 
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::signals::TestSignals;
 use crate::clock::SharedClock;
 use crate::store::{Completion, Store};
 
-/// Writes outcomes until the channel closes. A failed write is retried; if
-/// the database stays away, the leases expire and the rescue sends those
-/// deliveries again.
+/// The most outcomes one statement writes.
+const BATCH: usize = 1024;
+/// First wait after a failed write; doubles up to `MAX_ERROR_DELAY`.
+const FIRST_ERROR_DELAY: Duration = Duration::from_millis(50);
+const MAX_ERROR_DELAY: Duration = Duration::from_secs(2);
+/// First wait before writing a skipped (locked) outcome again; doubles up to
+/// `MAX_LOCKED_DELAY`.
+const FIRST_LOCKED_DELAY: Duration = Duration::from_millis(100);
+const MAX_LOCKED_DELAY: Duration = Duration::from_secs(2);
+
+/// An attempt's outcome on its way to the database.
+#[derive(Debug, Clone)]
+pub(super) struct Outcome {
+    pub(super) completion: Completion,
+    /// When the claim's lease runs out (measured from before the claim, so
+    /// never later than the lease in the database): past it the rescue may
+    /// have sent the delivery again, and holding the outcome is pointless.
+    pub(super) deadline: Instant,
+}
+
+/// An outcome waiting for its (next) write.
+#[derive(Debug)]
+struct Held {
+    outcome: Outcome,
+    retry_at: Instant,
+    /// The wait before the next write if this one is skipped again.
+    locked_delay: Duration,
+}
+
+/// The outcomes not yet written, and when to try each: pure bookkeeping,
+/// the instants come from the caller.
+#[derive(Debug)]
+pub(super) struct Backlog {
+    held: Vec<Held>,
+    /// After a failed write, nothing is tried before this instant.
+    paused_until: Option<Instant>,
+    error_delay: Duration,
+}
+
+impl Default for Backlog {
+    fn default() -> Self {
+        Backlog {
+            held: Vec::new(),
+            paused_until: None,
+            error_delay: FIRST_ERROR_DELAY,
+        }
+    }
+}
+
+impl Backlog {
+    fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    /// New outcomes: written at the next write, unless the database failed
+    /// the last one (then with the others, after the backoff).
+    fn add(&mut self, fresh: Vec<Outcome>, now: Instant) {
+        let at = self.paused_until.map_or(now, |p| p.max(now));
+        self.held.extend(fresh.into_iter().map(|outcome| Held {
+            outcome,
+            retry_at: at,
+            locked_delay: FIRST_LOCKED_DELAY,
+        }));
+    }
+
+    /// Drops the outcomes whose lease has run out; returns them.
+    fn expire(&mut self, now: Instant) -> Vec<Outcome> {
+        let (gone, kept) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|h| h.outcome.deadline <= now);
+        self.held = kept;
+        gone.into_iter().map(|h: Held| h.outcome).collect()
+    }
+
+    /// When the next write is due, if anything waits.
+    fn next_retry(&self) -> Option<Instant> {
+        self.held.iter().map(|h| h.retry_at).min()
+    }
+
+    /// Takes up to `max` outcomes due at `now`.
+    fn take_due(&mut self, now: Instant, max: usize) -> Vec<Held> {
+        let mut due = Vec::new();
+        let mut kept = Vec::with_capacity(self.held.len());
+        for h in std::mem::take(&mut self.held) {
+            if h.retry_at <= now && due.len() < max {
+                due.push(h);
+            } else {
+                kept.push(h);
+            }
+        }
+        self.held = kept;
+        due
+    }
+
+    /// The write of `batch` succeeded; the outcomes whose delivery id is in
+    /// `skipped` were locked elsewhere and wait again, each on its own backoff.
+    fn written(&mut self, batch: Vec<Held>, skipped: &[uuid::Uuid], now: Instant) {
+        self.paused_until = None;
+        self.error_delay = FIRST_ERROR_DELAY;
+        for mut h in batch {
+            if skipped.contains(&h.outcome.completion.delivery_id) {
+                h.retry_at = now + h.locked_delay;
+                h.locked_delay = (h.locked_delay * 2).min(MAX_LOCKED_DELAY);
+                self.held.push(h);
+            }
+        }
+    }
+
+    /// The write of `batch` failed: everything waits for the backoff.
+    fn failed(&mut self, batch: Vec<Held>, now: Instant) {
+        let at = now + self.error_delay;
+        self.error_delay = (self.error_delay * 2).min(MAX_ERROR_DELAY);
+        self.paused_until = Some(at);
+        for mut h in batch {
+            h.retry_at = at;
+            self.held.push(h);
+        }
+        for h in &mut self.held {
+            h.retry_at = h.retry_at.max(at);
+        }
+    }
+}
+
+/// Writes outcomes until the channel closes and the backlog is empty.
 pub(super) async fn run_completer(
     store: Store,
-    mut rx: mpsc::Receiver<Completion>,
+    mut rx: mpsc::Receiver<Outcome>,
     clock: SharedClock,
     signals: Option<TestSignals>,
 ) {
-    let mut batch = Vec::with_capacity(1024);
-    while rx.recv_many(&mut batch, 1024).await > 0 {
-        let mut delay = Duration::from_millis(50);
-        for attempt in 1..=8 {
-            match store.delivery_complete_many(&batch, clock.now()).await {
-                Ok(_) => {
-                    if let Some(s) = &signals {
-                        s.completed(batch.len());
-                    }
-                    break;
-                }
-                Err(e) if attempt == 8 => {
-                    tracing::error!(error = %e, outcomes = batch.len(), "giving up recording outcomes; the lease rescue will resend them");
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, outcomes = batch.len(), "recording outcomes failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
+    let mut backlog = Backlog::default();
+    let mut open = true;
+    loop {
+        let mut fresh = Vec::new();
+        match (open, backlog.next_retry()) {
+            (true, None) => open = rx.recv_many(&mut fresh, BATCH).await > 0,
+            (true, Some(at)) => {
+                tokio::select! {
+                    n = rx.recv_many(&mut fresh, BATCH) => open = n > 0,
+                    _ = tokio::time::sleep_until(at) => {}
                 }
             }
+            (false, Some(at)) => tokio::time::sleep_until(at).await,
+            (false, None) => return,
         }
-        batch.clear();
+        let now = Instant::now();
+        backlog.add(fresh, now);
+        let expired = backlog.expire(now);
+        if !expired.is_empty() {
+            metrics::counter!("postbox_outcomes_dropped_total").increment(expired.len() as u64);
+            tracing::error!(
+                outcomes = expired.len(),
+                "giving up recording outcomes: their lease ran out; the lease rescue sends them again"
+            );
+        }
+        let batch = backlog.take_due(now, BATCH);
+        if !batch.is_empty() {
+            write(&store, &clock, &signals, &mut backlog, batch).await;
+        }
+        metrics::gauge!("postbox_outcomes_unwritten").set(backlog.len() as f64);
+    }
+}
+
+/// One write of `batch`; what is not written goes back to the backlog.
+async fn write(
+    store: &Store,
+    clock: &SharedClock,
+    signals: &Option<TestSignals>,
+    backlog: &mut Backlog,
+    batch: Vec<Held>,
+) {
+    let completions: Vec<Completion> = batch.iter().map(|h| h.outcome.completion.clone()).collect();
+    match store
+        .delivery_complete_many(&completions, clock.now())
+        .await
+    {
+        Ok(report) => {
+            let skipped = report.skipped.len();
+            if skipped > 0 {
+                tracing::info!(
+                    outcomes = skipped,
+                    "outcomes wait for rows another transaction holds locked"
+                );
+            }
+            if let Some(s) = signals {
+                s.completed(batch.len() - skipped);
+                s.skipped(skipped);
+            }
+            backlog.written(batch, &report.skipped, Instant::now());
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, outcomes = batch.len() + backlog.len(), "recording outcomes failed; retrying until their leases run out");
+            if let Some(s) = signals {
+                s.write_failed();
+            }
+            backlog.failed(batch, Instant::now());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ClaimedDelivery;
+
+    fn outcome(id: u128, deadline: Instant) -> Outcome {
+        let d = ClaimedDelivery {
+            id: uuid::Uuid::from_u128(id),
+            ..ClaimedDelivery::sample()
+        };
+        let attempt = super::super::retry::Attempt::default();
+        Outcome {
+            completion: super::super::retry::complete(
+                &d,
+                &attempt,
+                chrono::DateTime::UNIX_EPOCH,
+                0.0,
+            ),
+            deadline,
+        }
+    }
+
+    fn ids(held: &[Held]) -> Vec<u128> {
+        held.iter()
+            .map(|h| h.outcome.completion.delivery_id.as_u128())
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_write_keeps_every_outcome_until_its_deadline() {
+        let t0 = Instant::now();
+        let mut b = Backlog::default();
+        b.add(
+            vec![
+                outcome(1, t0 + Duration::from_secs(1)),
+                outcome(2, t0 + Duration::from_secs(60)),
+            ],
+            t0,
+        );
+        let batch = b.take_due(t0, BATCH);
+        assert_eq!(ids(&batch), [1, 2]);
+        b.failed(batch, t0);
+        assert_eq!(b.next_retry(), Some(t0 + FIRST_ERROR_DELAY));
+        // New outcomes wait for the backoff too.
+        b.add(vec![outcome(3, t0 + Duration::from_secs(60))], t0);
+        assert!(b.take_due(t0, BATCH).is_empty());
+        // The backoff grows, capped.
+        let mut now = t0;
+        for _ in 0..20 {
+            now = b.next_retry().unwrap();
+            let batch = b.take_due(now, BATCH);
+            b.failed(batch, now);
+        }
+        assert_eq!(b.next_retry(), Some(now + MAX_ERROR_DELAY));
+        // Past its deadline an outcome is dropped, the others stay.
+        let gone = b.expire(t0 + Duration::from_secs(2));
+        assert_eq!(gone.len(), 1);
+        assert_eq!(b.len(), 2);
+    }
+
+    #[test]
+    fn a_skipped_outcome_waits_alone_and_the_others_are_done() {
+        let t0 = Instant::now();
+        let deadline = t0 + Duration::from_secs(60);
+        let mut b = Backlog::default();
+        b.add(vec![outcome(1, deadline), outcome(2, deadline)], t0);
+        let batch = b.take_due(t0, BATCH);
+        b.written(batch, &[uuid::Uuid::from_u128(2)], t0);
+        assert_eq!(b.len(), 1);
+        assert_eq!(b.next_retry(), Some(t0 + FIRST_LOCKED_DELAY));
+        // A new outcome is written at once, not after the locked one.
+        b.add(vec![outcome(3, deadline)], t0);
+        assert_eq!(ids(&b.take_due(t0, BATCH)), [3]);
+        let again = b.take_due(t0 + FIRST_LOCKED_DELAY, BATCH);
+        assert_eq!(ids(&again), [2]);
+        b.written(again, &[uuid::Uuid::from_u128(2)], t0);
+        assert_eq!(b.next_retry(), Some(t0 + FIRST_LOCKED_DELAY * 2));
+    }
+
+    #[test]
+    fn a_write_takes_at_most_a_batch() {
+        let t0 = Instant::now();
+        let mut b = Backlog::default();
+        b.add(
+            (0..5)
+                .map(|i| outcome(i, t0 + Duration::from_secs(9)))
+                .collect(),
+            t0,
+        );
+        assert_eq!(b.take_due(t0, 3).len(), 3);
+        assert_eq!(b.take_due(t0, 3).len(), 2);
     }
 }

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use url::Url;
 
@@ -41,8 +42,14 @@ pub(super) struct Executor {
 }
 
 impl Executor {
-    /// Makes one attempt for `d` and decides the delivery's next state.
-    pub(super) async fn execute(&self, d: &ClaimedDelivery) -> Completion {
+    /// Makes one attempt for `d` and decides the delivery's next state. When
+    /// `cut_off` fires (the shutdown deadline) while the request is in
+    /// flight, the request is dropped and the delivery given back, due now.
+    pub(super) async fn execute(
+        &self,
+        d: &ClaimedDelivery,
+        cut_off: &CancellationToken,
+    ) -> Completion {
         let url = Url::parse(&d.url);
         // One span per attempt: ids, attempt number and the endpoint's host;
         // never the URL's path or query (they may carry tokens) nor a secret.
@@ -56,7 +63,10 @@ impl Executor {
             host = %host,
         );
         async {
-            let attempt = self.attempt(d, url).await;
+            let attempt = tokio::select! {
+                attempt = self.attempt(d, url) => attempt,
+                _ = cut_off.cancelled() => return self.cut_off(d),
+            };
             let now = self.clock.now();
             let completion = retry::complete(d, &attempt, now, (self.jitter)());
             record_metrics(d, &attempt, &completion, now);
@@ -68,6 +78,25 @@ impl Executor {
         }
         .instrument(span)
         .await
+    }
+
+    /// The request was cut off at the shutdown deadline: the delivery goes
+    /// back to the queue, due now, whatever its retry budget (the endpoint
+    /// never answered).
+    fn cut_off(&self, d: &ClaimedDelivery) -> Completion {
+        let now = self.clock.now();
+        tracing::warn!("shutdown deadline passed before the endpoint answered; requeued");
+        Completion {
+            delivery_id: d.id,
+            attempt: d.attempt,
+            status: DeliveryStatus::Retrying,
+            next_attempt_at: Some(now),
+            response_code: None,
+            response_body: None,
+            error_message: Some("dispatcher shut down before the endpoint answered".into()),
+            started_at: now,
+            duration_ms: 0,
+        }
     }
 
     /// Prepares and sends the request; a disabled webhook gets none.

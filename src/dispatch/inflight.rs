@@ -1,6 +1,5 @@
-//! The producer's book of requests in flight: by delivery (what shutdown
-//! requeues when its deadline passes) and by webhook (the per-endpoint cap
-//! that every claim respects). Shared by the producer and its executor tasks.
+//! The producer's book of requests in flight, by webhook: the per-endpoint
+//! cap that every claim respects. Shared by the producer and its executor tasks.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,8 +21,6 @@ pub(super) struct InFlight {
 
 #[derive(Default)]
 struct Book {
-    /// delivery id -> (webhook id, attempt)
-    deliveries: HashMap<Uuid, (Uuid, i32)>,
     per_webhook: HashMap<Uuid, usize>,
 }
 
@@ -42,13 +39,11 @@ impl InFlight {
 
     pub(super) fn track(&self, d: &ClaimedDelivery) {
         let mut b = self.book();
-        b.deliveries.insert(d.id, (d.webhook_id, d.attempt));
         *b.per_webhook.entry(d.webhook_id).or_default() += 1;
     }
 
     pub(super) fn untrack(&self, d: &ClaimedDelivery) {
         let mut b = self.book();
-        b.deliveries.remove(&d.id);
         if let Some(n) = b.per_webhook.get_mut(&d.webhook_id) {
             if *n == self.cap {
                 self.cap_freed.store(true, Ordering::Relaxed);
@@ -76,15 +71,6 @@ impl InFlight {
     pub(super) fn take_cap_freed(&self) -> bool {
         self.cap_freed.swap(false, Ordering::Relaxed)
     }
-
-    /// The deliveries still in flight, with their claim's attempt number.
-    pub(super) fn claims(&self) -> Vec<(Uuid, i32)> {
-        self.book()
-            .deliveries
-            .iter()
-            .map(|(id, (_, attempt))| (*id, *attempt))
-            .collect()
-    }
 }
 
 #[cfg(test)]
@@ -109,7 +95,6 @@ mod tests {
         let mut pairs: Vec<(Uuid, i64)> = busy.webhooks.into_iter().zip(busy.room).collect();
         pairs.sort();
         assert_eq!(pairs, [(Uuid::from_u128(1), 0), (Uuid::from_u128(2), 1)]);
-        assert_eq!(f.claims().len(), 3);
     }
 
     #[test]
@@ -125,6 +110,5 @@ mod tests {
         assert!(!f.take_cap_freed(), "taken once");
         f.untrack(&claim(2, 21));
         assert!(f.busy().webhooks.is_empty());
-        assert!(f.claims().is_empty());
     }
 }

@@ -21,7 +21,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::claim::{fan_out_then_claim, ClaimPlan};
-use super::completer::run_completer;
+use super::completer::{run_completer, Outcome};
 use super::executor::Executor;
 use super::idle::{IdleState, RESCUE_EVERY};
 use super::inflight::InFlight;
@@ -29,7 +29,7 @@ use super::signals::TestSignals;
 use super::wait::{LoopState, Pass, Wait, FIRST_BACKOFF, MAX_BACKOFF};
 use super::DispatchConfig;
 use crate::clock::SharedClock;
-use crate::store::{ClaimedDelivery, Completion, DeliveryStatus, Store, StoreError};
+use crate::store::{ClaimedDelivery, Store, StoreError};
 
 /// Deliveries whose lease expired, requeued per rescue statement.
 const RESCUE_BATCH: i64 = 1000;
@@ -60,8 +60,11 @@ pub(super) struct Producer {
     shared: Arc<Shared>,
     permits: Arc<Semaphore>,
     tasks: JoinSet<()>,
-    completions: mpsc::Sender<Completion>,
+    completions: mpsc::Sender<Outcome>,
     completer: JoinHandle<()>,
+    /// Fired at the shutdown deadline: requests still in flight are dropped
+    /// and their deliveries given back (each still yields an outcome).
+    cut_off: CancellationToken,
     /// Poked by the listener on every NOTIFY.
     pub(super) wake: Arc<Notify>,
     /// Raised by the listener when due deliveries should be claimed.
@@ -87,6 +90,7 @@ impl Producer {
             tasks: JoinSet::new(),
             completions,
             completer,
+            cut_off: CancellationToken::new(),
             wake: Arc::new(Notify::new()),
             wake_claim: Arc::new(AtomicBool::new(false)),
         }
@@ -164,12 +168,15 @@ impl Producer {
             per_webhook: s.config.endpoint_concurrency as i64,
         };
         let safe_before = self.state.idle.safe;
+        // Measured before the claim, so never later than the lease it writes.
+        let deadline = tokio::time::Instant::now() + s.config.lease();
         let Producer {
             permits,
             tasks,
             completions,
             wake_claim,
             state,
+            cut_off,
             ..
         } = self;
         let round = fan_out_then_claim(
@@ -182,7 +189,14 @@ impl Producer {
                     || wake_claim.swap(false, Ordering::Relaxed) || s.inflight.take_cap_freed();
                 state.wants_rest(fan, poked, s.clock.now())
             },
-            |d| spawn_attempt(&s, permits, tasks, completions, d),
+            |d| {
+                let handover = Handover {
+                    completions: completions.clone(),
+                    deadline,
+                    cut_off: cut_off.clone(),
+                };
+                spawn_attempt(&s, permits, tasks, handover, d)
+            },
         )
         .await?;
         metrics::histogram!("postbox_claim_batch_size").record(round.claimed as f64);
@@ -263,64 +277,50 @@ impl Producer {
         }
     }
 
-    /// Stops: lets the tasks finish (within `deadline`, if given), requeues
-    /// the unfinished, and waits until the completer has written every
-    /// outcome.
+    /// Stops: lets the tasks finish (within `deadline`, if given; then the
+    /// requests still in flight are cut off and their deliveries given back),
+    /// and waits until the completer has written every outcome, each for as
+    /// long as its lease allows.
     pub(super) async fn finish(mut self, deadline: Option<Duration>) {
-        let join_all = async { while self.tasks.join_next().await.is_some() {} };
         let drained = match deadline {
-            Some(d) => tokio::time::timeout(d, join_all).await.is_ok(),
+            Some(d) => tokio::time::timeout(d, join_all(&mut self.tasks))
+                .await
+                .is_ok(),
             None => {
-                join_all.await;
+                join_all(&mut self.tasks).await;
                 true
             }
         };
         if !drained {
-            self.tasks.abort_all();
-            while self.tasks.join_next().await.is_some() {}
-            self.requeue_unfinished().await;
+            tracing::warn!(
+                in_flight = self.tasks.len(),
+                "shutdown deadline passed; requeueing deliveries whose endpoint has not answered"
+            );
+            self.cut_off.cancel();
+            join_all(&mut self.tasks).await;
         }
         drop(self.completions);
         let _ = self.completer.await;
     }
+}
 
-    /// Gives back the claims whose requests were cut off, due now.
-    async fn requeue_unfinished(&self) {
-        let s = &self.shared;
-        let now = s.clock.now();
-        let completions: Vec<Completion> = s
-            .inflight
-            .claims()
-            .into_iter()
-            .map(|(id, attempt)| Completion {
-                delivery_id: id,
-                attempt,
-                status: DeliveryStatus::Retrying,
-                next_attempt_at: Some(now),
-                response_code: None,
-                response_body: None,
-                error_message: Some("dispatcher shut down before the endpoint answered".into()),
-                started_at: now,
-                duration_ms: 0,
-            })
-            .collect();
-        match s.store.delivery_complete_many(&completions, now).await {
-            Ok(n) => tracing::warn!(
-                requeued = n,
-                "shutdown deadline passed; requeued unfinished deliveries"
-            ),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot requeue unfinished deliveries; their leases will expire")
-            }
-        }
-    }
+async fn join_all(tasks: &mut JoinSet<()>) {
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Where an executor task hands its outcome.
+struct Handover {
+    completions: mpsc::Sender<Outcome>,
+    /// The claim's lease deadline.
+    deadline: tokio::time::Instant,
+    cut_off: CancellationToken,
 }
 
 fn spawn_attempt(
     s: &Arc<Shared>,
     permits: &Arc<Semaphore>,
     tasks: &mut JoinSet<()>,
-    completions: &mpsc::Sender<Completion>,
+    handover: Handover,
     d: ClaimedDelivery,
 ) {
     let permit = permits
@@ -328,7 +328,7 @@ fn spawn_attempt(
         .try_acquire_owned()
         .expect("claims never exceed the free slots");
     s.inflight.track(&d);
-    tasks.spawn(run_attempt(s.clone(), d, permit, completions.clone()));
+    tasks.spawn(run_attempt(s.clone(), d, permit, handover));
 }
 
 /// One executor task: the attempt, then its outcome to the completer, then
@@ -337,12 +337,17 @@ async fn run_attempt(
     shared: Arc<Shared>,
     d: ClaimedDelivery,
     permit: OwnedSemaphorePermit,
-    completions: mpsc::Sender<Completion>,
+    handover: Handover,
 ) {
-    let completion = shared.executor.execute(&d).await;
+    let completion = shared.executor.execute(&d, &handover.cut_off).await;
     // Hand the outcome over before freeing the slot, so that shutdown's
-    // flush sees every finished attempt.
-    let _ = completions.send(completion).await;
+    // flush sees every finished attempt. The completer drains the channel
+    // even while it cannot write, so this does not wait for the database.
+    let outcome = Outcome {
+        completion,
+        deadline: handover.deadline,
+    };
+    let _ = handover.completions.send(outcome).await;
     shared.inflight.untrack(&d);
     drop(permit);
     shared.slot_freed.notify_one();

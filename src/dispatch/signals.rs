@@ -1,5 +1,5 @@
 //! Test signals: counters the producer and the completer bump on "went idle",
-//! "claimed N" and "completed N", so that tests wait for a state of the
+//! "claimed N", "completed N", "skipped N" and "a write failed", so that tests wait for a state of the
 //! dispatcher instead of sleeping or polling the database. A dispatcher built
 //! without them pays one `Option` check per event.
 
@@ -16,8 +16,13 @@ pub struct Signalled {
     pub idle: u64,
     /// Deliveries claimed, by the fan-out or the claim of due deliveries.
     pub claimed: u64,
-    /// Outcomes the completer recorded.
+    /// Outcomes the completer recorded (or found superseded).
     pub completed: u64,
+    /// Outcomes the completer could not write yet because another
+    /// transaction held their row locked (each try counts).
+    pub skipped: u64,
+    /// Writes of outcomes that failed (the database away).
+    pub write_failures: u64,
 }
 
 /// A handle on test signals. Clones share the counters, so one handle may
@@ -85,6 +90,16 @@ impl TestSignals {
 
     pub(super) fn completed(&self, n: usize) {
         self.tx.send_modify(|s| s.completed += n as u64);
+    }
+
+    pub(super) fn skipped(&self, n: usize) {
+        if n > 0 {
+            self.tx.send_modify(|s| s.skipped += n as u64);
+        }
+    }
+
+    pub(super) fn write_failed(&self) {
+        self.tx.send_modify(|s| s.write_failures += 1);
     }
 }
 

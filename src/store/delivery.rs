@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{ClaimLimits, ClaimedDelivery, Completion, DeliveryStatus, Store, StoreError};
+use super::{
+    ClaimLimits, ClaimedDelivery, CompleteReport, Completion, DeliveryStatus, Store, StoreError,
+};
 
 /// A claimed delivery from a row of `event_fanout_many` or `delivery_claim`
 /// (both return the same columns); `attempt` is the claim's fencing token.
@@ -60,15 +62,19 @@ impl Store {
             .collect())
     }
 
-    /// Records many outcomes in one round trip; returns how many applied
-    /// (an outcome whose lease was lost applies nothing).
+    /// Records many outcomes in one round trip (`sql/delivery_complete_many.sql`):
+    /// an outcome applies while its attempt is the row's current one (in
+    /// flight, or rescued and not claimed again); one whose row another
+    /// transaction holds locked is skipped, not waited for, and reported so
+    /// that the caller can write it again; the rest (their attempt was
+    /// superseded) change nothing.
     pub async fn delivery_complete_many(
         &self,
         outcomes: &[Completion],
         now: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<CompleteReport, StoreError> {
         if outcomes.is_empty() {
-            return Ok(0);
+            return Ok(CompleteReport::default());
         }
         let ids: Vec<Uuid> = outcomes.iter().map(|o| o.delivery_id).collect();
         let attempts: Vec<i32> = outcomes.iter().map(|o| o.attempt).collect();
@@ -85,14 +91,24 @@ impl Store {
             .collect();
         let started: Vec<DateTime<Utc>> = outcomes.iter().map(|o| o.started_at).collect();
         let durations: Vec<i32> = outcomes.iter().map(|o| o.duration_ms).collect();
-        self.exec(
-            statement!("delivery_complete_many"),
-            &[
-                &ids, &attempts, &statuses, &next, &codes, &bodies, &errors, &started, &durations,
-                &now,
-            ],
-        )
-        .await
+        let rows = self
+            .rows(
+                statement!("delivery_complete_many"),
+                &[
+                    &ids, &attempts, &statuses, &next, &codes, &bodies, &errors, &started,
+                    &durations, &now,
+                ],
+            )
+            .await?;
+        let mut report = CompleteReport::default();
+        for r in &rows {
+            if r.get::<_, bool>("applied") {
+                report.applied += 1;
+            } else {
+                report.skipped.push(r.get("id"));
+            }
+        }
+        Ok(report)
     }
 
     /// Requeues up to `limit` deliveries whose lease expired; returns how many.

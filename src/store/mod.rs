@@ -14,7 +14,8 @@ pub use delivery_history::{DeliveryRow, RetryOutcome};
 pub use maintenance::{DeletedBatch, MaintenanceLock, QueueDepth, Retention};
 pub use queue_admin::QueueStatsRow;
 pub use types::{
-    ClaimLimits, ClaimedDelivery, Completion, DeliveryStatus, FanoutResult, FANOUT_MAX_DELIVERIES,
+    ClaimLimits, ClaimedDelivery, CompleteReport, Completion, DeliveryStatus, FanoutResult,
+    FANOUT_MAX_DELIVERIES,
 };
 pub use webhook::{EventType, NewWebhook, WebhookPatch, WebhookRow, WebhookStatsRow};
 

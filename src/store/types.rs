@@ -116,6 +116,16 @@ pub struct Completion {
     pub duration_ms: i32,
 }
 
+/// What `delivery_complete_many` did with a batch of outcomes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompleteReport {
+    /// Outcomes written.
+    pub applied: u64,
+    /// Outcomes not written because another transaction held their row
+    /// locked: still current, to be written again.
+    pub skipped: Vec<Uuid>,
+}
+
 /// What one fan-out batch did, and what it claimed.
 #[derive(Debug, Clone, Default)]
 pub struct FanoutResult {

@@ -386,7 +386,8 @@ async fn a_late_completion_after_a_takeover_changes_nothing() {
         store
             .delivery_complete_many(&[outcome(1, DeliveryStatus::Success)], later)
             .await
-            .unwrap(),
+            .unwrap()
+            .applied,
         0
     );
     assert_eq!(delivery_state(&c).await.0, DeliveryStatus::Sending);
@@ -394,7 +395,8 @@ async fn a_late_completion_after_a_takeover_changes_nothing() {
         store
             .delivery_complete_many(&[outcome(2, DeliveryStatus::Failed)], later)
             .await
-            .unwrap(),
+            .unwrap()
+            .applied,
         1
     );
     assert_eq!(delivery_state(&c).await.0, DeliveryStatus::Failed);
