@@ -21,6 +21,7 @@ mod compose;
 mod dev;
 mod docs;
 mod fanout;
+mod faults;
 mod hardening;
 mod image;
 mod inbound;
