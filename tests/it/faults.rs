@@ -383,3 +383,93 @@ async fn a_webhook_delete_racing_its_completions_never_fails() {
         "no write failed (no deadlock)"
     );
 }
+
+fn serve(url: &str) -> tokio::process::Child {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_postbox"));
+    cmd.env_remove("RUST_LOG")
+        .args(["serve", "--no-api", "--no-maintenance"])
+        .env("DATABASE_URL", url)
+        .env("POSTBOX_ALLOW_PRIVATE_TARGETS", "true")
+        .env("POSTBOX_REQUEST_TIMEOUT", "2s")
+        .env("POSTBOX_POLL_INTERVAL", "200ms")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    tokio::process::Command::from(cmd)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+fn kill(child: &tokio::process::Child, signal: &str) {
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// docs/OPERATIONS.md: a process killed without warning loses nothing; its
+/// claims come back when their lease expires and another process sends them
+/// again (at least once), not before.
+#[tokio::test]
+async fn sigkill_mid_flight_loses_nothing_and_resends_only_after_the_lease() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    // The first process's requests hang; the second's are answered at once.
+    let rx = Receiver::start(Arc::new(|n| Answer {
+        delay: if n < 10 {
+            Duration::from_secs(60)
+        } else {
+            Duration::ZERO
+        },
+        ..Answer::status(200)
+    }))
+    .await;
+    let (hook, _) = NewWebhook::new("u", rx.url(), &["*"]).insert(&c).await;
+    let mut first = serve(&db.url);
+    publish_many(&c, "u", 10).await;
+    let sent = rx.wait_for(10, WAIT).await;
+    kill(&first, "-KILL");
+    first.wait().await.unwrap();
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM postbox.deliveries WHERE status = 'sending'"
+        )
+        .await,
+        10,
+        "killed mid-flight: every delivery still claimed, none lost"
+    );
+    let mut second = serve(&db.url);
+    // Lease: two request timeouts plus 30 s (DispatchConfig::lease).
+    let lease = Duration::from_secs(2 * 2 + 30);
+    let resent = rx.wait_for(20, lease + WAIT).await;
+    wait_until("every delivery recorded", WAIT, || async {
+        successes(&c, hook).await == 10
+    })
+    .await;
+    kill(&second, "-TERM");
+    second.wait().await.unwrap();
+    let first_sent = sent.iter().map(|r| r.at).max().unwrap();
+    for r in &resent[10..] {
+        assert_eq!(r.header("x-webhook-attempt"), "2");
+        assert!(
+            r.at.duration_since(first_sent) >= lease - Duration::from_secs(1),
+            "sent again only after the lease"
+        );
+    }
+    assert_eq!(rx.count(), 20, "each delivery sent exactly twice");
+    let lost = c
+        .query(
+            "SELECT count(*) FROM postbox.delivery_attempts WHERE attempt = 1 AND error_message LIKE 'lease expired%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        lost[0].get::<_, i64>(0),
+        10,
+        "the lost attempts are on record"
+    );
+}
