@@ -8,7 +8,10 @@ use tokio_util::sync::CancellationToken;
 use warp::Filter;
 
 use crate::api::{self, ApiState};
-use crate::clock::SharedClock;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{DatabaseClock, SharedClock};
 use crate::config::ServeConfig;
 use crate::dispatch::sender::{Sender, SenderConfig};
 use crate::dispatch::Dispatcher;
@@ -79,6 +82,7 @@ pub async fn serve(
         tracing::info!(applied, "migrations up to date");
     }
     let metrics = telemetry::metrics_handle();
+    let (clock, calibration) = database_clock(&store, clock).await;
     let dispatch_config = config.dispatch.clone();
     // The API's test route sends through the dispatcher's kind of Sender.
     let sender = Sender::new(
@@ -113,6 +117,9 @@ pub async fn serve(
     };
 
     let mut roles = tokio::task::JoinSet::new();
+    if let Some(db_clock) = calibration {
+        roles.spawn(keep_calibrated(store.clone(), db_clock, shutdown.clone()).map(Ok));
+    }
     if let Some(listener) = api_listener {
         tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "API listening");
         let server = serve_routes(api::routes(state.clone()), listener, shutdown.clone());
@@ -163,6 +170,57 @@ pub async fn serve(
         }
     }
     result
+}
+
+/// How often a process measures its offset to the database's clock.
+const CALIBRATE_EVERY: Duration = Duration::from_secs(10);
+
+/// The clock the roles share. A clock a test pinned or shifted is used as
+/// it is; the host's clock is replaced by the database's (`DatabaseClock`),
+/// calibrated once here (`keep_calibrated` does it again periodically), so
+/// that every process writes and expires leases on one clock.
+pub async fn database_clock(
+    store: &Store,
+    clock: SharedClock,
+) -> (SharedClock, Option<Arc<DatabaseClock>>) {
+    if !clock.is_system() {
+        return (clock, None);
+    }
+    let db_clock = Arc::new(DatabaseClock::new(clock));
+    calibrate(store, &db_clock).await;
+    (db_clock.clone(), Some(db_clock))
+}
+
+/// One reading of the database's clock; a failure keeps the last offset.
+async fn calibrate(store: &Store, clock: &DatabaseClock) {
+    let before = clock.offset();
+    let sent = clock.base().now();
+    match store.database_clock_now().await {
+        Ok(database) => {
+            let offset = clock.calibrate(database, sent, clock.base().now());
+            let ms = offset.num_milliseconds();
+            metrics::gauge!("postbox_clock_offset_seconds").set(ms as f64 / 1000.0);
+            if ms.abs() >= 1000 && (offset - before).num_milliseconds().abs() >= 1000 {
+                tracing::warn!(
+                    offset_ms = ms,
+                    "this host's clock differs from the database's; Postbox keeps time by the database's clock"
+                );
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the database's clock; keeping the last offset")
+        }
+    }
+}
+
+/// Calibrates `clock` every `CALIBRATE_EVERY` until `shutdown`.
+async fn keep_calibrated(store: Store, clock: Arc<DatabaseClock>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(CALIBRATE_EVERY) => calibrate(&store, &clock).await,
+        }
+    }
 }
 
 /// Binds `addr`; a failure names `setting`, the variable that chose the address.

@@ -1,5 +1,12 @@
-//! Time as an explicit input: production reads the system clock, tests pin or
-//! shift it so that retries become due without sleeping.
+//! Time as an explicit input: production reads the database's clock (the
+//! system clock plus a measured offset, `DatabaseClock`), tests pin or shift
+//! it so that retries become due without sleeping.
+//!
+//! Why the database's clock: a lease written by one process is expired by
+//! another's rescue. With each host's own clock, a skew between two
+//! dispatchers longer than the lease's margin would re-send live claims;
+//! measured against the one database every process shares, they agree to
+//! within a round trip.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -10,6 +17,13 @@ use chrono::{DateTime, Duration, Utc};
 pub trait Clock: Send + Sync + 'static {
     /// The current instant, UTC.
     fn now(&self) -> DateTime<Utc>;
+
+    /// Whether this is the host's own clock, which production replaces by
+    /// the database's (`DatabaseClock`). Clocks that tests pin or shift say
+    /// no and are used as they are.
+    fn is_system(&self) -> bool {
+        false
+    }
 }
 
 /// The system clock.
@@ -19,6 +33,10 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+
+    fn is_system(&self) -> bool {
+        true
     }
 }
 
@@ -42,5 +60,75 @@ impl Clock for ShiftedClock {
     }
 }
 
+/// The database server's clock as seen from this process: `base` plus the
+/// offset of the latest `calibrate` (0 until then).
+pub struct DatabaseClock {
+    base: SharedClock,
+    offset_ms: AtomicI64,
+}
+
+impl DatabaseClock {
+    pub fn new(base: SharedClock) -> DatabaseClock {
+        DatabaseClock {
+            base,
+            offset_ms: AtomicI64::new(0),
+        }
+    }
+
+    /// The base clock, which calibration readings are taken with.
+    pub fn base(&self) -> &SharedClock {
+        &self.base
+    }
+
+    /// Takes a reading `database` of the database's clock, asked at `sent`
+    /// and answered at `received` (both by the base clock): the offset is
+    /// `database` minus the midpoint, so its error is at most half the round
+    /// trip. Returns the new offset.
+    pub fn calibrate(
+        &self,
+        database: DateTime<Utc>,
+        sent: DateTime<Utc>,
+        received: DateTime<Utc>,
+    ) -> Duration {
+        let midpoint = sent + (received - sent) / 2;
+        let offset = database - midpoint;
+        self.offset_ms
+            .store(offset.num_milliseconds(), Ordering::SeqCst);
+        offset
+    }
+
+    /// The offset in use: database clock minus base clock.
+    pub fn offset(&self) -> Duration {
+        Duration::milliseconds(self.offset_ms.load(Ordering::SeqCst))
+    }
+}
+
+impl Clock for DatabaseClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.base.now() + self.offset()
+    }
+}
+
 /// The clock as the roles share it.
 pub type SharedClock = Arc<dyn Clock>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calibration_takes_the_offset_at_the_round_trips_midpoint() {
+        let base = ShiftedClock::default();
+        let clock = DatabaseClock::new(Arc::new(base.clone()));
+        let sent = DateTime::UNIX_EPOCH + Duration::seconds(100);
+        let received = sent + Duration::milliseconds(20);
+        let database = sent + Duration::seconds(45) + Duration::milliseconds(10);
+        assert_eq!(
+            clock.calibrate(database, sent, received),
+            Duration::seconds(45)
+        );
+        let drift = (clock.now() - (Utc::now() + Duration::seconds(45))).num_milliseconds();
+        assert!(drift.abs() < 1000, "{drift}");
+        assert!(!clock.is_system() && SystemClock.is_system());
+    }
+}

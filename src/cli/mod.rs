@@ -58,6 +58,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Maintain(args) => {
             let config = args.maintenance.to_config()?;
             let store = Store::connect(&args.db.database_url, 2)?;
+            let (clock, _) = postbox::app::database_clock(&store, clock).await;
             let report = postbox::maintenance::run_once(&store, &config, &clock).await?;
             for line in report.summary(&config) {
                 println!("{line}");

@@ -251,6 +251,12 @@ impl Store {
         Ok(report?.applied_migrations().len())
     }
 
+    /// The database server's clock now (`sql/database_clock_now.sql`).
+    pub async fn database_clock_now(&self) -> Result<DateTime<Utc>, StoreError> {
+        let row = self.row(statement!("database_clock_now"), &[]).await?;
+        Ok(row.get(0))
+    }
+
     /// True when the database answers a trivial query.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let client = self.client().await?;

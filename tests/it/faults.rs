@@ -473,3 +473,50 @@ async fn sigkill_mid_flight_loses_nothing_and_resends_only_after_the_lease() {
         "the lost attempts are on record"
     );
 }
+
+/// A host clock that runs `ahead` of the others (as an unsynchronised host's
+/// would): production treats it as the system clock.
+struct SkewedHostClock(ShiftedClock);
+
+impl postbox::clock::Clock for SkewedHostClock {
+    fn now(&self) -> chrono::DateTime<Utc> {
+        self.0.now()
+    }
+
+    fn is_system(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn a_dispatcher_whose_host_clock_runs_ahead_does_not_expire_live_claims() {
+    use postbox::clock::Clock;
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let rx = slow_receiver(Duration::from_secs(8)).await;
+    NewWebhook::new("u", rx.url(), &["*"]).insert(&c).await;
+    let live = spawn_dispatcher(db.store(), dispatch_config(), system_clock());
+    publish(&c, "user.created", json!({}), "u").await;
+    rx.wait_for(1, WAIT).await;
+    // Another host, its clock 45 s ahead: more than the lease's 30 s margin.
+    let ahead = ShiftedClock::default();
+    ahead.advance(chrono::Duration::seconds(45));
+    let host: postbox::clock::SharedClock = Arc::new(SkewedHostClock(ahead.clone()));
+    let store = db.store();
+    let (clock, _) = postbox::app::database_clock(&store, host).await;
+    let skew = (clock.now() - Utc::now()).num_milliseconds();
+    assert!(
+        skew.abs() < 1000,
+        "keeps the database's time: {skew} ms off"
+    );
+    let other = Dispatcher::new(store.clone(), dispatch_config(), clock).unwrap();
+    assert_eq!(
+        other.run_once().await.unwrap().rescued,
+        0,
+        "the claim is live"
+    );
+    // The same host on its own clock would have re-sent it.
+    let own = Dispatcher::new(store, dispatch_config(), Arc::new(ahead)).unwrap();
+    assert_eq!(own.run_once().await.unwrap().rescued, 1);
+    live.shutdown().await;
+}
