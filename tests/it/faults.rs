@@ -490,7 +490,6 @@ impl postbox::clock::Clock for SkewedHostClock {
 
 #[tokio::test]
 async fn a_dispatcher_whose_host_clock_runs_ahead_does_not_expire_live_claims() {
-    use postbox::clock::Clock;
     let db = TestDb::new().await;
     let c = db.client().await;
     let rx = slow_receiver(Duration::from_secs(8)).await;
