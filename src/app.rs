@@ -102,6 +102,8 @@ pub async fn serve(
             .as_ref()
             .map(|a| a.jwt_secret.clone())
             .unwrap_or_default(),
+        jwt_issuer: api_config.as_ref().and_then(|a| a.jwt_issuer.clone()),
+        jwt_audience: api_config.as_ref().and_then(|a| a.jwt_audience.clone()),
         metrics: metrics.clone(),
         stripe_webhook_secret: api_config
             .as_ref()

@@ -97,6 +97,11 @@ pub struct ApiConfig {
     pub stripe_webhook_secret: Option<String>,
     /// Secret of POST /api/webhooks/clerk; `None` (unset or empty): that route answers 503.
     pub clerk_webhook_secret: Option<String>,
+    /// The `iss` every token must carry (POSTBOX_JWT_ISSUER); `None`: any or none.
+    pub jwt_issuer: Option<String>,
+    /// The audience every token's `aud` must contain (POSTBOX_JWT_AUDIENCE);
+    /// `None`: tokens must carry no `aud`.
+    pub jwt_audience: Option<String>,
 }
 
 impl std::fmt::Debug for ApiConfig {
@@ -124,7 +129,21 @@ impl ApiConfig {
             jwt_secret,
             stripe_webhook_secret: set(stripe_webhook_secret),
             clerk_webhook_secret: set(clerk_webhook_secret),
+            jwt_issuer: None,
+            jwt_audience: None,
         })
+    }
+
+    /// The same settings, requiring `issuer` and `audience` (unset or empty:
+    /// not required) in every token.
+    pub fn with_token_claims(
+        mut self,
+        issuer: Option<String>,
+        audience: Option<String>,
+    ) -> ApiConfig {
+        self.jwt_issuer = issuer.filter(|s| !s.is_empty());
+        self.jwt_audience = audience.filter(|s| !s.is_empty());
+        self
     }
 }
 
@@ -162,6 +181,10 @@ pub struct TokenArgs {
     pub ttl: Duration,
     /// HS256 key.
     pub jwt_secret: Option<String>,
+    /// `iss` of the token (the API's POSTBOX_JWT_ISSUER).
+    pub jwt_issuer: Option<String>,
+    /// `aud` of the token (the API's POSTBOX_JWT_AUDIENCE).
+    pub jwt_audience: Option<String>,
 }
 
 /// A maintenance schedule: a cron expression, checked once.

@@ -133,11 +133,26 @@ pub fn literal_target_refusal(url: &url::Url, allow_private: bool) -> Option<Str
 /// Longest webhook URL accepted, in bytes.
 pub const URL_MAX: usize = 2048;
 
-/// The one rule for what a webhook URL may look like: at most [`URL_MAX`]
-/// bytes of ASCII (internationalised names in punycode), no surrounding
-/// spaces, an absolute `http://` or `https://` URL (only `https://` when
-/// `require_https`) that names a host and carries no credentials. Answers
-/// the parsed URL or the rule it breaks; where it may connect is
+/// The one rule for what a webhook URL may look like, used by the API (on
+/// create and update) and by the dispatcher (before every attempt, for rows
+/// written with SQL): at most [`URL_MAX`] bytes of ASCII (internationalised
+/// names in punycode), an absolute `http://` or `https://` URL (only
+/// `https://` when `require_https`) that names a host, carries no
+/// credentials and no fragment, and that a URL parser takes as written.
+///
+/// A URL parser (the WHATWG URL Standard, which every HTTP client follows)
+/// silently repairs many strings into another target: `http:///path`
+/// becomes `http://path/`, backslashes become slashes, tabs and line breaks
+/// are dropped, `%65xample.com` becomes `example.com`, `http://0x7f.1/`
+/// becomes `http://127.0.0.1/`, `/a/../b` becomes `/b`, spaces get
+/// percent-encoded. Each is refused with the reason, so that the URL stored
+/// and called is the one the client wrote. The only normalisations
+/// accepted are those that cannot change the target: the scheme and host
+/// name in lower case, a default port (`:443` for https) dropped, an empty
+/// path written as `/`, and an IPv6 literal in its canonical text form.
+/// A trailing dot on a host name (`example.com.`) is kept as written.
+///
+/// Answers the parsed URL or the rule it breaks; where it may connect is
 /// [`validate_target`]'s and the resolver's business.
 pub fn parse_target_url(raw: &str, require_https: bool) -> Result<url::Url, String> {
     if raw.len() > URL_MAX {
@@ -149,20 +164,97 @@ pub fn parse_target_url(raw: &str, require_https: bool) -> Result<url::Url, Stri
     if raw.trim() != raw || raw.is_empty() {
         return Err("must be an absolute URL without surrounding spaces".into());
     }
+    if raw.bytes().any(|b| b.is_ascii_control()) {
+        return Err("must not contain control characters (tab, CR, LF, ...): a URL parser drops them and calls another URL".into());
+    }
+    if raw.contains('\\') {
+        return Err("must not contain backslashes: a URL parser reads them as slashes".into());
+    }
     let parsed = url::Url::parse(raw).map_err(|e| format!("is not a valid URL: {e}"))?;
     if let Some(refusal) = scheme_refusal(&parsed, false) {
         return Err(refusal);
     }
-    if parsed.host().is_none() {
-        return Err("must name a host".into());
+    let (scheme, rest) = raw.split_once(':').unwrap_or((raw, ""));
+    let Some(after) = rest.strip_prefix("//") else {
+        return Err(format!("must start with {scheme}:// followed by a host"));
+    };
+    let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    let (authority, tail) = after.split_at(end);
+    if authority.is_empty() {
+        return Err(format!(
+            "must name a host after {scheme}:// (a URL parser would read the path as the host)"
+        ));
     }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
+    if authority.contains('@') {
         return Err("must not carry credentials; use custom headers for authentication".into());
+    }
+    if parsed.fragment().is_some() {
+        return Err("must not have a fragment (#...): it is never sent to the endpoint".into());
+    }
+    host_as_written(authority, &parsed)?;
+    let as_parsed = &parsed[url::Position::BeforePath..];
+    let written = if tail.starts_with('/') {
+        tail.to_string()
+    } else {
+        format!("/{tail}")
+    };
+    if written != as_parsed {
+        return Err(format!(
+            "is not in normal form: a URL parser reads the path and query {tail:?} as {as_parsed:?}; send that instead"
+        ));
     }
     if let Some(refusal) = scheme_refusal(&parsed, require_https) {
         return Err(refusal);
     }
     Ok(parsed)
+}
+
+/// Checks that the parser took `authority` (host and optional port, as
+/// written) without turning it into another host.
+fn host_as_written(authority: &str, parsed: &url::Url) -> Result<(), String> {
+    let (host, port) = if authority.starts_with('[') {
+        match authority.split_once(']') {
+            Some((h, p)) => (&authority[..h.len() + 1], p.strip_prefix(':')),
+            None => (authority, None),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.contains('%') {
+        return Err(
+            "must not percent-encode the host: a URL parser decodes it into another name".into(),
+        );
+    }
+    match parsed.host() {
+        Some(url::Host::Ipv6(_)) => {}
+        Some(_) if parsed.host_str() == Some(&host.to_ascii_lowercase()) => {}
+        Some(url::Host::Ipv4(ip)) => {
+            return Err(format!(
+                "must write an IPv4 address as four decimal numbers: a URL parser reads {host:?} as {ip}"
+            ))
+        }
+        Some(url::Host::Domain(d)) => {
+            return Err(format!(
+                "host {host:?} is not in normal form: a URL parser reads it as {d:?}"
+            ))
+        }
+        None => return Err("must name a host".into()),
+    }
+    if let Some(port) = port {
+        let canonical = parsed
+            .port_or_known_default()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        if port != canonical {
+            return Err(format!(
+                "port {port:?} is not in normal form: write it as a decimal number without leading zeros"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Why `url`'s scheme is refused: anything but `http` and `https`, and
@@ -431,5 +523,61 @@ mod tests {
         }
         let ok = url::Url::parse("https://example.com/hook").unwrap();
         assert!(literal_target_refusal(&ok, false).is_none());
+    }
+
+    #[test]
+    fn urls_a_parser_would_repair_are_refused_with_the_reason() {
+        for (raw, why) in [
+            ("http:///path", "must name a host"),
+            ("http:/example.com/", "must start with http://"),
+            ("http:example.com", "must start with http://"),
+            ("http://example.com\\hook", "backslashes"),
+            ("http:\\\\example.com/", "backslashes"),
+            ("http://exa\tmple.com/", "control characters"),
+            ("http://example.com/a\r\nb", "control characters"),
+            ("http://%65xample.com/", "percent-encode the host"),
+            ("http://2130706433/", "four decimal numbers"),
+            ("http://0x7f.1/", "four decimal numbers"),
+            ("http://127.1/", "four decimal numbers"),
+            ("http://127.0.0.1./", "four decimal numbers"),
+            ("http://user:pw@example.com/", "credentials"),
+            ("http://@example.com/", "credentials"),
+            ("http://example.com/#frag", "fragment"),
+            ("http://example.com/a/../b", "normal form"),
+            ("http://example.com/a b", "normal form"),
+            ("http://example.com:080/", "port"),
+            ("http://example.com:/", "port"),
+            ("ftp://example.com/", "scheme ftp"),
+            ("http://ex\u{e4}mple.com/", "ASCII"),
+        ] {
+            let err = parse_target_url(raw, false).unwrap_err();
+            assert!(err.contains(why), "{raw}: {err}");
+        }
+    }
+
+    #[test]
+    fn urls_are_stored_as_written_up_to_harmless_normalisation() {
+        for (raw, stored) in [
+            (
+                "https://example.com/hook?a=1&b=2",
+                "https://example.com/hook?a=1&b=2",
+            ),
+            ("HTTPS://Example.COM/Hook", "https://example.com/Hook"),
+            ("https://example.com", "https://example.com/"),
+            ("https://example.com?x=1", "https://example.com/?x=1"),
+            ("https://example.com:443/h", "https://example.com/h"),
+            ("http://example.com:8080/h", "http://example.com:8080/h"),
+            ("https://example.com./h", "https://example.com./h"),
+            ("http://127.0.0.1:9/h", "http://127.0.0.1:9/h"),
+            ("http://[::FFFF:127.0.0.1]/", "http://[::ffff:7f00:1]/"),
+            (
+                "https://xn--exmple-cua.com/a%20b",
+                "https://xn--exmple-cua.com/a%20b",
+            ),
+        ] {
+            let url = parse_target_url(raw, false).unwrap_or_else(|e| panic!("{raw}: {e}"));
+            assert_eq!(url.as_str(), stored);
+        }
+        assert!(parse_target_url("http://example.com/", true).is_err());
     }
 }

@@ -1,8 +1,14 @@
 //! API tokens: HS256 JWTs whose `sub` is the owner and whose `role: admin`
 //! opens the admin routes. Only HS256 is accepted (an `alg: none` or any
-//! other algorithm is refused), and `exp` is required and checked against
-//! the caller's `now` (the API's clock) with a few seconds of leeway for
-//! clock skew.
+//! other algorithm is refused). The registered claims of RFC 7519 section 4.1
+//! are checked against the caller's `now` (the API's clock): `exp` is
+//! required and must not have passed, `nbf` must have come, `iat` may not
+//! lie in the future, each with [`LEEWAY_SECS`] of clock skew; when the
+//! operator sets an issuer (POSTBOX_JWT_ISSUER) or an audience
+//! (POSTBOX_JWT_AUDIENCE), `iss` must equal it and `aud` (a string or an
+//! array) must contain it. A token carrying an `aud` is refused when no
+//! audience is set: RFC 7519 says a recipient that does not find itself in
+//! `aud` must reject the token.
 
 use std::time::Duration;
 
@@ -13,8 +19,11 @@ use warp::http::HeaderMap;
 use crate::config::TokenArgs;
 use crate::web::ApiError;
 
-/// Clock skew tolerated on `exp`.
+/// Clock skew tolerated on `exp` (seconds).
 pub const LEEWAY_SECS: u64 = 5;
+/// Clock skew tolerated on `nbf` and `iat` (seconds): a token minted by a
+/// host whose clock runs up to a minute ahead is accepted.
+pub const FUTURE_LEEWAY_SECS: i64 = 60;
 /// Longest owner id a token may carry (owner ids are stored on every row).
 pub const MAX_SUB_LEN: usize = 255;
 
@@ -30,6 +39,34 @@ pub struct Claims {
     #[serde(default)]
     pub iat: i64,
     pub exp: i64,
+    /// Not before; optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    /// Issuer; required to match when the API has one configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Audience: a string or an array of strings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<serde_json::Value>,
+}
+
+/// What a token must satisfy besides its signature: the HS256 key and the
+/// optional issuer and audience the operator requires.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokenPolicy<'a> {
+    pub secret: &'a str,
+    pub issuer: Option<&'a str>,
+    pub audience: Option<&'a str>,
+}
+
+impl<'a> TokenPolicy<'a> {
+    /// A policy with only a key.
+    pub fn key(secret: &'a str) -> TokenPolicy<'a> {
+        TokenPolicy {
+            secret,
+            ..Default::default()
+        }
+    }
 }
 
 /// Who is calling, once the token checked out.
@@ -57,6 +94,20 @@ pub fn mint(
     ttl: Duration,
     now: i64,
 ) -> Result<String, TokenError> {
+    mint_for(&TokenPolicy::key(secret), sub, admin, ttl, now)
+}
+
+/// Signs a token for `sub` that `policy` accepts: with its issuer and
+/// audience when it has them (`postbox token` with POSTBOX_JWT_ISSUER or
+/// POSTBOX_JWT_AUDIENCE set).
+pub fn mint_for(
+    policy: &TokenPolicy<'_>,
+    sub: &str,
+    admin: bool,
+    ttl: Duration,
+    now: i64,
+) -> Result<String, TokenError> {
+    let secret = policy.secret;
     if secret.is_empty() {
         return Err(TokenError::NoSecret);
     }
@@ -68,6 +119,11 @@ pub fn mint(
         role: admin.then(|| "admin".to_string()),
         iat: now,
         exp: now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
+        nbf: None,
+        iss: policy.issuer.map(str::to_string),
+        aud: policy
+            .audience
+            .map(|a| serde_json::Value::String(a.to_string())),
     };
     let key = EncodingKey::from_secret(secret.as_bytes())?;
     Ok(jsonwebtoken::encode(
@@ -80,7 +136,12 @@ pub fn mint(
 /// Checks the `Authorization: Bearer` header as of `now` (unix seconds).
 /// Every failure is a 401 whose message says what was wrong, never which
 /// part of the key matched.
-pub fn authenticate(secret: &str, headers: &HeaderMap, now: i64) -> Result<Caller, ApiError> {
+pub fn authenticate(
+    policy: &TokenPolicy<'_>,
+    headers: &HeaderMap,
+    now: i64,
+) -> Result<Caller, ApiError> {
+    let secret = policy.secret;
     let value = headers
         .get(warp::http::header::AUTHORIZATION)
         .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token> header"))?;
@@ -101,8 +162,11 @@ pub fn authenticate(secret: &str, headers: &HeaderMap, now: i64) -> Result<Calle
     let key = DecodingKey::from_secret(secret.as_bytes())
         .map_err(|_| ApiError::unauthorized("invalid token"))?;
     let mut validation = Validation::new(Algorithm::HS256);
-    // `exp` is checked below against `now`, not the system clock.
+    // The time claims are checked below against `now`, not the system
+    // clock; `aud` and `iss` below too, with messages that say which.
     validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
     validation.set_required_spec_claims(&["exp", "sub"]);
     let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| {
         use jsonwebtoken::errors::ErrorKind;
@@ -119,6 +183,24 @@ pub fn authenticate(secret: &str, headers: &HeaderMap, now: i64) -> Result<Calle
     if claims.exp < now.saturating_sub(LEEWAY_SECS as i64) {
         return Err(ApiError::unauthorized("token expired"));
     }
+    if claims.nbf.is_some_and(|nbf| nbf > now + FUTURE_LEEWAY_SECS) {
+        return Err(ApiError::unauthorized("token not valid yet (nbf)"));
+    }
+    if claims.iat > now + FUTURE_LEEWAY_SECS {
+        return Err(ApiError::unauthorized(
+            "invalid token: issued in the future (iat)",
+        ));
+    }
+    if let Some(want) = policy.issuer {
+        if claims.iss.as_deref() != Some(want) {
+            return Err(ApiError::unauthorized("invalid token: wrong issuer (iss)"));
+        }
+    }
+    if !audience_ok(claims.aud.as_ref(), policy.audience) {
+        return Err(ApiError::unauthorized(
+            "invalid token: wrong audience (aud)",
+        ));
+    }
     if claims.sub.is_empty() || claims.sub.chars().count() > MAX_SUB_LEN {
         return Err(ApiError::unauthorized("invalid token: bad sub claim"));
     }
@@ -128,11 +210,29 @@ pub fn authenticate(secret: &str, headers: &HeaderMap, now: i64) -> Result<Calle
     })
 }
 
+/// Whether `aud` names `want` (RFC 7519 section 4.1.3): with no audience
+/// configured only a token without `aud` passes.
+fn audience_ok(aud: Option<&serde_json::Value>, want: Option<&str>) -> bool {
+    use serde_json::Value;
+    match (aud, want) {
+        (None, None) => true,
+        (Some(_), None) | (None, Some(_)) => false,
+        (Some(Value::String(a)), Some(w)) => a == w,
+        (Some(Value::Array(all)), Some(w)) => all.iter().any(|a| a.as_str() == Some(w)),
+        (Some(_), Some(_)) => false,
+    }
+}
+
 /// `postbox token`: prints a token on the last line of stdout.
 pub fn token_command(args: TokenArgs) -> anyhow::Result<()> {
     let secret = args.jwt_secret.unwrap_or_default();
+    let policy = TokenPolicy {
+        secret: &secret,
+        issuer: args.jwt_issuer.as_deref(),
+        audience: args.jwt_audience.as_deref(),
+    };
     let now = crate::clock::Clock::now(&crate::clock::SystemClock).timestamp();
-    let token = mint(&secret, &args.sub, args.admin, args.ttl, now)?;
+    let token = mint_for(&policy, &args.sub, args.admin, args.ttl, now)?;
     println!("{token}");
     Ok(())
 }
@@ -154,10 +254,14 @@ mod tests {
     fn a_minted_token_authenticates_its_owner() {
         let now = NOW;
         let t = mint("k", "user_7", false, Duration::from_secs(60), now).unwrap();
-        let c = authenticate("k", &bearer(&t), NOW).unwrap();
+        let c = authenticate(&TokenPolicy::key("k"), &bearer(&t), NOW).unwrap();
         assert_eq!((c.owner.as_str(), c.admin), ("user_7", false));
         let t = mint("k", "ops", true, Duration::from_secs(60), now).unwrap();
-        assert!(authenticate("k", &bearer(&t), NOW).unwrap().admin);
+        assert!(
+            authenticate(&TokenPolicy::key("k"), &bearer(&t), NOW)
+                .unwrap()
+                .admin
+        );
     }
 
     #[test]
@@ -165,23 +269,25 @@ mod tests {
         let now = NOW;
         let t = mint("k", "u", false, Duration::from_secs(60), now).unwrap();
         assert_eq!(
-            authenticate("other", &bearer(&t), NOW).unwrap_err().status,
+            authenticate(&TokenPolicy::key("other"), &bearer(&t), NOW)
+                .unwrap_err()
+                .status,
             401
         );
         let old = mint("k", "u", false, Duration::from_secs(1), now - 3600).unwrap();
-        let e = authenticate("k", &bearer(&old), NOW).unwrap_err();
+        let e = authenticate(&TokenPolicy::key("k"), &bearer(&old), NOW).unwrap_err();
         assert_eq!(
             (e.status.as_u16(), e.message.as_str()),
             (401, "token expired")
         );
         assert_eq!(
-            authenticate("k", &bearer("abc.def.ghi"), NOW)
+            authenticate(&TokenPolicy::key("k"), &bearer("abc.def.ghi"), NOW)
                 .unwrap_err()
                 .status,
             401
         );
         assert_eq!(
-            authenticate("k", &HeaderMap::new(), NOW)
+            authenticate(&TokenPolicy::key("k"), &HeaderMap::new(), NOW)
                 .unwrap_err()
                 .status,
             401
@@ -196,14 +302,24 @@ mod tests {
             role: None,
             iat: now,
             exp: now + 60,
+            nbf: None,
+            iss: None,
+            aud: None,
         };
         let key = EncodingKey::from_secret(b"k").unwrap();
         let t = jsonwebtoken::encode(&Header::new(Algorithm::HS512), &claims, &key).unwrap();
-        assert_eq!(authenticate("k", &bearer(&t), NOW).unwrap_err().status, 401);
+        assert_eq!(
+            authenticate(&TokenPolicy::key("k"), &bearer(&t), NOW)
+                .unwrap_err()
+                .status,
+            401
+        );
         // alg none: header {"alg":"none"}, no signature.
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1IiwiZXhwIjo0MTAyNDQ0ODAwfQ.";
         assert_eq!(
-            authenticate("k", &bearer(none), NOW).unwrap_err().status,
+            authenticate(&TokenPolicy::key("k"), &bearer(none), NOW)
+                .unwrap_err()
+                .status,
             401
         );
     }

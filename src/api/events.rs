@@ -1,5 +1,6 @@
 //! `POST /api/events`: publish over HTTP for the caller as owner, through the
-//! same SQL function producers call.
+//! same INSERT and triggers as the SQL function producers call; the answer
+//! says whether the idempotency key was already used.
 
 use serde_json::Value;
 
@@ -33,9 +34,13 @@ pub async fn publish(
             format!("unknown event type {event_type:?}: see GET /api/webhooks/events"),
         ));
     }
-    let id = state
+    let p = state
         .store
         .event_publish(&event_type, &data, &req.caller.owner, key.as_deref())
         .await?;
-    Ok(Accepted::new(PublishResult { id }))
+    Ok(Accepted::new(PublishResult {
+        id: p.id,
+        duplicate: p.duplicate,
+        payload_matches: p.same_content,
+    }))
 }

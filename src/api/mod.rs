@@ -45,6 +45,10 @@ pub use route::{Access, Route, RouteSpec};
 pub struct ApiState {
     pub store: Store,
     pub jwt_secret: String,
+    /// The `iss` every token must carry (POSTBOX_JWT_ISSUER).
+    pub jwt_issuer: Option<String>,
+    /// The audience every token's `aud` must contain (POSTBOX_JWT_AUDIENCE).
+    pub jwt_audience: Option<String>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub stripe_webhook_secret: Option<String>,
     pub clerk_webhook_secret: Option<String>,

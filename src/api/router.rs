@@ -81,14 +81,19 @@ pub fn api_routes(
 /// an admin route without `role: admin`.
 fn authorize(state: &ApiState, access: Access, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let now = state.clock.now().timestamp();
+    let policy = auth::TokenPolicy {
+        secret: &state.jwt_secret,
+        issuer: state.jwt_issuer.as_deref(),
+        audience: state.jwt_audience.as_deref(),
+    };
     match access {
         Access::Public => Ok(Caller {
             owner: String::new(),
             admin: false,
         }),
-        Access::User => auth::authenticate(&state.jwt_secret, headers, now),
+        Access::User => auth::authenticate(&policy, headers, now),
         Access::Admin => {
-            let c = auth::authenticate(&state.jwt_secret, headers, now)?;
+            let c = auth::authenticate(&policy, headers, now)?;
             if !c.admin {
                 return Err(ApiError::forbidden(
                     "this route needs a token with role admin",

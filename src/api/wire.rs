@@ -273,10 +273,19 @@ pub struct TestResult {
     pub error: Option<String>,
 }
 
-/// The id of a published event.
+/// The id of a published event, and whether it was already there.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct PublishResult {
+    /// The event's id; for a repeated idempotency key, the first event's.
     pub id: Uuid,
+    /// True when the idempotency key was used before: nothing was added.
+    pub duplicate: bool,
+    /// Whether the stored event has this request's `type` and `data`
+    /// (compared as JSON values); always true when `duplicate` is false.
+    /// `duplicate: true, payloadMatches: false` means the key was reused for
+    /// another event, which was not stored.
+    pub payload_matches: bool,
 }
 
 /// The fields of a webhook update; absent fields keep their value, and

@@ -153,6 +153,12 @@ pub struct ApiArgs {
     /// HS256 key for API tokens (required when the API runs)
     #[arg(long, env = "POSTBOX_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// Issuer every API token must carry in `iss`; unset: not checked
+    #[arg(long, env = "POSTBOX_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Audience every API token's `aud` must contain; unset: tokens must carry no `aud`
+    #[arg(long, env = "POSTBOX_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
     /// Secret of POST /api/webhooks/stripe (whsec_...); unset: that route answers 503
     #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
     pub stripe_webhook_secret: Option<String>,
@@ -232,12 +238,15 @@ impl ServeArgs {
         let api = if self.no_api {
             None
         } else {
-            Some(ApiConfig::new(
-                self.api.listen,
-                self.api.jwt_secret.clone(),
-                self.api.stripe_webhook_secret.clone(),
-                self.api.clerk_webhook_secret.clone(),
-            )?)
+            Some(
+                ApiConfig::new(
+                    self.api.listen,
+                    self.api.jwt_secret.clone(),
+                    self.api.stripe_webhook_secret.clone(),
+                    self.api.clerk_webhook_secret.clone(),
+                )?
+                .with_token_claims(self.api.jwt_issuer.clone(), self.api.jwt_audience.clone()),
+            )
         };
         let maintenance = self.maintenance.to_config()?;
         Ok(ServeConfig {
@@ -283,6 +292,12 @@ pub struct TokenArgs {
     /// HS256 key
     #[arg(long, env = "POSTBOX_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// `iss` of the token: set it when the API requires an issuer
+    #[arg(long, env = "POSTBOX_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// `aud` of the token: set it when the API requires an audience
+    #[arg(long, env = "POSTBOX_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

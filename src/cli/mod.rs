@@ -32,7 +32,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             let payload: serde_json::Value = serde_json::from_str(&args.json)
                 .map_err(|e| anyhow::anyhow!("the payload is not valid JSON: {e}"))?;
             let store = Store::connect(&args.db.database_url, 1)?;
-            let id = store
+            let published = store
                 .event_publish(
                     &args.event_type,
                     &payload,
@@ -46,12 +46,30 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                     Some(m) => anyhow::anyhow!("{m}"),
                     None => e.into(),
                 })?;
+            // stdout stays the id alone; a repeat is said on stderr.
+            if published.duplicate {
+                eprintln!(
+                    "{}",
+                    if published.same_content {
+                        "the idempotency key was already used: nothing added; this is the first event's id"
+                    } else {
+                        "the idempotency key was already used with another type or payload: nothing added; this is the first event's id"
+                    }
+                );
+            }
+            let id = published.id;
             println!("{id}");
         }
         Command::Token(args) => {
             let secret = args.jwt_secret.unwrap_or_default();
+            let policy = postbox::api::auth::TokenPolicy {
+                secret: &secret,
+                issuer: args.jwt_issuer.as_deref().filter(|s| !s.is_empty()),
+                audience: args.jwt_audience.as_deref().filter(|s| !s.is_empty()),
+            };
             let now = clock.now().timestamp();
-            let token = postbox::api::auth::mint(&secret, &args.sub, args.admin, args.ttl, now)?;
+            let token =
+                postbox::api::auth::mint_for(&policy, &args.sub, args.admin, args.ttl, now)?;
             // The token is the last line of stdout: scripts take it from there.
             println!("{token}");
         }

@@ -64,7 +64,7 @@ impl Executor {
         );
         async {
             let attempt = tokio::select! {
-                attempt = self.attempt(d, url) => attempt,
+                attempt = self.attempt(d) => attempt,
                 _ = cut_off.cancelled() => return self.cut_off(d),
             };
             let now = self.clock.now();
@@ -100,12 +100,12 @@ impl Executor {
     }
 
     /// Prepares and sends the request; a disabled webhook gets none.
-    async fn attempt(&self, d: &ClaimedDelivery, url: Result<Url, url::ParseError>) -> Attempt {
+    async fn attempt(&self, d: &ClaimedDelivery) -> Attempt {
         let started_at = self.clock.now();
         if !d.webhook_active {
             return Attempt::not_sent(started_at, "webhook is disabled: not sent");
         }
-        match self.sender.prepare(d, url, started_at) {
+        match self.sender.prepare(d, started_at) {
             Ok(request) => self.sender.send_prepared(request).await,
             Err(reason) => Attempt::not_sent(started_at, reason),
         }

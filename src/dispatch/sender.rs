@@ -130,14 +130,15 @@ impl Sender {
     }
 
     /// Checks the target and the secret and builds the signed request, or
-    /// says why it may not be sent. `url` is `d.url` parsed by the caller.
+    /// says why it may not be sent. `d.url` goes through the API's URL rule
+    /// (`net::parse_target_url`) again: a row written with SQL may hold a
+    /// URL that a parser would repair into another target.
     pub fn prepare(
         &self,
         d: &ClaimedDelivery,
-        url: Result<Url, url::ParseError>,
         started_at: DateTime<Utc>,
     ) -> Result<Prepared, String> {
-        let url = url.map_err(|e| format!("invalid URL: {e}"))?;
+        let url = net::parse_target_url(&d.url, false).map_err(|e| format!("invalid URL: {e}"))?;
         if let Some(reason) = self.refusal(&url) {
             return Err(reason);
         }
@@ -206,7 +207,7 @@ impl Sender {
     /// every problem becomes part of the `Attempt`.
     pub async fn send(&self, d: &ClaimedDelivery) -> Attempt {
         let started_at = self.clock.now();
-        match self.prepare(d, Url::parse(&d.url), started_at) {
+        match self.prepare(d, started_at) {
             Ok(request) => self.send_prepared(request).await,
             Err(reason) => Attempt::not_sent(started_at, reason),
         }

@@ -8,24 +8,48 @@ use uuid::Uuid;
 use super::delivery::claimed_from_row;
 use super::{ClaimLimits, FanoutResult, Store, StoreError, FANOUT_MAX_DELIVERIES};
 
+/// What publishing one event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// The event's id: for a repeated idempotency key, the first event's.
+    pub id: Uuid,
+    /// The key was used before: nothing was added.
+    pub duplicate: bool,
+    /// The stored event has the type and (jsonb-equal) payload sent; always
+    /// true for a new event.
+    pub same_content: bool,
+}
+
 impl Store {
-    /// Publishes one event on a pooled connection (`sql/event_publish.sql`);
-    /// returns its id. Callers that publish inside their own transaction use
-    /// `postbox::publish` instead.
+    /// Publishes one event on a pooled connection
+    /// (`sql/event_publish_outcome.sql`, the INSERT `postbox.publish()` runs)
+    /// and says whether it was new. Callers that publish inside their own
+    /// transaction use `postbox::publish` instead.
     pub async fn event_publish(
         &self,
         event_type: &str,
         payload: &serde_json::Value,
         owner_id: &str,
         idempotency_key: Option<&str>,
-    ) -> Result<Uuid, StoreError> {
-        let row = self
-            .row(
-                statement!("event_publish"),
-                &[&event_type, payload, &owner_id, &idempotency_key],
-            )
-            .await?;
-        Ok(row.get(0))
+    ) -> Result<Published, StoreError> {
+        // No row: the first event of this key committed while the statement
+        // waited for it, after its snapshot; the next statement sees it.
+        for _ in 0..3 {
+            let row = self
+                .row_opt(
+                    statement!("event_publish_outcome"),
+                    &[&event_type, payload, &owner_id, &idempotency_key],
+                )
+                .await?;
+            if let Some(r) = row {
+                return Ok(Published {
+                    id: r.get("id"),
+                    duplicate: r.get("duplicate"),
+                    same_content: r.get("same_content"),
+                });
+            }
+        }
+        Err(StoreError::Missing("event_publish_outcome"))
     }
 
     /// Fans out up to `events` events and claims up to `claim.limit` of the

@@ -11,13 +11,15 @@ use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
 pub use delivery_history::{DeliveryRow, RetryOutcome};
+pub use event::Published;
+pub use event_type::EventType;
 pub use maintenance::{DeletedBatch, MaintenanceLock, QueueDepth, Retention};
 pub use queue_admin::QueueStatsRow;
 pub use types::{
     ClaimLimits, ClaimedDelivery, CompleteReport, Completion, DeliveryStatus, FanoutResult,
     FANOUT_MAX_DELIVERIES,
 };
-pub use webhook::{EventType, NewWebhook, WebhookPatch, WebhookRow, WebhookStatsRow};
+pub use webhook::{NewWebhook, WebhookPatch, WebhookRow, WebhookStatsRow};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -41,6 +43,9 @@ pub enum StoreError {
     },
     #[error("migrations failed: {0}")]
     Migrate(#[from] refinery::Error),
+    /// A statement that always answers a row answered none (repeatedly).
+    #[error("{0}: no row answered")]
+    Missing(&'static str),
 }
 
 impl StoreError {
@@ -109,6 +114,7 @@ pub mod bench;
 mod delivery;
 mod delivery_history;
 mod event;
+mod event_type;
 mod inbox;
 mod maintenance;
 mod queue;

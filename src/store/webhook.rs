@@ -93,13 +93,6 @@ pub struct WebhookStatsRow {
     pub last_delivery_at: Option<DateTime<Utc>>,
 }
 
-/// One entry of the event catalogue (`postbox.event_types`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventType {
-    pub name: String,
-    pub description: String,
-}
-
 impl Store {
     pub async fn webhook_insert(&self, w: &NewWebhook) -> Result<WebhookRow, StoreError> {
         let row = self
@@ -224,17 +217,6 @@ impl Store {
             average_duration_ms: r.get("average_duration_ms"),
             last_delivery_at: r.get("last_delivery_at"),
         }))
-    }
-
-    pub async fn event_type_list(&self) -> Result<Vec<EventType>, StoreError> {
-        let rows = self.rows(statement!("event_type_list"), &[]).await?;
-        Ok(rows
-            .iter()
-            .map(|r| EventType {
-                name: r.get("name"),
-                description: r.get("description"),
-            })
-            .collect())
     }
 
     /// Registers the webhook `id` for `owner`, or re-points and re-enables

@@ -13,8 +13,9 @@ impl From<StoreError> for ApiError {
         match e.sql_state() {
             // Raised by postbox's own checks: unknown type, payload not an object, ...
             // 22P05/22021: text or JSON with a NUL character, which Postgres cannot store.
+            // 22003: a JSON number beyond Postgres's numeric range (about 1e131072).
             Some("22023") | Some("22P02") | Some("22001") | Some("23514") | Some("23502")
-            | Some("22P05") | Some("22021") => {
+            | Some("22P05") | Some("22021") | Some("22003") => {
                 ApiError::new(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message)
             }
             // Deadlock or serialization failure: a concurrent change won; try again.

@@ -146,6 +146,8 @@ pub fn api_state(store: Store, jwt_secret: &str, allow_private: bool) -> postbox
     postbox::api::ApiState {
         store,
         jwt_secret: jwt_secret.into(),
+        jwt_issuer: None,
+        jwt_audience: None,
         metrics: postbox::telemetry::metrics_handle(),
         stripe_webhook_secret: None,
         clerk_webhook_secret: None,
