@@ -133,6 +133,24 @@ pub fn literal_target_refusal(url: &url::Url, allow_private: bool) -> Option<Str
 /// Longest webhook URL accepted, in bytes.
 pub const URL_MAX: usize = 2048;
 
+/// [`parse_target_url`]'s rule as a regular expression (ECMA 262 and
+/// Python syntax), for the OpenAPI document: an http(s) scheme in any case,
+/// a host name (letters, digits, `-`, `_`; the last label starts with a
+/// letter; one trailing dot) or a dotted-quad IPv4 address, an optional
+/// port, path segments that are not `.` or `..` (nor their `%2e` spellings)
+/// and a query, each made of characters a URL parser leaves as they are.
+/// IPv6 literals, which the rule accepts too, are left out of the pattern.
+pub const URL_PATTERN: &str = concat!(
+    "^[Hh][Tt][Tt][Pp][Ss]?://",
+    "(?:(?:[A-Za-z0-9_-]+\\.)*(?![Xx][Nn]--)[A-Za-z][A-Za-z0-9_-]*\\.?",
+    "|(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(?:\\.(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3})",
+    "(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0))?",
+    "(?:/(?:(?:[A-Za-z0-9_~!$&'()*+,;=:@|^\\[\\].-]|%[0-9A-Fa-f]{2})*",
+    "[A-Za-z0-9_~!$&'()*+,;=:@|^\\[\\]-]",
+    "(?:[A-Za-z0-9_~!$&'()*+,;=:@|^\\[\\].-]|%[0-9A-Fa-f]{2})*)?)*",
+    "(?:\\?(?:[A-Za-z0-9_~!$&()*+,;=:@|^\\[\\]./?-]|%[0-9A-Fa-f]{2})*)?$",
+);
+
 /// The one rule for what a webhook URL may look like, used by the API (on
 /// create and update) and by the dispatcher (before every attempt, for rows
 /// written with SQL): at most [`URL_MAX`] bytes of ASCII (internationalised
@@ -226,6 +244,28 @@ fn host_as_written(authority: &str, parsed: &url::Url) -> Result<(), String> {
     if host.contains('%') {
         return Err(
             "must not percent-encode the host: a URL parser decodes it into another name".into(),
+        );
+    }
+    if let Some(url::Host::Domain(_)) = parsed.host() {
+        let name = host.strip_suffix('.').unwrap_or(host);
+        let labels: Vec<&str> = name.split('.').collect();
+        let ldh = |l: &&str| {
+            !l.is_empty()
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        let last_ok = labels
+            .last()
+            .is_some_and(|l| l.starts_with(|c: char| c.is_ascii_alphabetic()));
+        if !labels.iter().all(ldh) || !last_ok {
+            return Err(format!(
+                "host {host:?} is not a host name: dot-separated labels of letters, digits, - and _, the last starting with a letter"
+            ));
+        }
+    }
+    if host.starts_with('[') && host.contains('.') {
+        return Err(
+            "must write an IPv6 address in hexadecimal only (no embedded dotted IPv4)".into(),
         );
     }
     match parsed.host() {
@@ -549,6 +589,10 @@ mod tests {
             ("http://example.com:/", "port"),
             ("ftp://example.com/", "scheme ftp"),
             ("http://ex\u{e4}mple.com/", "ASCII"),
+            ("http://a..b.com/", "not a host name"),
+            ("http://a!b.com/", "not a host name"),
+            ("http://example.1a/", "not a host name"),
+            ("http://[::ffff:127.0.0.1]/", "hexadecimal"),
         ] {
             let err = parse_target_url(raw, false).unwrap_err();
             assert!(err.contains(why), "{raw}: {err}");
@@ -569,7 +613,7 @@ mod tests {
             ("http://example.com:8080/h", "http://example.com:8080/h"),
             ("https://example.com./h", "https://example.com./h"),
             ("http://127.0.0.1:9/h", "http://127.0.0.1:9/h"),
-            ("http://[::FFFF:127.0.0.1]/", "http://[::ffff:7f00:1]/"),
+            ("http://[::FFFF:7F00:1]/", "http://[::ffff:7f00:1]/"),
             (
                 "https://xn--exmple-cua.com/a%20b",
                 "https://xn--exmple-cua.com/a%20b",

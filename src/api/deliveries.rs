@@ -118,6 +118,9 @@ pub async fn test_send(
         let mut once = task_claim;
         once.max_retries = 0;
         let completion = retry::complete(&once, &attempt, clock.now(), 0.0);
+        if attempt.gone() {
+            crate::dispatch::disable_gone(&store, once.webhook_id, clock.now()).await;
+        }
         store
             .delivery_complete_many(&[completion], clock.now())
             .await

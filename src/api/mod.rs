@@ -25,6 +25,7 @@ use crate::store::Store;
 
 pub mod auth;
 mod deliveries;
+mod event_types;
 mod events;
 pub mod openapi;
 pub mod ops;

@@ -30,7 +30,7 @@ use super::reply::{reference, Answer, Document};
 use super::request::{FromBody, FromPath, FromQuery, Input, NoBody, NoQuery};
 use super::route::{Access, Route};
 use super::wire::Empty;
-use super::{deliveries, events, queue, webhooks, ApiState};
+use super::{deliveries, event_types, events, queue, webhooks, ApiState};
 use crate::web::body::MAX_BODY;
 use crate::web::ApiError;
 
@@ -84,6 +84,9 @@ pub fn with_handler<'a, V: Visit<'a>>(route: Route, v: V) -> V::Out {
     match route {
         Route::OpenApi => v.visit(get),
         Route::EventCatalogue => v.visit(webhooks::catalogue),
+        Route::EventTypeCreate => v.visit(event_types::create),
+        Route::EventTypeUpdate => v.visit(event_types::update),
+        Route::EventTypeRetire => v.visit(event_types::retire),
         Route::QueueStats => v.visit(queue::stats),
         Route::QueuePause => v.visit(queue::pause),
         Route::QueueResume => v.visit(queue::resume),
@@ -175,7 +178,7 @@ impl<'a> Visit<'a> for Describe<'_> {
                     .name(*name)
                     .parameter_in(ParameterIn::Path)
                     .required(Required::True)
-                    .schema(Some(reference_free_uuid())),
+                    .schema(Some(<H::Path as FromPath>::schema(name))),
             );
         }
         for p in <H::Query as FromQuery>::parameters() {
@@ -215,8 +218,16 @@ impl<'a> Visit<'a> for Describe<'_> {
         if spec.access == Access::Admin {
             op = op.response("403", error("The token lacks role admin"));
         }
-        if !<H::Path as FromPath>::NAMES.is_empty() {
+        if <H::Path as FromPath>::NAMES == ["type"] {
+            op = op.response("404", error("No open event type of that name"));
+        } else if !<H::Path as FromPath>::NAMES.is_empty() {
             op = op.response("404", error("No such webhook or delivery for this owner"));
+        }
+        if self.route == Route::EventTypeCreate {
+            op = op.response("409", error("An open event type of that name exists"));
+        }
+        if self.route == Route::EventTypeRetire {
+            op = op.response("409", error("webhook.test is needed by the test route"));
         }
         if self.route == Route::DeliveryRetry {
             op = op.response("409", error("The delivery is being sent right now"));
@@ -237,18 +248,6 @@ impl<'a> Visit<'a> for Describe<'_> {
         }));
         op.build()
     }
-}
-
-/// A path id: a UUID in its canonical form.
-fn reference_free_uuid() -> RefOr<Schema> {
-    RefOr::T(Schema::Object(
-        utoipa::openapi::ObjectBuilder::new()
-            .schema_type(utoipa::openapi::Type::String)
-            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-                utoipa::openapi::KnownFormat::Uuid,
-            )))
-            .build(),
-    ))
 }
 
 fn method(m: &str) -> HttpMethod {
@@ -327,6 +326,7 @@ pub fn document() -> Value {
         .build();
     let mut doc = serde_json::to_value(&api).unwrap_or_else(|_| json!({}));
     doc["components"]["schemas"]["Error"] = error_schema();
+    doc["components"]["schemas"]["JsonValue"] = super::validate::json_value_schema();
     doc
 }
 

@@ -61,6 +61,34 @@ impl<P: FromPath, Q: FromQuery, B: FromBody> Input<P, Q, B> {
 pub trait FromPath: Sized {
     const NAMES: &'static [&'static str];
     fn from_params(params: &[String]) -> Result<Self, ApiError>;
+
+    /// The schema of parameter `name` in the OpenAPI document: a UUID in
+    /// its canonical form unless the type says otherwise.
+    fn schema(_name: &str) -> RefOr<Schema> {
+        RefOr::T(Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::Uuid,
+                )))
+                .build(),
+        ))
+    }
+}
+
+/// `{type}`: an event type name, by the catalogue's naming rule.
+pub struct EventTypeName(pub String);
+
+impl FromPath for EventTypeName {
+    const NAMES: &'static [&'static str] = &["type"];
+    fn from_params(params: &[String]) -> Result<Self, ApiError> {
+        let raw = params.first().map(String::as_str).unwrap_or("");
+        // Path segments arrive percent-encoded; a name never needs encoding.
+        v::event_type_name("type", raw).map(EventTypeName)
+    }
+    fn schema(_name: &str) -> RefOr<Schema> {
+        RefOr::T(Schema::Object(v::event_type_name_schema().build()))
+    }
 }
 
 /// A route without path parameters.

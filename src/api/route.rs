@@ -28,7 +28,8 @@ pub enum Access {
 }
 
 /// What describes one route: method, path template (`{name}` is a path
-/// parameter, always a UUID), who may call it and a one-line summary.
+/// parameter: a UUID, or an event type name for `{type}`), who may call it
+/// and a one-line summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouteSpec {
     pub method: &'static str,
@@ -59,6 +60,12 @@ routes! {
     OpenApi,
     /// `GET /api/webhooks/events`
     EventCatalogue,
+    /// `POST /api/webhooks/events`
+    EventTypeCreate,
+    /// `PUT /api/webhooks/events/{type}`
+    EventTypeUpdate,
+    /// `DELETE /api/webhooks/events/{type}`
+    EventTypeRetire,
     /// `GET /api/webhooks/queue/stats`
     QueueStats,
     /// `POST /api/webhooks/queue/pause`
@@ -114,6 +121,24 @@ impl Route {
             Route::EventCatalogue => {
                 spec("GET", "/api/webhooks/events", User, "The event catalogue")
             }
+            Route::EventTypeCreate => spec(
+                "POST",
+                "/api/webhooks/events",
+                Admin,
+                "Add an event type (or reopen a retired one)",
+            ),
+            Route::EventTypeUpdate => spec(
+                "PUT",
+                "/api/webhooks/events/{type}",
+                Admin,
+                "Describe an event type",
+            ),
+            Route::EventTypeRetire => spec(
+                "DELETE",
+                "/api/webhooks/events/{type}",
+                Admin,
+                "Retire an event type: no new publishes; stored events stay",
+            ),
             Route::QueueStats => spec(
                 "GET",
                 "/api/webhooks/queue/stats",
@@ -305,7 +330,11 @@ mod tests {
                 assert!(!(a.method == b.method && a.path == b.path), "{a:?}");
             }
             let s = a.spec();
-            let concrete = s.path.replace("{id}", "x").replace("{deliveryId}", "y");
+            let concrete = s
+                .path
+                .replace("{id}", "x")
+                .replace("{deliveryId}", "y")
+                .replace("{type}", "a.b");
             assert_eq!(resolve(s.method, &concrete).unwrap().0, *a);
         }
     }

@@ -5,7 +5,7 @@
 //! exactly what is enforced.
 
 use serde_json::{json, Value};
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaFormat, SchemaType, Type};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
 use warp::http::{HeaderName, HeaderValue};
 
 use super::ApiState;
@@ -27,13 +27,20 @@ pub const DEFAULT_RETRY_DELAY: i32 = 60;
 /// Longest rotation grace period: 7 days.
 pub const GRACE_MAX: i64 = 7 * 86400;
 pub const IDEMPOTENCY_KEY_MAX: usize = 255;
-/// Longest event type name accepted by `POST /api/events`.
+/// Longest event type name accepted by `POST /api/events` and the admin
+/// routes of the catalogue.
 pub const EVENT_TYPE_MAX: usize = 200;
+/// The catalogue's naming rule (the CHECK on `postbox.event_types.name`):
+/// dot-separated lower-case words, at least two.
+pub const EVENT_TYPE_PATTERN: &str = "^[a-z0-9_]+(\\.[a-z0-9_]+)+$";
 /// How many deliveries `GET /api/webhooks/{id}` shows.
 pub const RECENT_DELIVERIES: i64 = 10;
 pub const PAGE_MAX: i64 = 1_000_000;
 pub const LIMIT_MAX: i64 = 100;
 pub const DEFAULT_LIMIT: i64 = 20;
+/// A string without NUL (Postgres text and jsonb cannot hold U+0000), as a
+/// JSON Schema pattern.
+pub const NO_NUL: &str = "^[^\\u0000]*$";
 
 /// A field the request must carry.
 pub fn required(field: &str, v: Option<Value>) -> Result<Value, ApiError> {
@@ -41,6 +48,17 @@ pub fn required(field: &str, v: Option<Value>) -> Result<Value, ApiError> {
         None | Some(Value::Null) => Err(ApiError::validation(field, "is required")),
         Some(v) => Ok(v),
     }
+}
+
+/// The characters Rust's `char::is_whitespace` (Unicode White_Space)
+/// counts, as a regular-expression class body: what "blank" means below.
+const WHITE_SPACE: &str =
+    "\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+
+/// A string that is not blank (some character outside [`WHITE_SPACE`])
+/// and holds no NUL, as a JSON Schema pattern (ECMA 262 syntax).
+pub fn not_blank_pattern() -> String {
+    format!("^[^\\u0000]*[^\\u0000{WHITE_SPACE}][^\\u0000]*$")
 }
 
 /// Text of `min..=max` characters, not blank.
@@ -66,6 +84,47 @@ pub fn text(field: &str, v: Value, max: usize) -> Result<String, ApiError> {
     Ok(s)
 }
 
+/// An event type name by [`EVENT_TYPE_PATTERN`], at most [`EVENT_TYPE_MAX`]
+/// bytes.
+pub fn event_type_name(field: &str, raw: &str) -> Result<String, ApiError> {
+    let word = |w: &str| {
+        !w.is_empty()
+            && w.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    };
+    let words: Vec<&str> = raw.split('.').collect();
+    if raw.len() > EVENT_TYPE_MAX || words.len() < 2 || !words.iter().all(|w| word(w)) {
+        return Err(ApiError::validation(
+            field,
+            format!(
+                "must be dot-separated words of a-z, 0-9 and _ (e.g. project.updated), at most {EVENT_TYPE_MAX} characters"
+            ),
+        ));
+    }
+    Ok(raw.to_string())
+}
+
+/// A catalogue description: a string of at most [`DESCRIPTION_MAX`]
+/// characters without NUL; may be empty.
+pub fn type_description(v: Value) -> Result<String, ApiError> {
+    let Value::String(s) = v else {
+        return Err(ApiError::validation("description", "must be a string"));
+    };
+    if s.chars().count() > DESCRIPTION_MAX {
+        return Err(ApiError::validation(
+            "description",
+            format!("must be at most {DESCRIPTION_MAX} characters"),
+        ));
+    }
+    if s.contains('\0') {
+        return Err(ApiError::validation(
+            "description",
+            "must not contain NUL characters",
+        ));
+    }
+    Ok(s)
+}
+
 pub fn name(v: Value) -> Result<String, ApiError> {
     text("name", v, NAME_MAX)
 }
@@ -79,16 +138,50 @@ pub fn description(v: Value) -> Result<Option<String>, ApiError> {
     }
 }
 
-/// An integer in `range`.
+/// An integer in `range`. As in JSON Schema, a number with no fractional
+/// part is an integer whatever its spelling (`60`, `60.0`, `6e1`); the
+/// decimal text is read exactly, never through a float.
 pub fn int(field: &str, v: Value, (min, max): (i64, i64)) -> Result<i32, ApiError> {
     let rule = format!("must be an integer from {min} to {max}");
-    let n = v
-        .as_i64()
-        .ok_or_else(|| ApiError::validation(field, rule.clone()))?;
+    let n = match &v {
+        Value::Number(n) => exact_integer(&n.to_string()),
+        _ => None,
+    }
+    .ok_or_else(|| ApiError::validation(field, rule.clone()))?;
     if !(min..=max).contains(&n) {
         return Err(ApiError::validation(field, rule));
     }
     i32::try_from(n).map_err(|_| ApiError::validation(field, rule))
+}
+
+/// The value of a JSON number's text when it is an integer that fits an
+/// `i64` (`-12`, `12.000`, `1.2e1`, `120e-1`), else `None`.
+pub fn exact_integer(text: &str) -> Option<i64> {
+    let (mantissa, exp) = match text.find(['e', 'E']) {
+        Some(i) => (&text[..i], text[i + 1..].parse::<i64>().ok()?),
+        None => (text, 0),
+    };
+    let (negative, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => (true, m),
+        None => (false, mantissa),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let mut digits: String = format!("{int}{frac}");
+    let mut point = i64::try_from(int.len()).ok()? + exp;
+    // Leading zeros say nothing; trailing ones after the point neither.
+    let lead = digits.len() - digits.trim_start_matches('0').len();
+    digits.drain(..lead);
+    point -= i64::try_from(lead).ok()?;
+    let digits = digits.trim_end_matches('0');
+    if digits.is_empty() {
+        return Some(0);
+    }
+    if point < i64::try_from(digits.len()).ok()? || point > 19 {
+        return None;
+    }
+    let zeros = usize::try_from(point).ok()? - digits.len();
+    let whole: i128 = format!("{digits}{}", "0".repeat(zeros)).parse().ok()?;
+    i64::try_from(if negative { -whole } else { whole }).ok()
 }
 
 pub fn boolean(field: &str, v: Value) -> Result<bool, ApiError> {
@@ -231,20 +324,28 @@ fn integer((min, max): (i64, i64), default: i64) -> ObjectBuilder {
 
 /// `name`: what [`name`] accepts.
 pub fn name_schema() -> ObjectBuilder {
-    string().min_length(Some(1)).max_length(Some(NAME_MAX))
+    string()
+        .min_length(Some(1))
+        .max_length(Some(NAME_MAX))
+        .pattern(Some(not_blank_pattern()))
 }
 
 /// `description`: what [`description`] accepts (null or "" clears it).
 pub fn description_schema() -> ObjectBuilder {
-    nullable(Type::String).max_length(Some(DESCRIPTION_MAX))
+    nullable(Type::String)
+        .max_length(Some(DESCRIPTION_MAX))
+        .pattern(Some(format!("^$|{}", not_blank_pattern())))
 }
 
 /// `url`: what [`url`] accepts, short of the address checks.
 pub fn url_schema() -> ObjectBuilder {
     string()
-        .format(Some(SchemaFormat::Custom("uri".into())))
         .max_length(Some(URL_MAX))
-        .pattern(Some("^https?://"))
+        .pattern(Some(crate::net::URL_PATTERN))
+        .description(Some(
+            "an absolute http(s) URL as a URL parser reads it (docs/WEBHOOKS.md, \"Endpoint URLs\"); \
+             unless POSTBOX_ALLOW_PRIVATE_TARGETS, its host must also resolve to public addresses only",
+        ))
 }
 
 /// `events`: what [`events`] accepts; the served document adds the live
@@ -261,6 +362,7 @@ pub fn headers_schema() -> ObjectBuilder {
     ObjectBuilder::new()
         .schema_type(Type::Object)
         .max_properties(Some(HEADERS_MAX))
+        .property_names(Some(string().pattern(Some(header_name_pattern()))))
         .additional_properties(Some(
             string()
                 .max_length(Some(HEADER_VALUE_MAX))
@@ -269,6 +371,28 @@ pub fn headers_schema() -> ObjectBuilder {
         .description(Some(
             "custom headers; not content-type, user-agent, webhook-*, x-webhook-* or other reserved names",
         ))
+}
+
+/// A header name (an RFC 9110 token) that is none of `RESERVED_HEADERS`,
+/// in any letter case, as a pattern; the lookahead spells each reserved
+/// name with both cases of every letter.
+pub fn header_name_pattern() -> String {
+    let any_case = |name: &str| -> String {
+        name.chars()
+            .map(|c| {
+                if c.is_ascii_alphabetic() {
+                    format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase())
+                } else {
+                    format!("\\{c}")
+                }
+            })
+            .collect()
+    };
+    let reserved: Vec<String> = RESERVED_HEADERS.iter().map(|n| any_case(n)).collect();
+    format!(
+        "^(?!(?:{})$)[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
+        reserved.join("|")
+    )
 }
 
 /// `maxRetries`.
@@ -289,7 +413,11 @@ pub fn active_schema() -> ObjectBuilder {
 
 /// `graceSeconds` of a rotation.
 pub fn grace_schema() -> ObjectBuilder {
-    integer((0, GRACE_MAX), 0).description(Some("the old secret keeps signing this long"))
+    integer((0, GRACE_MAX), 0)
+        .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+        .description(Some(
+            "seconds the old secret keeps signing; absent or null: 0",
+        ))
 }
 
 /// `type` of a published event; the served document adds the catalogue.
@@ -297,14 +425,37 @@ pub fn event_type_schema() -> ObjectBuilder {
     string()
         .min_length(Some(1))
         .max_length(Some(EVENT_TYPE_MAX))
+        .pattern(Some(not_blank_pattern()))
         .description(Some("a catalogue type"))
 }
 
-/// `data` of a published event.
+/// `data` of a published event: an object of JSON values in which no key
+/// and no string holds NUL (Postgres `jsonb` cannot store U+0000). Numbers
+/// keep every digit; one beyond Postgres's numeric range (about 1e131072)
+/// is refused.
 pub fn payload_schema() -> ObjectBuilder {
     ObjectBuilder::new()
         .schema_type(Type::Object)
-        .description(Some("the payload; at most 1 MiB"))
+        .property_names(Some(string().pattern(Some(NO_NUL))))
+        .additional_properties(Some(utoipa::openapi::Ref::from_schema_name("JsonValue")))
+        .description(Some(
+            "the payload, at most 1 MiB as JSON text; no NUL (U+0000) in any key or string; numbers are kept with every digit",
+        ))
+}
+
+/// `JsonValue`: any JSON value without NUL in a key or a string (what
+/// Postgres `jsonb` stores), recursively.
+pub fn json_value_schema() -> serde_json::Value {
+    json!({
+        "description": "any JSON value without NUL (U+0000) in a key or a string",
+        "anyOf": [
+            {"type": ["null", "boolean", "number"]},
+            {"type": "string", "pattern": NO_NUL},
+            {"type": "array", "items": {"$ref": "#/components/schemas/JsonValue"}},
+            {"type": "object", "propertyNames": {"type": "string", "pattern": NO_NUL},
+             "additionalProperties": {"$ref": "#/components/schemas/JsonValue"}}
+        ]
+    })
 }
 
 /// `idempotencyKey` of a published event.
@@ -312,6 +463,21 @@ pub fn idempotency_key_schema() -> ObjectBuilder {
     nullable(Type::String)
         .min_length(Some(1))
         .max_length(Some(IDEMPOTENCY_KEY_MAX))
+        .pattern(Some(not_blank_pattern()))
+}
+
+/// An event type name (path `{type}`, body `type` of the admin routes).
+pub fn event_type_name_schema() -> ObjectBuilder {
+    string()
+        .max_length(Some(EVENT_TYPE_MAX))
+        .pattern(Some(EVENT_TYPE_PATTERN))
+}
+
+/// `description` of a catalogue entry.
+pub fn type_description_schema() -> ObjectBuilder {
+    string()
+        .max_length(Some(DESCRIPTION_MAX))
+        .pattern(Some(NO_NUL))
 }
 
 /// `recentDeliveries` of a webhook's detail.

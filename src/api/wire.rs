@@ -376,6 +376,28 @@ pub struct PublishRequest {
     pub idempotency_key: Field,
 }
 
+/// A new event type for the catalogue.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventTypeCreate {
+    #[serde(default, deserialize_with = "present", rename = "type")]
+    #[schema(schema_with = v::event_type_name_schema, required = true)]
+    pub name: Field,
+    /// Absent: empty.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::type_description_schema)]
+    pub description: Field,
+}
+
+/// A catalogue entry's new description.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventTypeUpdate {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::type_description_schema, required = true)]
+    pub description: Field,
+}
+
 /// No body, or `{}`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

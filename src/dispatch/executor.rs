@@ -111,18 +111,22 @@ impl Executor {
         }
     }
 
-    /// 410 Gone: the endpoint wants no more deliveries, so its webhook is
-    /// disabled (docs/WEBHOOKS.md).
     async fn disable_gone(&self, d: &ClaimedDelivery, now: DateTime<Utc>) {
-        let reason = "endpoint answered 410 Gone";
-        match self.store.webhook_disable(d.webhook_id, reason, now).await {
-            Ok(true) => {
-                tracing::warn!(webhook_id = %d.webhook_id, "webhook disabled: endpoint answered 410 Gone")
-            }
-            Ok(false) => {}
-            Err(e) => {
-                tracing::warn!(webhook_id = %d.webhook_id, error = %e, "cannot disable webhook after 410")
-            }
+        disable_gone(&self.store, d.webhook_id, now).await;
+    }
+}
+
+/// 410 Gone: the endpoint wants no more deliveries, so its webhook is
+/// disabled (docs/WEBHOOKS.md), after a delivery or a test send alike.
+pub async fn disable_gone(store: &Store, webhook_id: uuid::Uuid, now: DateTime<Utc>) {
+    let reason = "endpoint answered 410 Gone";
+    match store.webhook_disable(webhook_id, reason, now).await {
+        Ok(true) => {
+            tracing::warn!(webhook_id = %webhook_id, "webhook disabled: endpoint answered 410 Gone")
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(webhook_id = %webhook_id, error = %e, "cannot disable webhook after 410")
         }
     }
 }

@@ -37,7 +37,7 @@ use crate::clock::SharedClock;
 use crate::store::{Store, StoreError};
 pub use claim::{fan_out_then_claim, Busy, ClaimPlan, Rest, Round};
 use executor::Executor;
-pub use executor::{fixed_jitter, system_jitter, Jitter};
+pub use executor::{disable_gone, fixed_jitter, system_jitter, Jitter};
 use inflight::InFlight;
 use producer::{Producer, Shared};
 use sender::{Sender, SenderConfig};

@@ -18,6 +18,8 @@ mod api_support;
 mod bench_database;
 mod claim;
 mod compose;
+mod contract;
+mod contract_fuzz;
 mod dev;
 mod docs;
 mod fanout;
