@@ -66,3 +66,46 @@ async fn every_query_in_operations_md_runs() {
         0
     );
 }
+
+/// Every metric the code emits is in OPERATIONS.md's metrics table.
+#[test]
+fn every_metric_is_in_the_metrics_table() {
+    let doc = include_str!("../../docs/OPERATIONS.md");
+    let mut names = std::collections::BTreeSet::new();
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+    let mut dirs = vec![std::path::PathBuf::from(src)];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            for part in text.split("metrics::").skip(1) {
+                let Some((kind, rest)) = part.split_once("!(") else {
+                    continue;
+                };
+                if !["counter", "gauge", "histogram"].contains(&kind) {
+                    continue;
+                }
+                let name: String = rest
+                    .trim_start()
+                    .trim_start_matches('"')
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                if name.starts_with("postbox_") {
+                    names.insert(name);
+                }
+            }
+        }
+    }
+    assert!(names.len() >= 10, "{names:?}");
+    for n in names {
+        assert!(
+            doc.contains(&format!("| `{n}` |")),
+            "{n} is not in docs/OPERATIONS.md's metrics table"
+        );
+    }
+}
