@@ -72,8 +72,7 @@ async fn the_document_states_the_rules_the_handlers_enforce() {
         assert_eq!(p["name"]["maxLength"], 100);
         assert_eq!(p["description"]["maxLength"], 1000);
         assert_eq!(p["url"]["maxLength"], 2048);
-        assert_eq!(p["url"]["pattern"], "^https?://");
-        assert_eq!(p["url"]["format"], "uri");
+        assert_eq!(p["url"]["pattern"], postbox::net::URL_PATTERN);
         assert_eq!(p["events"]["minItems"], 1);
         assert_eq!(p["events"]["maxItems"], 100);
         assert_eq!(p["headers"]["maxProperties"], 20);
