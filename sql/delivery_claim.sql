@@ -1,5 +1,6 @@
 -- delivery_claim: claims up to $1 due deliveries and commits them as 'sending'
--- before any request is made. $2 = now, $4 = lease in seconds. Per webhook
+-- before any request is made. $2 = now, $4 = lease in seconds; each claim
+-- is returned with its lease_expires_at. Per webhook
 -- (fairness across endpoints, the in-flight cap): at most $6[i] rows for the
 -- webhook $3[i], which already has requests in flight in this dispatcher
 -- (none when $6[i] <= 0), and at most $5 for any other.
@@ -81,7 +82,9 @@ WITH RECURSIVE queued AS (
 UPDATE postbox.deliveries d
 SET status = CASE WHEN c.sendable THEN 'sending'::postbox.delivery_status ELSE 'failed' END,
     attempts = d.attempts + CASE WHEN c.sendable THEN 1 ELSE 0 END,
-    lease_expires_at = CASE WHEN c.sendable THEN $2 + make_interval(secs => $4) END,
+    -- The lease starts when the row is written, not when the statement
+    -- began: a wait inside the statement does not eat it.
+    lease_expires_at = CASE WHEN c.sendable THEN $2 + (clock_timestamp() - statement_timestamp()) + make_interval(secs => $4) END,
     error_message = CASE WHEN c.sendable THEN d.error_message
                          ELSE 'event ' || d.event_id || ' no longer exists: not sent' END,
     completed_at = CASE WHEN c.sendable THEN NULL ELSE $2 END,
@@ -89,7 +92,7 @@ SET status = CASE WHEN c.sendable THEN 'sending'::postbox.delivery_status ELSE '
 FROM claimed c, postbox.webhooks w
 WHERE d.id = c.id
   AND w.id = d.webhook_id
-RETURNING d.id, d.webhook_id, d.event_id, d.event_type, d.attempts,
+RETURNING d.id, d.webhook_id, d.event_id, d.event_type, d.attempts, d.lease_expires_at,
           c.payload, c.event_created_at,
           w.url, w.secret,
           CASE WHEN w.previous_secret_expires_at > $2 THEN w.previous_secret END AS previous_secret,

@@ -6,6 +6,9 @@
 -- attempt number until a new claim increments it: an outcome of that attempt
 -- written late (the database was away, a lock held it up) still counts, and
 -- replaces the "lease expired" attempt row (sql/delivery_complete_many.sql).
+-- The deliveries $3 are left alone: the dispatcher holds their outcome,
+-- waiting to write it (a row locked elsewhere past the lease), so a rescue
+-- would only send them again.
 -- Reads through deliveries_lease_idx; SKIP LOCKED so rescuers never wait on
 -- each other nor on a completion.
 WITH expired AS (
@@ -13,6 +16,7 @@ WITH expired AS (
     FROM postbox.deliveries d
     WHERE d.status = 'sending'
       AND d.lease_expires_at < $1
+      AND NOT (d.id = ANY ($3::uuid[]))
     ORDER BY d.lease_expires_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED

@@ -20,9 +20,9 @@ WITH w AS (
         (webhook_id, event_id, event_type, status, attempts, next_attempt_at, lease_expires_at, created_at, updated_at, test_send)
     SELECT w.id, ev.id, ev.event_type, 'sending', 1, $4, $4 + make_interval(secs => $5), $4, $4, true
     FROM w, ev
-    RETURNING id, attempts
+    RETURNING id, attempts, lease_expires_at
 )
-SELECT d.id, w.id AS webhook_id, ev.id AS event_id, ev.event_type, d.attempts,
+SELECT d.id, d.lease_expires_at, w.id AS webhook_id, ev.id AS event_id, ev.event_type, d.attempts,
        ev.payload::text AS payload, ev.created_at AS event_created_at,
        w.url, w.secret, w.previous_secret, w.headers, w.max_retries, w.retry_delay_seconds, w.active
 FROM w, ev, d

@@ -5,7 +5,11 @@
 -- request needs. The others (over $3; over a webhook's room: $7[i] for the
 -- webhook $4[i] that already has requests in flight in this dispatcher, $6
 -- for any other; webhook inactive now; or while the queue is paused) are
--- inserted as 'pending' for delivery_claim. $2 = now.
+-- inserted as 'pending' for delivery_claim. $2 = now. Each claim is returned
+-- with its lease_expires_at: $2 + $5 plus the time this statement had run
+-- when the row was written (so a wait before it does not shorten the lease;
+-- the caller checks what is left, since a wait after it, such as a foreign-key
+-- check, still can).
 --
 -- Subscribed as of commit: webhook W of the event's owner, active, whose
 -- event_types hold the type, 'group.*' or '*', in the state W had before the
@@ -162,11 +166,13 @@ WITH batch AS MATERIALIZED (
            CASE WHEN d.claim THEN 'sending'::postbox.delivery_status ELSE 'pending' END,
            CASE WHEN d.claim THEN 1 ELSE 0 END,
            $2,
-           CASE WHEN d.claim THEN $2 + make_interval(secs => $5) END,
+           -- The lease starts when the row is written: time the statement
+           -- waited (a lock) does not eat it.
+           CASE WHEN d.claim THEN $2 + (clock_timestamp() - statement_timestamp()) + make_interval(secs => $5) END,
            $2, $2
     FROM decided d
     ON CONFLICT (event_id, webhook_id) DO NOTHING
-    RETURNING id, webhook_id, event_id, status
+    RETURNING id, webhook_id, event_id, status, lease_expires_at
 )
 SELECT (SELECT count(*) FROM marked) AS events,
        (SELECT count(*) FROM progress) AS partial,
@@ -181,7 +187,7 @@ SELECT (SELECT count(*) FROM marked) AS events,
        c.*
 FROM (SELECT 1) AS one
 LEFT JOIN (
-    SELECT i.id, i.webhook_id, i.event_id, d.event_type, d.payload::text AS payload, d.event_created_at,
+    SELECT i.id, i.webhook_id, i.event_id, i.lease_expires_at, d.event_type, d.payload::text AS payload, d.event_created_at,
            d.url, d.secret, d.previous_secret, d.headers, d.max_retries, d.retry_delay_seconds
     FROM inserted i
     JOIN decided d ON d.id = i.id

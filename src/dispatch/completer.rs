@@ -4,14 +4,19 @@
 //! each write is fenced by the claim's attempt number (see
 //! `sql/delivery_complete_many.sql`), so a superseded outcome changes nothing.
 //!
-//! An outcome that arrived is kept until it is written or its lease runs out
-//! (`Outcome::deadline`): a failed write (the database away) is retried with
-//! a backoff, an outcome whose row another transaction holds locked (skipped,
-//! not waited for) is retried on its own, and neither holds up the others.
-//! The channel is drained while outcomes wait, so executors never block on
-//! it and claiming goes on. It ends once every sender is gone and every held
-//! outcome is written or past its deadline.
+//! An outcome that arrived is kept until it is written, also past its lease
+//! (up to `KEEP_PAST_LEASE` after it, and `MAX_HELD` outcomes in all): a
+//! failed write (the database away) is retried with a backoff, an outcome
+//! whose row another transaction holds locked (skipped, not waited for) is
+//! retried on its own, and neither holds up the others. A late write is safe:
+//! the fencing token and the rescued marker (`sql/delivery_complete_many.sql`)
+//! make it count while the row was not claimed again, and change nothing
+//! after. The ids held are published (`HeldIds`) so that this dispatcher's
+//! rescue leaves those rows alone. The channel is drained while outcomes
+//! wait, so executors never block on it and claiming goes on. It ends once
+//! every sender is gone and every held outcome is written or given up.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -30,15 +35,25 @@ const MAX_ERROR_DELAY: Duration = Duration::from_secs(2);
 /// `MAX_LOCKED_DELAY`.
 const FIRST_LOCKED_DELAY: Duration = Duration::from_millis(100);
 const MAX_LOCKED_DELAY: Duration = Duration::from_secs(2);
+/// How long past its lease an outcome is still kept for writing.
+const KEEP_PAST_LEASE: Duration = Duration::from_secs(300);
+/// The most outcomes held at once; beyond it the ones whose lease ended
+/// first are given up (`postbox_outcomes_dropped_total`).
+const MAX_HELD: usize = 100_000;
+
+/// The delivery ids whose outcome the completer holds unwritten, shared with
+/// the producer's rescue (which skips them: their outcome is in hand).
+pub(super) type HeldIds = Arc<Mutex<Vec<uuid::Uuid>>>;
 
 /// An attempt's outcome on its way to the database.
 #[derive(Debug, Clone)]
 pub(super) struct Outcome {
     pub(super) completion: Completion,
-    /// When the claim's lease runs out (measured from before the claim, so
-    /// never later than the lease in the database): past it the rescue may
-    /// have sent the delivery again, and holding the outcome is pointless.
-    pub(super) deadline: Instant,
+    /// When the claim's lease runs out (from the lease the database
+    /// returned, by this process's clock). Past it another dispatcher's
+    /// rescue may take the row, but the outcome is still kept for
+    /// `KEEP_PAST_LEASE`: it counts until the row is claimed again.
+    pub(super) lease_ends: Instant,
 }
 
 /// An outcome waiting for its (next) write.
@@ -86,13 +101,27 @@ impl Backlog {
         }));
     }
 
-    /// Drops the outcomes whose lease has run out; returns them.
-    fn expire(&mut self, now: Instant) -> Vec<Outcome> {
-        let (gone, kept) = std::mem::take(&mut self.held)
+    /// Drops the outcomes kept `KEEP_PAST_LEASE` past their lease, and the
+    /// ones whose lease ended first while more than `max` are held; returns
+    /// them.
+    fn expire(&mut self, now: Instant, max: usize) -> Vec<Outcome> {
+        let (mut gone, mut kept): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.held)
             .into_iter()
-            .partition(|h| h.outcome.deadline <= now);
+            .partition(|h| h.outcome.lease_ends + KEEP_PAST_LEASE <= now);
+        if kept.len() > max {
+            kept.sort_by_key(|h| h.outcome.lease_ends);
+            gone.extend(kept.drain(..kept.len() - max));
+        }
         self.held = kept;
-        gone.into_iter().map(|h: Held| h.outcome).collect()
+        gone.into_iter().map(|h| h.outcome).collect()
+    }
+
+    /// The delivery ids held.
+    fn ids(&self) -> Vec<uuid::Uuid> {
+        self.held
+            .iter()
+            .map(|h| h.outcome.completion.delivery_id)
+            .collect()
     }
 
     /// When the next write is due, if anything waits.
@@ -150,6 +179,7 @@ pub(super) async fn run_completer(
     mut rx: mpsc::Receiver<Outcome>,
     clock: SharedClock,
     signals: Option<TestSignals>,
+    held_ids: HeldIds,
 ) {
     let mut backlog = Backlog::default();
     let mut open = true;
@@ -168,18 +198,24 @@ pub(super) async fn run_completer(
         }
         let now = Instant::now();
         backlog.add(fresh, now);
-        let expired = backlog.expire(now);
+        let expired = backlog.expire(now, MAX_HELD);
         if !expired.is_empty() {
             metrics::counter!("postbox_outcomes_dropped_total").increment(expired.len() as u64);
             tracing::error!(
                 outcomes = expired.len(),
-                "giving up recording outcomes: their lease ran out; the lease rescue sends them again"
+                "giving up recording outcomes long past their lease; the lease rescue sends them again"
             );
         }
         let batch = backlog.take_due(now, BATCH);
         if !batch.is_empty() {
+            *held_ids.lock().expect("held ids") = batch
+                .iter()
+                .map(|h| h.outcome.completion.delivery_id)
+                .chain(backlog.ids())
+                .collect();
             write(&store, &clock, &signals, &mut backlog, batch).await;
         }
+        *held_ids.lock().expect("held ids") = backlog.ids();
         metrics::gauge!("postbox_outcomes_unwritten").set(backlog.len() as f64);
     }
 }
@@ -239,7 +275,7 @@ mod tests {
                 chrono::DateTime::UNIX_EPOCH,
                 0.0,
             ),
-            deadline,
+            lease_ends: deadline,
         }
     }
 
@@ -250,7 +286,7 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_write_keeps_every_outcome_until_its_deadline() {
+    fn a_failed_write_keeps_every_outcome_until_long_past_its_lease() {
         let t0 = Instant::now();
         let mut b = Backlog::default();
         b.add(
@@ -275,10 +311,32 @@ mod tests {
             b.failed(batch, now);
         }
         assert_eq!(b.next_retry(), Some(now + MAX_ERROR_DELAY));
-        // Past its deadline an outcome is dropped, the others stay.
-        let gone = b.expire(t0 + Duration::from_secs(2));
+        // Past its lease an outcome is kept (a late write is fenced), until
+        // KEEP_PAST_LEASE; the others stay.
+        assert!(b.expire(t0 + Duration::from_secs(2), BATCH).is_empty());
+        let gone = b.expire(t0 + Duration::from_secs(1) + KEEP_PAST_LEASE, BATCH);
         assert_eq!(gone.len(), 1);
         assert_eq!(b.len(), 2);
+    }
+
+    #[test]
+    fn over_the_cap_the_outcomes_whose_lease_ended_first_are_given_up() {
+        let t0 = Instant::now();
+        let mut b = Backlog::default();
+        b.add(
+            (0..5)
+                .map(|i| outcome(i, t0 + Duration::from_secs(10 - i as u64)))
+                .collect(),
+            t0,
+        );
+        let gone = b.expire(t0, 3);
+        let mut gone: Vec<u128> = gone
+            .iter()
+            .map(|o| o.completion.delivery_id.as_u128())
+            .collect();
+        gone.sort();
+        assert_eq!(gone, [3, 4]);
+        assert_eq!(b.len(), 3);
     }
 
     #[test]

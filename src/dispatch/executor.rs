@@ -84,8 +84,13 @@ impl Executor {
     /// back to the queue, due now, whatever its retry budget (the endpoint
     /// never answered).
     fn cut_off(&self, d: &ClaimedDelivery) -> Completion {
-        let now = self.clock.now();
         tracing::warn!("shutdown deadline passed before the endpoint answered; requeued");
+        self.requeue(d, "dispatcher shut down before the endpoint answered")
+    }
+
+    /// Back to the queue, due now, with `reason` as the attempt's error.
+    fn requeue(&self, d: &ClaimedDelivery, reason: &str) -> Completion {
+        let now = self.clock.now();
         Completion {
             delivery_id: d.id,
             attempt: d.attempt,
@@ -93,10 +98,25 @@ impl Executor {
             next_attempt_at: Some(now),
             response_code: None,
             response_body: None,
-            error_message: Some("dispatcher shut down before the endpoint answered".into()),
+            error_message: Some(reason.into()),
             started_at: now,
             duration_ms: 0,
         }
+    }
+
+    /// The claim came back with too little lease left to send (`left`): the
+    /// delivery goes back to the queue, due now, whatever its retry budget
+    /// (no request was made), fenced by the claim's token.
+    pub(super) fn give_back(&self, d: &ClaimedDelivery, left: std::time::Duration) -> Completion {
+        tracing::warn!(
+            delivery_id = %d.id,
+            lease_left_ms = left.as_millis() as u64,
+            "claim returned with too little lease left to send (its statement waited on a lock); requeued"
+        );
+        self.requeue(
+            d,
+            "claim's lease ran out before the request could start: not sent",
+        )
     }
 
     /// Prepares and sends the request; a disabled webhook gets none.

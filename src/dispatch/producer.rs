@@ -21,7 +21,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::claim::{fan_out_then_claim, ClaimPlan};
-use super::completer::{run_completer, Outcome};
+use super::completer::{run_completer, HeldIds, Outcome};
 use super::executor::Executor;
 use super::idle::{IdleState, RESCUE_EVERY};
 use super::inflight::InFlight;
@@ -62,6 +62,8 @@ pub(super) struct Producer {
     tasks: JoinSet<()>,
     completions: mpsc::Sender<Outcome>,
     completer: JoinHandle<()>,
+    /// The deliveries whose outcome the completer holds: not rescued here.
+    held_ids: HeldIds,
     /// Fired at the shutdown deadline: requests still in flight are dropped
     /// and their deliveries given back (each still yields an outcome).
     cut_off: CancellationToken,
@@ -77,11 +79,13 @@ impl Producer {
     pub(super) fn start(shared: Arc<Shared>) -> Producer {
         let slots = shared.config.concurrency.max(1);
         let (completions, rx) = mpsc::channel(slots * 2);
+        let held_ids = HeldIds::default();
         let completer = tokio::spawn(run_completer(
             shared.store.clone(),
             rx,
             shared.clock.clone(),
             shared.signals.clone(),
+            held_ids.clone(),
         ));
         Producer {
             state: LoopState::new(&shared.config),
@@ -90,6 +94,7 @@ impl Producer {
             tasks: JoinSet::new(),
             completions,
             completer,
+            held_ids,
             cut_off: CancellationToken::new(),
             wake: Arc::new(Notify::new()),
             wake_claim: Arc::new(AtomicBool::new(false)),
@@ -131,9 +136,10 @@ impl Producer {
             .is_none_or(|t| t.elapsed() >= RESCUE_EVERY)
         {
             self.state.last_rescue = Some(Instant::now());
+            let keep = self.held_ids.lock().expect("held ids").clone();
             report.rescued = s
                 .store
-                .delivery_rescue_expired(s.clock.now(), RESCUE_BATCH)
+                .delivery_rescue_expired_except(s.clock.now(), RESCUE_BATCH, &keep)
                 .await?;
             if report.rescued > 0 {
                 tracing::warn!(
@@ -168,8 +174,6 @@ impl Producer {
             per_webhook: s.config.endpoint_concurrency as i64,
         };
         let safe_before = self.state.idle.safe;
-        // Measured before the claim, so never later than the lease it writes.
-        let deadline = tokio::time::Instant::now() + s.config.lease();
         let Producer {
             permits,
             tasks,
@@ -192,7 +196,6 @@ impl Producer {
             |d| {
                 let handover = Handover {
                     completions: completions.clone(),
-                    deadline,
                     cut_off: cut_off.clone(),
                 };
                 spawn_attempt(&s, permits, tasks, handover, d)
@@ -311,8 +314,6 @@ async fn join_all(tasks: &mut JoinSet<()>) {
 /// Where an executor task hands its outcome.
 struct Handover {
     completions: mpsc::Sender<Outcome>,
-    /// The claim's lease deadline.
-    deadline: tokio::time::Instant,
     cut_off: CancellationToken,
 }
 
@@ -332,20 +333,30 @@ fn spawn_attempt(
 }
 
 /// One executor task: the attempt, then its outcome to the completer, then
-/// the slot back.
+/// the slot back. A claim with less than one request timeout of lease left
+/// (its statement waited on a lock) is given back unsent: a request could
+/// outlive the lease, and the rescue would send it again.
 async fn run_attempt(
     shared: Arc<Shared>,
     d: ClaimedDelivery,
     permit: OwnedSemaphorePermit,
     handover: Handover,
 ) {
-    let completion = shared.executor.execute(&d, &handover.cut_off).await;
+    let left = (d.lease_expires_at - shared.clock.now())
+        .to_std()
+        .unwrap_or_default();
+    let lease_ends = tokio::time::Instant::now() + left;
+    let completion = if left < shared.config.request_timeout {
+        shared.executor.give_back(&d, left)
+    } else {
+        shared.executor.execute(&d, &handover.cut_off).await
+    };
     // Hand the outcome over before freeing the slot, so that shutdown's
     // flush sees every finished attempt. The completer drains the channel
     // even while it cannot write, so this does not wait for the database.
     let outcome = Outcome {
         completion,
-        deadline: handover.deadline,
+        lease_ends,
     };
     let _ = handover.completions.send(outcome).await;
     shared.inflight.untrack(&d);

@@ -28,6 +28,7 @@ pub(super) fn claimed_from_row(r: &Row, attempt: i32, webhook_active: bool) -> C
         max_retries: r.get("max_retries"),
         retry_delay_seconds: r.get("retry_delay_seconds"),
         webhook_active,
+        lease_expires_at: r.get("lease_expires_at"),
     }
 }
 
@@ -117,8 +118,22 @@ impl Store {
         now: DateTime<Utc>,
         limit: i64,
     ) -> Result<u64, StoreError> {
-        self.exec(statement!("delivery_rescue_expired"), &[&now, &limit])
-            .await
+        self.delivery_rescue_expired_except(now, limit, &[]).await
+    }
+
+    /// As `delivery_rescue_expired`, leaving the deliveries `keep` alone
+    /// (their outcome is in the caller's hands, waiting to be written).
+    pub async fn delivery_rescue_expired_except(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        keep: &[Uuid],
+    ) -> Result<u64, StoreError> {
+        self.exec(
+            statement!("delivery_rescue_expired"),
+            &[&now, &limit, &keep],
+        )
+        .await
     }
 
     /// The earliest instant at which queued work becomes due, if any.

@@ -77,6 +77,9 @@ pub struct ClaimedDelivery {
     pub max_retries: i32,
     pub retry_delay_seconds: i32,
     pub webhook_active: bool,
+    /// When the claim's lease runs out, as written in the database (the
+    /// claim's `now` plus the lease plus any time its statement waited).
+    pub lease_expires_at: DateTime<Utc>,
 }
 
 #[cfg(test)]
@@ -98,6 +101,7 @@ impl ClaimedDelivery {
             max_retries: 3,
             retry_delay_seconds: 60,
             webhook_active: true,
+            lease_expires_at: DateTime::UNIX_EPOCH,
         }
     }
 }

@@ -37,3 +37,4 @@ mod retention_bench;
 mod scale;
 mod startup;
 mod two_phase;
+mod verify12;
