@@ -194,33 +194,37 @@ pub async fn database_clock(
 }
 
 /// One reading of the database's clock; a failure keeps the last offset.
-async fn calibrate(store: &Store, clock: &DatabaseClock) {
-    let before = clock.offset();
-    let sent = clock.base().now();
-    match store.database_clock_now().await {
-        Ok(database) => {
-            let offset = clock.calibrate(database, sent, clock.base().now());
-            let ms = offset.num_milliseconds();
-            metrics::gauge!("postbox_clock_offset_seconds").set(ms as f64 / 1000.0);
-            if ms.abs() >= 1000 && (offset - before).num_milliseconds().abs() >= 1000 {
-                tracing::warn!(
-                    offset_ms = ms,
-                    "this host's clock differs from the database's; Postbox keeps time by the database's clock"
-                );
-            }
-        }
+async fn calibrate(store: &Store, clock: &DatabaseClock) -> bool {
+    match clock.read(store).await {
+        Ok(_) => true,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot read the database's clock; keeping the last offset")
+            tracing::warn!(error = %e, "cannot read the database's clock; keeping the last offset");
+            false
         }
     }
 }
 
-/// Calibrates `clock` every `CALIBRATE_EVERY` until `shutdown`.
+/// The first wait after a failed reading while the clock has never been
+/// read; doubles up to `MAX_FIRST_READING_DELAY`. Until that first reading
+/// the dispatcher and maintenance do nothing, so it is retried quickly.
+const FIRST_READING_DELAY: Duration = Duration::from_millis(100);
+const MAX_FIRST_READING_DELAY: Duration = Duration::from_secs(1);
+
+/// Calibrates `clock` every `CALIBRATE_EVERY` until `shutdown` (quickly
+/// again and again while no reading has succeeded yet).
 async fn keep_calibrated(store: Store, clock: Arc<DatabaseClock>, shutdown: CancellationToken) {
+    let mut first = FIRST_READING_DELAY;
     loop {
+        let wait = if clock.is_calibrated() {
+            CALIBRATE_EVERY
+        } else {
+            let wait = first;
+            first = (first * 2).min(MAX_FIRST_READING_DELAY);
+            wait
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(CALIBRATE_EVERY) => calibrate(&store, &clock).await,
+            _ = tokio::time::sleep(wait) => { calibrate(&store, &clock).await; }
         }
     }
 }

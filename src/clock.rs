@@ -8,10 +8,12 @@
 //! measured against the one database every process shares, they agree to
 //! within a round trip.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
+
+use crate::store::{Store, StoreError};
 
 /// Where library code reads "now".
 pub trait Clock: Send + Sync + 'static {
@@ -24,6 +26,19 @@ pub trait Clock: Send + Sync + 'static {
     fn is_system(&self) -> bool {
         false
     }
+
+    /// The database's clock behind this one, if it is one: until it has
+    /// been read once (`DatabaseClock::read`) it is only the host's clock,
+    /// and nothing may expire or write leases with it.
+    fn database(&self) -> Option<&DatabaseClock> {
+        None
+    }
+}
+
+/// Whether `clock` may be used for leases: it is not a database clock still
+/// waiting for its first reading.
+pub fn is_ready(clock: &SharedClock) -> bool {
+    clock.database().is_none_or(DatabaseClock::is_calibrated)
 }
 
 /// The system clock.
@@ -61,10 +76,12 @@ impl Clock for ShiftedClock {
 }
 
 /// The database server's clock as seen from this process: `base` plus the
-/// offset of the latest `calibrate` (0 until then).
+/// offset of the latest `calibrate` (0 until then: `is_calibrated` says
+/// whether one reading succeeded).
 pub struct DatabaseClock {
     base: SharedClock,
     offset_ms: AtomicI64,
+    calibrated: AtomicBool,
 }
 
 impl DatabaseClock {
@@ -72,6 +89,7 @@ impl DatabaseClock {
         DatabaseClock {
             base,
             offset_ms: AtomicI64::new(0),
+            calibrated: AtomicBool::new(false),
         }
     }
 
@@ -94,7 +112,33 @@ impl DatabaseClock {
         let offset = database - midpoint;
         self.offset_ms
             .store(offset.num_milliseconds(), Ordering::SeqCst);
+        self.calibrated.store(true, Ordering::SeqCst);
         offset
+    }
+
+    /// Whether one reading has succeeded (before it, the offset is 0: the
+    /// host's clock, however skewed).
+    pub fn is_calibrated(&self) -> bool {
+        self.calibrated.load(Ordering::SeqCst)
+    }
+
+    /// Takes one reading of the database's clock through `store` and
+    /// calibrates with it; returns the new offset. A failure keeps the last
+    /// offset.
+    pub async fn read(&self, store: &Store) -> Result<Duration, StoreError> {
+        let before = self.offset();
+        let sent = self.base.now();
+        let database = store.database_clock_now().await?;
+        let offset = self.calibrate(database, sent, self.base.now());
+        let ms = offset.num_milliseconds();
+        metrics::gauge!("postbox_clock_offset_seconds").set(ms as f64 / 1000.0);
+        if ms.abs() >= 1000 && (offset - before).num_milliseconds().abs() >= 1000 {
+            tracing::warn!(
+                offset_ms = ms,
+                "this host's clock differs from the database's; Postbox keeps time by the database's clock"
+            );
+        }
+        Ok(offset)
     }
 
     /// The offset in use: database clock minus base clock.
@@ -106,6 +150,10 @@ impl DatabaseClock {
 impl Clock for DatabaseClock {
     fn now(&self) -> DateTime<Utc> {
         self.base.now() + self.offset()
+    }
+
+    fn database(&self) -> Option<&DatabaseClock> {
+        Some(self)
     }
 }
 
@@ -130,5 +178,8 @@ mod tests {
         let drift = (clock.now() - (Utc::now() + Duration::seconds(45))).num_milliseconds();
         assert!(drift.abs() < 1000, "{drift}");
         assert!(!clock.is_system() && SystemClock.is_system());
+        assert!(clock.is_calibrated());
+        let fresh: SharedClock = Arc::new(DatabaseClock::new(Arc::new(base)));
+        assert!(!is_ready(&fresh) && is_ready(&(Arc::new(SystemClock) as SharedClock)));
     }
 }

@@ -130,6 +130,13 @@ impl Producer {
         while self.tasks.try_join_next().is_some() {}
         let s = self.shared.clone();
         let mut report = PassReport::default();
+        // Until the database's clock has been read once, "now" is the
+        // host's clock: a skewed host would rescue live claims and write
+        // short leases. Read it here; a failure fails the pass (retried
+        // after the short pass backoff).
+        if let Some(db) = s.clock.database().filter(|c| !c.is_calibrated()) {
+            db.read(&s.store).await?;
+        }
         if self
             .state
             .last_rescue

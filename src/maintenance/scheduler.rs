@@ -30,6 +30,11 @@ pub(super) async fn run(
             _ = tokio::time::sleep(wait) => {}
         }
         let started = std::time::Instant::now();
+        if !crate::clock::is_ready(&clock) {
+            // The host's clock may be skewed: no rescue or retention by it.
+            tracing::warn!("maintenance skipped: the database's clock has not been read yet");
+            continue;
+        }
         match run_once_at(&store, &config, clock.now(), &shutdown).await {
             Ok(report) if report.ran => {
                 let summary = report.summary(&config).join("; ");
