@@ -41,7 +41,8 @@
 --   form of this advisory lock until it commits). Taken and released at once
 --   (a session lock), so producers never wait on it.
 --
--- Locks the batch's event rows (SKIP LOCKED: concurrent dispatchers take
+-- Locks the candidate webhooks FOR KEY SHARE SKIP LOCKED (see keyed) and the
+-- batch's event rows (SKIP LOCKED: concurrent dispatchers take
 -- disjoint batches), read through events_fanout_pending_idx, so the cost
 -- follows the backlog, not the table; reaches them again by primary key
 -- (= ANY of an array), a plan that does not depend on statistics. The unique
@@ -116,6 +117,24 @@ WITH batch AS MATERIALIZED (
         ORDER BY w.id
         LIMIT (SELECT per_event + 1 FROM share)
     ) w
+), keyed AS MATERIALIZED (
+    -- The candidate webhooks, locked FOR KEY SHARE (what the deliveries'
+    -- foreign-key check takes anyway) but SKIP LOCKED: a webhook that a
+    -- DELETE holds is skipped instead of waited for, so its DELETE cannot
+    -- stall every owner's fan-out, nor fail it with 23503 when it commits.
+    -- (A separate CTE: locking clauses are not allowed under the UNION.)
+    SELECT w.id
+    FROM postbox.webhooks w
+    WHERE w.id = ANY (ARRAY(SELECT DISTINCT c.webhook_id FROM candidates c))
+    FOR KEY SHARE OF w SKIP LOCKED
+), blocked AS MATERIALIZED (
+    -- Events with a candidate webhook skipped above: not done this pass
+    -- (fanout_pending and cursor kept), so nothing is lost if the DELETE
+    -- rolls back; their other deliveries are inserted now (the unique key
+    -- makes the repeat add nothing).
+    SELECT DISTINCT c.event_id
+    FROM candidates c
+    WHERE NOT EXISTS (SELECT 1 FROM keyed k WHERE k.id = c.webhook_id)
 ), picked AS MATERIALIZED (
     -- Each event's first 32 webhooks; then round robin over the batch's
     -- events (every event's 33rd webhook, then every event's 34th, ...), up
@@ -135,8 +154,11 @@ WITH batch AS MATERIALIZED (
     HAVING NOT bool_and(p.picked)
 ), marked AS (
     UPDATE postbox.events e
-    SET fanout_pending = e.id = ANY (ARRAY(SELECT event_id FROM progress)),
-        fanout_cursor = CASE WHEN e.id = ANY (ARRAY(SELECT event_id FROM progress))
+    SET fanout_pending = e.id = ANY (ARRAY(SELECT event_id FROM progress))
+                         OR e.id = ANY (ARRAY(SELECT event_id FROM blocked)),
+        fanout_cursor = CASE WHEN e.id = ANY (ARRAY(SELECT event_id FROM blocked))
+                             THEN e.fanout_cursor
+                             WHEN e.id = ANY (ARRAY(SELECT event_id FROM progress))
                              THEN coalesce((SELECT pr.done_until FROM progress pr WHERE pr.event_id = e.id),
                                            e.fanout_cursor)
                              ELSE e.fanout_cursor END
@@ -148,6 +170,7 @@ WITH batch AS MATERIALIZED (
            row_number() OVER (ORDER BY p.event_created_at, p.event_id, p.webhook_id) AS rank_in_batch
     FROM picked p
     WHERE p.picked
+      AND p.webhook_id IN (SELECT k.id FROM keyed k)
 ), busy AS MATERIALIZED (
     SELECT b.webhook_id, b.room
     FROM unnest($4::uuid[], $7::bigint[]) AS b(webhook_id, room)

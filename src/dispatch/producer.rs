@@ -113,6 +113,14 @@ impl Producer {
                 self.state.error_backoff = FIRST_BACKOFF;
                 report.pass
             }
+            Err(e) if is_conflict(&e) => {
+                // Another transaction's row won a race (a webhook deleted
+                // under a fan-out, a deadlock victim, a lock not granted):
+                // nothing is wrong with the database, so no backoff.
+                tracing::info!(error = %e, "dispatcher pass lost a race with another transaction; retrying at once");
+                self.state.claim_wanted = true;
+                Pass::Backlog
+            }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = self.state.error_backoff.as_millis() as u64, "dispatcher pass failed");
                 self.state.idle = IdleState::default();
@@ -312,6 +320,12 @@ impl Producer {
         drop(self.completions);
         let _ = self.completer.await;
     }
+}
+
+/// A foreign-key violation (23503), deadlock (40P01) or lock not available
+/// (55P03): a race with another transaction, worth retrying at once.
+fn is_conflict(e: &StoreError) -> bool {
+    matches!(e.sql_state(), Some("23503" | "40P01" | "55P03"))
 }
 
 async fn join_all(tasks: &mut JoinSet<()>) {

@@ -167,3 +167,66 @@ async fn v12_c_a_row_locked_past_the_lease_is_not_sent_twice() {
     running.shutdown().await;
     assert_eq!(rx.count(), 1, "sent once: the 200 was in hand");
 }
+
+/// A webhook DELETE held open in another transaction: the fan-out skips the
+/// webhook (FOR KEY SHARE SKIP LOCKED) instead of waiting on it, so other
+/// owners' events are delivered meanwhile; the event waits (fanout_pending)
+/// and reaches the webhook once the DELETE rolls back; a DELETE that commits
+/// makes nothing fail.
+#[tokio::test]
+async fn a_held_webhook_delete_stalls_no_other_owner_and_loses_nothing() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let mut holder = db.client().await;
+    let rx = Receiver::start(Arc::new(|_| Answer::status(200))).await;
+    let (x, _) = NewWebhook::new("x", rx.url(), &["*"]).insert(&c).await;
+    NewWebhook::new("y", rx.url(), &["*"]).insert(&c).await;
+    let running = spawn_dispatcher(db.store(), dispatch_config(), system_clock());
+    let tx = holder.transaction().await.unwrap();
+    tx.execute("DELETE FROM postbox.webhooks WHERE id = $1", &[&x])
+        .await
+        .unwrap();
+    let for_x = publish(&c, "user.created", json!({"for": "x"}), "x").await;
+    publish(&c, "user.created", json!({"for": "y"}), "y").await;
+    let got = rx.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].json()["data"]["for"], "y", "the other owner is not held up");
+    assert_eq!(rx.count(), 1, "nothing for x while its DELETE is open");
+    let pending: bool = c
+        .query_one(
+            "SELECT fanout_pending FROM postbox.events WHERE id = $1",
+            &[&for_x],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(pending, "x's event waits for the DELETE to end");
+    tx.rollback().await.unwrap();
+    let got = rx.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(
+        got[1].json()["data"]["for"],
+        "x",
+        "after ROLLBACK, x gets its event"
+    );
+
+    let tx = holder.transaction().await.unwrap();
+    tx.execute("DELETE FROM postbox.webhooks WHERE id = $1", &[&x])
+        .await
+        .unwrap();
+    let again = publish(&c, "user.created", json!({"for": "x again"}), "x").await;
+    tx.commit().await.unwrap();
+    wait_until("x's second event is done", Duration::from_secs(10), || {
+        let c = &c;
+        async move {
+            !c.query_one(
+                "SELECT fanout_pending FROM postbox.events WHERE id = $1",
+                &[&again],
+            )
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+        }
+    })
+    .await;
+    running.shutdown().await;
+    assert_eq!(rx.count(), 2, "no delivery for the deleted webhook");
+}
