@@ -119,12 +119,22 @@ impl Store {
         const BATCH: i64 = 5_000;
         let mut total = 0;
         loop {
-            let n = self
-                .exec(
-                    statement!("delivery_retry_failed_many"),
-                    &[&webhook_id, &BATCH],
-                )
-                .await?;
+            // Two statements, each on its own index: one with an optional
+            // webhook filter would get a generic plan that walks every
+            // dead letter.
+            let n = match webhook_id {
+                Some(id) => {
+                    self.exec(
+                        statement!("delivery_retry_failed_by_webhook"),
+                        &[&id, &BATCH],
+                    )
+                    .await?
+                }
+                None => {
+                    self.exec(statement!("delivery_retry_failed_many"), &[&BATCH])
+                        .await?
+                }
+            };
             total += n;
             if (n as i64) < BATCH {
                 return Ok(total);

@@ -189,7 +189,11 @@ async fn a_held_webhook_delete_stalls_no_other_owner_and_loses_nothing() {
     let for_x = publish(&c, "user.created", json!({"for": "x"}), "x").await;
     publish(&c, "user.created", json!({"for": "y"}), "y").await;
     let got = rx.wait_for(1, Duration::from_secs(10)).await;
-    assert_eq!(got[0].json()["data"]["for"], "y", "the other owner is not held up");
+    assert_eq!(
+        got[0].json()["data"]["for"],
+        "y",
+        "the other owner is not held up"
+    );
     assert_eq!(rx.count(), 1, "nothing for x while its DELETE is open");
     let pending: bool = c
         .query_one(

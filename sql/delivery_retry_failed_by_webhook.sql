@@ -1,0 +1,21 @@
+-- delivery_retry_failed_by_webhook: requeues up to $2 failed deliveries of
+-- webhook $1: status pending, due now, attempts kept. The caller repeats it
+-- until a short batch. Reads that webhook's dead letters only, through
+-- deliveries_failed_history_idx (V4: webhook_id, created_at DESC, id DESC,
+-- where failed), so its cost follows the webhook's dead letters, not every
+-- owner's; locks only the rows of its batch (SKIP LOCKED).
+UPDATE postbox.deliveries d
+SET status = 'pending',
+    next_attempt_at = now(),
+    lease_expires_at = NULL,
+    completed_at = NULL,
+    updated_at = now()
+WHERE d.id = ANY (ARRAY(
+    SELECT f.id
+    FROM postbox.deliveries f
+    WHERE f.webhook_id = $1
+      AND f.status = 'failed'
+    ORDER BY f.created_at DESC, f.id DESC
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+))
