@@ -80,6 +80,9 @@ pub async fn serve(
     if config.migrate {
         let applied = store.migrate().await?;
         tracing::info!(applied, "migrations up to date");
+    } else {
+        // An older binary never runs on a newer schema (docs/OPERATIONS.md).
+        store.schema_check(false).await?;
     }
     let metrics = telemetry::metrics_handle();
     let (clock, calibration) = database_clock(&store, clock).await;

@@ -10,6 +10,7 @@ use std::error::Error;
 use std::io;
 
 use crate::error::AppError;
+use crate::store::schema::SchemaError;
 use crate::store::StoreError;
 
 /// Shortest `POSTBOX_JWT_SECRET` accepted, in bytes: RFC 7518 section 3.2
@@ -110,10 +111,15 @@ fn recognise(e: &(dyn Error + 'static), target: Option<&Target>) -> Option<Expla
             AppError::Dispatch(_) => None,
         };
     }
-    if let Some(StoreError::Config(msg)) = e.downcast_ref::<StoreError>() {
-        return config(format!(
-            "DATABASE_URL is not a PostgreSQL URL ({msg}): write it as postgres://USER:PASSWORD@HOST:PORT/DATABASE"
-        ));
+    match e.downcast_ref::<StoreError>() {
+        Some(StoreError::Config(msg)) => {
+            return config(format!(
+                "DATABASE_URL is not a PostgreSQL URL ({msg}): write it as postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+            ))
+        }
+        Some(StoreError::Tls(msg)) => return config(format!("DATABASE_URL: {msg}")),
+        Some(StoreError::Schema(schema)) => return world(schema_line(schema, target)),
+        _ => {}
     }
     if let Some(r) = e.downcast_ref::<refinery::Error>() {
         return migration_line(r.kind(), target).and_then(world);
@@ -125,6 +131,10 @@ fn recognise(e: &(dyn Error + 'static), target: Option<&Target>) -> Option<Expla
         let text = pg.to_string();
         if text.starts_with("authentication error") {
             return world(auth_line(&text, target));
+        }
+        if text.starts_with("error performing TLS handshake") {
+            let cause = pg.source().map(ToString::to_string).unwrap_or_default();
+            return world(tls_line(&cause, target));
         }
         let io = pg.source().and_then(|s| s.downcast_ref::<io::Error>());
         let why = match io.map(io::Error::kind) {
@@ -194,21 +204,67 @@ fn database_line(db: &tokio_postgres::error::DbError, target: Option<&Target>) -
              or run `postbox migrate` as the database owner and start with --no-migrate",
             server(target)
         ),
+        // invalid_schema_name, undefined_table: on Postbox's own objects, the
+        // database was never migrated (publish, maintain, serve --no-migrate).
+        "3F000" | "42P01" if message.contains("postbox") => format!(
+            "{} is not migrated ({message}): run postbox migrate (or postbox serve, which migrates)",
+            database_on(target)
+        ),
         // cannot_connect_now (starting up or shutting down), too_many_connections
         "57P03" | "53300" => unreachable_line(message, target),
         _ => return None,
     })
 }
 
-fn migration_line(kind: &refinery::error::Kind, target: Option<&Target>) -> Option<String> {
-    let database = target.map_or("the database".to_string(), |t| {
+/// `database "DB" on PostgreSQL at HOST:PORT`, or `the database`.
+fn database_on(target: Option<&Target>) -> String {
+    target.map_or("the database".to_string(), |t| {
         format!("database {:?} on {}", t.database, t.server())
-    });
+    })
+}
+
+/// A migration applied by a newer version; `migration` is `VN__name`.
+fn newer_line(migration: &dyn std::fmt::Display, target: Option<&Target>) -> String {
+    format!(
+        "{} has migration {migration} applied, which this postbox does not know: a newer \
+         version migrated it; run that version or a newer one (never an older binary on a newer schema)",
+        database_on(target)
+    )
+}
+
+fn schema_line(e: &SchemaError, target: Option<&Target>) -> String {
+    match e {
+        SchemaError::Newer { version, name } => newer_line(&format!("V{version}__{name}"), target),
+        SchemaError::Damaged { .. } => format!(
+            "{} has a damaged migration history ({e}): repair that row of public.postbox_schema_history \
+             (refinery writes applied_on as 2026-01-31T12:00:00Z and checksum as a number), \
+             or on a development database recreate it",
+            database_on(target)
+        ),
+    }
+}
+
+fn tls_line(cause: &str, target: Option<&Target>) -> String {
+    if cause.contains("does not support TLS") {
+        return format!(
+            "{} does not offer TLS, which DATABASE_URL's sslmode requires: turn ssl on in the \
+             server's postgresql.conf, or set sslmode=prefer (or disable) in DATABASE_URL",
+            server(target)
+        );
+    }
+    format!(
+        "TLS to {} failed: {cause}; with sslmode=verify-full or verify-ca the server's certificate must \
+         chain to sslrootcert (default: the system's trust store), and with verify-full name the host of \
+         DATABASE_URL: set sslrootcert=/path/to/ca.pem in DATABASE_URL, or sslmode=require to encrypt \
+         without checking the certificate",
+        server(target)
+    )
+}
+
+fn migration_line(kind: &refinery::error::Kind, target: Option<&Target>) -> Option<String> {
+    let database = database_on(target);
     match kind {
-        refinery::error::Kind::MissingVersion(m) => Some(format!(
-            "{database} has migration {m} applied, which this postbox does not know: a newer \
-             version migrated it; run that version or a newer one (never an older binary on a newer schema)"
-        )),
+        refinery::error::Kind::MissingVersion(m) => Some(newer_line(m, target)),
         refinery::error::Kind::DivergentVersion(applied, ours) => Some(format!(
             "{database} has migration {applied} applied, but this postbox's is {ours} (its text \
              differs): run the version that migrated it; on a development database, recreate it"
@@ -218,19 +274,29 @@ fn migration_line(kind: &refinery::error::Kind, target: Option<&Target>) -> Opti
 }
 
 fn bind_line(addr: std::net::SocketAddr, setting: &str, source: &io::Error) -> String {
-    let why = match source.kind() {
-        io::ErrorKind::AddrInUse => "the address is in use (another postbox?)".to_string(),
-        io::ErrorKind::PermissionDenied => {
-            "permission denied (ports below 1024 need privileges)".to_string()
-        }
-        io::ErrorKind::AddrNotAvailable => "no interface has that address".to_string(),
-        _ => source.to_string(),
+    let port = addr.port();
+    // A setting that holds only a port (`--receiver-port`) is told to change the port.
+    let free = if setting.to_ascii_lowercase().contains("port") {
+        "port"
+    } else {
+        "address"
     };
-    format!(
-        "cannot listen on {addr} ({setting}): {why}; stop what holds it (ss -ltnp 'sport = :{}') \
-         or set {setting} to a free address",
-        addr.port()
-    )
+    let (why, next) = match source.kind() {
+        io::ErrorKind::AddrInUse => (
+            "the address is in use (another postbox?)".to_string(),
+            format!("stop what holds it (ss -ltnp 'sport = :{port}') or set {setting} to a free {free}"),
+        ),
+        io::ErrorKind::AddrNotAvailable => (
+            "no interface has that address".to_string(),
+            format!("use 127.0.0.1:{port} (this machine only) or 0.0.0.0:{port} (every interface) in {setting}"),
+        ),
+        io::ErrorKind::PermissionDenied => (
+            "permission denied (ports below 1024 need privileges)".to_string(),
+            format!("set {setting} to a port above 1023"),
+        ),
+        _ => (source.to_string(), format!("set {setting} to a free {free}")),
+    };
+    format!("cannot listen on {addr} ({setting}): {why}; {next}")
 }
 
 /// The chain's messages joined by ": ", each cause once: wrappers that

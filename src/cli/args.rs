@@ -327,8 +327,10 @@ pub struct ReceiveArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DevArgs {
     /// Directory of the private PostgreSQL cluster, created on first use and reused
-    #[arg(long, env = "POSTBOX_DEV_DATA_DIR", default_value = ".postbox-dev")]
-    pub data_dir: std::path::PathBuf,
+    /// [default: .postbox-dev; as root, where the postgres user cannot reach it,
+    /// a directory under /tmp, printed at start]
+    #[arg(long, env = "POSTBOX_DEV_DATA_DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
     /// API address
     #[arg(long, env = "POSTBOX_LISTEN", default_value = defaults::LISTEN)]
     pub listen: SocketAddr,

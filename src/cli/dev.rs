@@ -9,11 +9,12 @@
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use sha2::Digest;
 use tokio_util::sync::CancellationToken;
 
 use postbox::clock::SharedClock;
@@ -36,11 +37,7 @@ const TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 pub async fn run(config: DevArgs, clock: SharedClock) -> Result<(), AppError> {
     let new_secret = || hex::encode(rand::random::<[u8; 32]>());
     let shutdown = postbox::app::shutdown_on_signals();
-    let cluster = Cluster::start(&ClusterOptions {
-        dir: config.data_dir.clone(),
-        port: None,
-        settings: vec![],
-    })?;
+    let cluster = start_cluster(config.data_dir.as_deref())?;
     let guard = StopOnDrop(Some(cluster));
     let cluster = guard.0.as_ref().expect("set above");
     say(&format!(
@@ -58,6 +55,7 @@ pub async fn run(config: DevArgs, clock: SharedClock) -> Result<(), AppError> {
         },
         cluster.port()
     ));
+    let dir = cluster.dir().to_path_buf();
     let result = run_on(cluster, &config, new_secret, clock, shutdown.clone()).await;
     shutdown.cancel();
     let stopped = guard.stop();
@@ -65,9 +63,47 @@ pub async fn run(config: DevArgs, clock: SharedClock) -> Result<(), AppError> {
     stopped?;
     say(&format!(
         "postbox dev: PostgreSQL stopped; the data stays in {} for next time",
-        config.data_dir.display()
+        dir.display()
     ));
     Ok(())
+}
+
+/// The default data directory, in the working directory.
+const DEFAULT_DATA_DIR: &str = ".postbox-dev";
+
+/// Starts the cluster in `data_dir`, or in the default directory. As root
+/// PostgreSQL runs as the `postgres` user, who cannot reach a clone under
+/// `/root` (mode 700): the default then moves to the temp directory, one per
+/// working directory, and says so. A `--data-dir` given is never moved.
+fn start_cluster(data_dir: Option<&Path>) -> Result<Cluster, AppError> {
+    let start = |dir: PathBuf| {
+        Cluster::start(&ClusterOptions {
+            dir,
+            port: None,
+            settings: vec![],
+        })
+    };
+    if let Some(dir) = data_dir {
+        return Ok(start(dir.to_path_buf())?);
+    }
+    match start(PathBuf::from(DEFAULT_DATA_DIR)) {
+        Err(cluster::ClusterError::Unreachable(closed)) => {
+            // Nothing but the lock was made in it: leave no trace.
+            let _ = std::fs::remove_file(closed.join("lock"));
+            let _ = std::fs::remove_dir(&closed);
+            let digest = sha2::Sha256::digest(closed.as_os_str().as_encoded_bytes());
+            let moved =
+                std::env::temp_dir().join(format!("postbox-dev-{}", &hex::encode(digest)[..8]));
+            say(&format!(
+                "postbox dev: the postgres user cannot reach {} (a parent directory is closed to it); \
+                 using {} instead (--data-dir chooses another)",
+                closed.display(),
+                moved.display()
+            ));
+            Ok(start(moved)?)
+        }
+        other => Ok(other?),
+    }
 }
 
 async fn run_on(
@@ -83,12 +119,13 @@ async fn run_on(
     let store = Store::connect(&url, 2)?;
     store.migrate().await?;
 
-    let api = postbox::app::bind(config.listen, "POSTBOX_LISTEN").await?;
+    // The hints name the flags: `postbox dev` is run by hand.
+    let api = postbox::app::bind(config.listen, "--listen").await?;
     let receiver_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, config.receiver_port));
-    let receiver = postbox::app::bind(receiver_addr, "POSTBOX_DEV_RECEIVER_PORT").await?;
+    let receiver = postbox::app::bind(receiver_addr, "--receiver-port").await?;
     let api_addr = api.local_addr().map_err(|source| AppError::Bind {
         addr: config.listen,
-        setting: "POSTBOX_LISTEN",
+        setting: "--listen",
         source,
     })?;
     let hook = format!(
@@ -197,7 +234,7 @@ fn load_or_create_secret(
 ) -> Result<String, AppError> {
     let io = |what: &'static str| {
         let path = path.to_path_buf();
-        move |source| AppError::Cluster(cluster::ClusterError::Io { what, path, source })
+        move |source| AppError::Cluster(cluster::ClusterError::DataDir { what, path, source })
     };
     if path.exists() {
         let secret = std::fs::read_to_string(path).map_err(io("read"))?;

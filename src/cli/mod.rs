@@ -32,6 +32,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             let payload: serde_json::Value = serde_json::from_str(&args.json)
                 .map_err(|e| anyhow::anyhow!("the payload is not valid JSON: {e}"))?;
             let store = Store::connect(&args.db.database_url, 1)?;
+            store.schema_check(false).await?;
             let published = store
                 .event_publish(
                     &args.event_type,
@@ -43,8 +44,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 // The database's own message for what the SQL function refused;
                 // a connection failure keeps its cause for `startup::explain`.
                 .map_err(|e| match e.db_message() {
-                    Some(m) => anyhow::anyhow!("{m}"),
-                    None => e.into(),
+                    Some(m) if !e.is_unmigrated() => anyhow::anyhow!("{m}"),
+                    _ => e.into(),
                 })?;
             // stdout stays the id alone; a repeat is said on stderr.
             if published.duplicate {
@@ -76,6 +77,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Maintain(args) => {
             let config = args.maintenance.to_config()?;
             let store = Store::connect(&args.db.database_url, 2)?;
+            store.schema_check(false).await?;
             let (clock, _) = postbox::app::database_clock(&store, clock).await;
             let report = postbox::maintenance::run_once(&store, &config, &clock).await?;
             for line in report.summary(&config) {

@@ -10,7 +10,8 @@
 //! PostgreSQL refuses to run as root, so as root every binary runs as the
 //! `postgres` user (`runuser -u postgres --`), which then owns the directory.
 
-use std::io;
+use std::fs::{File, TryLockError};
+use std::io::{self, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -41,6 +42,21 @@ pub enum ClusterError {
         .0.display()
     )]
     Unreachable(PathBuf),
+    #[error(
+        "another postbox dev (pid {pid}) is using {}; stop it or pass --data-dir",
+        .dir.display()
+    )]
+    InUse { pid: String, dir: PathBuf },
+    #[error(
+        "cannot {what} {}: {source}; choose a writable --data-dir (e.g. /tmp/postbox-dev)",
+        .path.display()
+    )]
+    DataDir {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot {what} {}: {source}", .path.display())]
     Io {
         what: &'static str,
@@ -116,9 +132,12 @@ pub struct ClusterOptions {
 }
 
 /// A running cluster. Dropping it leaves the server running: call `stop`.
+/// It holds the directory's lock (`DIR/lock`) while it lives, so no other
+/// process starts, adopts or stops the same cluster meanwhile.
 #[derive(Debug)]
 pub struct Cluster {
     dir: PathBuf,
+    _lock: File,
     port: u16,
     bins: Binaries,
     as_root: bool,
@@ -133,17 +152,20 @@ impl Cluster {
     /// unless it already runs. Blocks until the server accepts connections.
     pub fn start(options: &ClusterOptions) -> Result<Cluster, ClusterError> {
         let bins = Binaries::find()?;
-        std::fs::create_dir_all(&options.dir).map_err(io_err("create", &options.dir))?;
-        let dir = options
-            .dir
-            .canonicalize()
-            .map_err(io_err("open", &options.dir))?;
+        let data_dir = |what| {
+            let path = options.dir.clone();
+            move |source| ClusterError::DataDir { what, path, source }
+        };
+        std::fs::create_dir_all(&options.dir).map_err(data_dir("create"))?;
+        let dir = options.dir.canonicalize().map_err(data_dir("open"))?;
+        let lock = lock_dir(&dir)?;
         let as_root = is_root();
         if as_root {
             prepare_for_postgres_user(&dir)?;
         }
         let mut cluster = Cluster {
             dir,
+            _lock: lock,
             port: 0,
             bins,
             as_root,
@@ -321,6 +343,46 @@ impl Cluster {
         let tail = last[last.len().saturating_sub(2)..].join(" / ");
         Err(failed(format!("{} ({tail})", out.status)))
     }
+}
+
+/// Takes `DIR/lock` (an exclusive `flock`, released when the file closes,
+/// also when the process dies) and writes this process's id into it, for
+/// the message the next process prints.
+fn lock_dir(dir: &Path) -> Result<File, ClusterError> {
+    let path = dir.join("lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|source| ClusterError::DataDir {
+            what: "create",
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let pid = std::fs::read_to_string(&path).unwrap_or_default();
+            let pid = Some(pid.trim().to_string()).filter(|p| !p.is_empty());
+            return Err(ClusterError::InUse {
+                pid: pid.unwrap_or_else(|| "unknown".into()),
+                dir: dir.to_path_buf(),
+            });
+        }
+        Err(TryLockError::Error(source)) => {
+            return Err(ClusterError::Io {
+                what: "lock",
+                path,
+                source,
+            })
+        }
+    }
+    // Only a hint for the message above: a failure to write it is harmless.
+    let _ = file.set_len(0);
+    let _ = file.write_all(std::process::id().to_string().as_bytes());
+    Ok(file)
 }
 
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ClusterError {

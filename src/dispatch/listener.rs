@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use futures_util::{future, StreamExt};
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::WAKEUP_CHANNEL;
+use crate::store::{Store, WAKEUP_CHANNEL};
 
 /// `claim` is raised for notifications with the payload `claim` (work was
 /// requeued, the queue resumed) and after a reconnect: the dispatcher then
@@ -47,9 +47,7 @@ async fn listen_once(
     claim: &AtomicBool,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
-    let (client, mut connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (client, mut connection) = Store::connect_one(url).await.map_err(|e| e.to_string())?;
     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
     let listen = async {

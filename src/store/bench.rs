@@ -1,7 +1,6 @@
 //! Statements of the benchmark (`postbox bench`): bulk fills and baselines.
 //! They run only in the benchmark's own throwaway database.
 
-use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 use super::{db, Store, StoreError};
@@ -39,9 +38,7 @@ pub fn quote_identifier(name: &str) -> Result<String, StoreError> {
 /// Runs one statement that cannot run inside a transaction (CREATE or DROP
 /// DATABASE) on a connection of its own.
 async fn admin_execute(admin_url: &str, sql: &str, op: &'static str) -> Result<(), StoreError> {
-    let (client, conn) = tokio_postgres::connect(admin_url, NoTls)
-        .await
-        .map_err(db(op))?;
+    let (client, conn) = Store::connect_one(admin_url).await?;
     tokio::spawn(conn);
     client.batch_execute(sql).await.map_err(db(op))
 }
@@ -146,9 +143,7 @@ impl Store {
 
     /// A dedicated connection for one benchmark producer.
     pub async fn bench_producer(&self) -> Result<tokio_postgres::Client, StoreError> {
-        let (client, conn) = tokio_postgres::connect(self.url(), NoTls)
-            .await
-            .map_err(db("bench_producer: connect"))?;
+        let (client, conn) = Store::connect_one(self.url()).await?;
         tokio::spawn(conn);
         Ok(client)
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 use uuid::Uuid;
 
 pub use delivery_history::{DeliveryRow, RetryOutcome};
@@ -33,7 +33,7 @@ pub const WAKEUP_CHANNEL: &str = "postbox_wakeup";
 pub enum StoreError {
     #[error("invalid database URL: {0}")]
     Config(String),
-    #[error("cannot get a database connection: {0}")]
+    #[error("cannot get a database connection: {}", pool_cause(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("{op}: {source}")]
     Db {
@@ -46,6 +46,12 @@ pub enum StoreError {
     /// A statement that always answers a row answered none (repeatedly).
     #[error("{0}: no row answered")]
     Missing(&'static str),
+    /// The migration history is from a newer version or damaged.
+    #[error("{0}")]
+    Schema(#[from] schema::SchemaError),
+    /// `sslmode` or `sslrootcert` in the URL cannot be used; says which and why.
+    #[error("DATABASE_URL: {0}")]
+    Tls(String),
 }
 
 impl StoreError {
@@ -57,12 +63,28 @@ impl StoreError {
         }
     }
 
+    /// True for a missing `postbox` schema or table (SQLSTATE 3F000,
+    /// 42P01): the database was never migrated.
+    pub fn is_unmigrated(&self) -> bool {
+        matches!(self.sql_state(), Some("3F000" | "42P01"))
+            && self.db_message().is_some_and(|m| m.contains("postbox"))
+    }
+
     /// The database's own message (for errors raised by our SQL functions).
     pub fn db_message(&self) -> Option<&str> {
         match self {
             StoreError::Db { source, .. } => source.as_db_error().map(|e| e.message()),
             _ => None,
         }
+    }
+}
+
+/// A pool error without deadpool's "Error occurred while creating a new
+/// object" prefix, so that a log line says the cause once.
+fn pool_cause(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(cause) => cause.to_string(),
+        other => other.to_string(),
     }
 }
 
@@ -119,6 +141,8 @@ mod inbox;
 mod maintenance;
 mod queue;
 mod queue_admin;
+pub mod schema;
+pub mod tls;
 mod types;
 mod webhook;
 
@@ -151,9 +175,7 @@ impl Store {
         max_size: usize,
         async_commit: bool,
     ) -> Result<Store, StoreError> {
-        let mut pg: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| StoreError::Config(e.to_string()))?;
+        let (mut pg, tls) = tls::parse(url)?;
         // Every statement here is bounded and on an index: JIT compilation
         // (hundreds of ms, paid again on each execution once a plan's cost
         // estimate passes jit_above_cost, as fan-out's does with a large
@@ -171,7 +193,7 @@ impl Store {
         pg.options(&options);
         let manager = Manager::from_config(
             pg,
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -192,6 +214,22 @@ impl Store {
     /// The URL this store connects to (for dedicated connections such as LISTEN).
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// A connection of its own, outside the pool (LISTEN, benchmark
+    /// producers), with the URL's TLS settings; the caller spawns or polls
+    /// the returned connection.
+    pub async fn connect_one(
+        url: &str,
+    ) -> Result<
+        (
+            tokio_postgres::Client,
+            tokio_postgres::Connection<tokio_postgres::Socket, tls::Stream>,
+        ),
+        StoreError,
+    > {
+        let (config, tls) = tls::parse(url)?;
+        config.connect(tls).await.map_err(db("connect"))
     }
 
     pub async fn client(&self) -> Result<Object, StoreError> {
@@ -235,6 +273,9 @@ impl Store {
 
     /// Applies the embedded migrations; running it again changes nothing.
     pub async fn migrate(&self) -> Result<usize, StoreError> {
+        // refinery panics on a damaged history row and would report an unknown
+        // version as it does: refuse both before it runs.
+        self.schema_check(true).await?;
         let mut client = self.client().await?;
         // Concurrent `migrate` runs (several replicas starting at once) take turns.
         client
