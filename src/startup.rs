@@ -57,7 +57,7 @@ struct Target {
 
 impl Target {
     fn parse(url: &str) -> Option<Target> {
-        let config: tokio_postgres::Config = url.parse().ok()?;
+        let config = crate::store::tls::settings(url).ok()?;
         let host = match config.get_hosts().first()? {
             tokio_postgres::config::Host::Tcp(h) => h.clone(),
             #[cfg(unix)]

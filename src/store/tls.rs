@@ -53,7 +53,7 @@ enum Mode {
 /// A bad URL is a [`StoreError::Config`]; an unknown `sslmode` or an
 /// unreadable `sslrootcert` a [`StoreError::Tls`].
 pub fn parse(url: &str) -> Result<(tokio_postgres::Config, Tls), StoreError> {
-    let (rest, taken) = take_params(url, &["sslmode", "sslrootcert"]);
+    let taken = take_params(url, &["sslmode", "sslrootcert"]).1;
     let value = |key: &str| {
         taken
             .iter()
@@ -76,9 +76,7 @@ pub fn parse(url: &str) -> Result<(tokio_postgres::Config, Tls), StoreError> {
             )))
         }
     };
-    let mut config: tokio_postgres::Config = rest
-        .parse()
-        .map_err(|e: tokio_postgres::Error| StoreError::Config(e.to_string()))?;
+    let mut config = settings(url)?;
     config.ssl_mode(match mode {
         Mode::Disable => SslMode::Disable,
         Mode::Prefer => SslMode::Prefer,
@@ -130,6 +128,15 @@ fn roots(file: Option<&str>) -> Result<RootCertStore, StoreError> {
         )));
     }
     Ok(store)
+}
+
+/// The connection settings of `url` without its TLS parameters (which
+/// tokio-postgres alone cannot read): for messages that name the target.
+pub fn settings(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    take_params(url, &["sslmode", "sslrootcert"])
+        .0
+        .parse()
+        .map_err(|e: tokio_postgres::Error| StoreError::Config(e.to_string()))
 }
 
 /// Removes the `keys` parameters from `url`, returning what is left and the

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::NoTls;
 
+use crate::startup::{assert_says, fails};
+
 /// initdb and the first migrations take a few seconds on a busy machine.
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -18,20 +20,33 @@ struct Dev {
     child: Child,
     lines: Lines<String>,
     seen: Vec<String>,
+    /// Everything on stderr, once the process has ended.
+    stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 impl Dev {
     fn start(dir: &Path) -> Dev {
+        Dev::start_on(dir, "127.0.0.1:0")
+    }
+
+    fn start_on(dir: &Path, listen: &str) -> Dev {
         let mut child = Command::new(env!("CARGO_BIN_EXE_postbox"))
             .args(["dev", "--data-dir"])
             .arg(dir)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start postbox dev");
+        // Drained as it comes, so that logging never blocks on a full pipe.
+        let mut stderr_pipe = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr_pipe, &mut text);
+            text
+        });
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = channel();
         std::thread::spawn(move || {
@@ -45,6 +60,7 @@ impl Dev {
             child,
             lines,
             seen: vec![],
+            stderr: Some(stderr),
         }
     }
 
@@ -83,6 +99,23 @@ impl Dev {
             "{psql}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// Waits for the process to end by itself; its exit code and stderr.
+    fn exited(mut self) -> (i32, String) {
+        let deadline = Instant::now() + WAIT;
+        while matches!(self.child.try_wait(), Ok(None)) {
+            assert!(Instant::now() < deadline, "postbox dev did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let code = self
+            .child
+            .wait()
+            .unwrap()
+            .code()
+            .expect("exited, not killed");
+        let stderr = self.stderr.take().unwrap().join().unwrap();
+        (code, stderr)
     }
 
     /// SIGTERM, then the exit and the farewell line.
@@ -181,4 +214,65 @@ async fn dev_delivers_a_verified_webhook_stops_its_cluster_and_reuses_it() {
     dev.stop();
     assert!(!dir.join("data/postmaster.pid").exists());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_second_dev_on_one_directory_is_refused_and_leaves_the_first_running() {
+    let dir = std::env::temp_dir().join(format!("postbox-dev-test-{}", uuid::Uuid::new_v4()));
+    let verified = |l: &str| l.starts_with("--- delivery") && l.ends_with(": signature verified");
+    let mut first = Dev::start(&dir);
+    first.wait_for("the psql line", |l| l.contains("psql "));
+
+    let dir_arg = dir.display().to_string();
+    let second = fails(
+        &["dev", "--data-dir", &dir_arg, "--listen", "127.0.0.1:0"],
+        &[],
+    );
+    assert_says(
+        &second,
+        1,
+        &[
+            &format!("another postbox dev (pid {}) is using", first.child.id()),
+            "stop it or pass --data-dir",
+        ],
+    );
+    // The refused one stopped nothing: the first still delivers.
+    first.publish_as_printed();
+    first.wait_for("a verified delivery", verified);
+    first.stop();
+
+    // A taken --listen names the flag (not the variable), and the cluster stops.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let third = Dev::start_on(&dir, &addr);
+    let (code, stderr) = third.exited();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot listen on {addr} (--listen): the address is in use"
+        )) && stderr.contains("set --listen to a free address"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.join("data/postmaster.pid").exists(),
+        "the cluster stopped"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_data_dir_that_cannot_be_created_says_choose_a_writable_one() {
+    let file = std::env::temp_dir().join(format!("postbox-dev-file-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&file, "").unwrap();
+    let under_a_file = file.join("d").display().to_string();
+    let f = fails(&["dev", "--data-dir", &under_a_file], &[]);
+    let _ = std::fs::remove_file(&file);
+    assert_says(
+        &f,
+        1,
+        &[
+            &format!("cannot create {under_a_file}"),
+            "choose a writable --data-dir (e.g. /tmp/postbox-dev)",
+        ],
+    );
 }

@@ -36,5 +36,6 @@ mod receive;
 mod retention_bench;
 mod scale;
 mod startup;
+mod tls;
 mod two_phase;
 mod verify12;

@@ -11,14 +11,14 @@ const JWT: &str = "startup-test-secret-of-32-bytes!";
 /// Put in URLs to check that no message repeats it.
 const PASSWORD: &str = "pw-never-printed";
 
-struct Failed {
-    code: i32,
-    line: String,
+pub(crate) struct Failed {
+    pub code: i32,
+    pub line: String,
 }
 
 /// Runs `postbox ARGS` with only `env` set (and PATH); it must fail with
 /// exactly one line on stderr and nothing on stdout.
-fn fails(args: &[&str], env: &[(&str, &str)]) -> Failed {
+pub(crate) fn fails(args: &[&str], env: &[(&str, &str)]) -> Failed {
     let out = Command::new(env!("CARGO_BIN_EXE_postbox"))
         .args(args)
         .env_clear()
@@ -51,7 +51,7 @@ fn serve(database_url: &str) -> Failed {
     )
 }
 
-fn assert_says(f: &Failed, code: i32, parts: &[&str]) {
+pub(crate) fn assert_says(f: &Failed, code: i32, parts: &[&str]) {
     assert_eq!(f.code, code, "exit code of: {}", f.line);
     for p in parts {
         assert!(f.line.contains(p), "`{p}` missing from: {}", f.line);
@@ -183,6 +183,146 @@ async fn migrations_from_a_newer_version_are_refused() {
             ],
         );
     }
+}
+
+/// The commands that use a migrated database without migrating it.
+fn without_migrating(url: &str) -> Vec<Failed> {
+    let env = [
+        ("DATABASE_URL", url),
+        ("POSTBOX_JWT_SECRET", JWT),
+        ("POSTBOX_LISTEN", "127.0.0.1:0"),
+    ];
+    vec![
+        fails(&["serve", "--no-migrate"], &env),
+        fails(&["maintain"], &env),
+        fails(&["publish", "webhook.test", "{}", "--owner", "o"], &env),
+    ]
+}
+
+#[tokio::test]
+async fn an_unmigrated_database_says_run_postbox_migrate() {
+    let db = TestDb::new().await;
+    let empty = format!("{}_empty", db.name);
+    let client = db.client().await;
+    client
+        .batch_execute(&format!("CREATE DATABASE {empty}"))
+        .await
+        .unwrap();
+    let url = as_user(&db.url, "postgres", &empty);
+    let failed = without_migrating(&url);
+    // The history is there, the schema is not (dropped by hand): publish still says it.
+    let bare = TestDb::new().await;
+    bare.client()
+        .await
+        .batch_execute("DROP SCHEMA postbox CASCADE")
+        .await
+        .unwrap();
+    let publish = fails(
+        &["publish", "webhook.test", "{}", "--owner", "o"],
+        &[("DATABASE_URL", &bare.url)],
+    );
+    client
+        .batch_execute(&format!("DROP DATABASE {empty} WITH (FORCE)"))
+        .await
+        .unwrap();
+    for f in failed {
+        assert_says(
+            &f,
+            1,
+            &[
+                &format!(
+                    "database \"{empty}\" on PostgreSQL at {}",
+                    host_port(&db.url)
+                ),
+                "is not migrated",
+                "run postbox migrate (or postbox serve, which migrates)",
+            ],
+        );
+    }
+    assert_says(
+        &publish,
+        1,
+        &[
+            "is not migrated",
+            "schema \"postbox\" does not exist",
+            "run postbox migrate",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn commands_that_do_not_migrate_refuse_a_newer_schema_too() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO postbox_schema_history (version, name, applied_on, checksum)
+             VALUES (99, 'from_the_future', '2030-01-01T00:00:00Z', '0')",
+        )
+        .await
+        .unwrap();
+    for f in without_migrating(&db.url) {
+        assert_says(
+            &f,
+            1,
+            &[
+                &format!("database \"{}\"", db.name),
+                "has migration V99__from_the_future applied, which this postbox does not know",
+                "never an older binary on a newer schema",
+            ],
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_damaged_migration_history_is_one_line_not_a_panic() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute(
+            "UPDATE postbox_schema_history SET applied_on = 'yesterday' WHERE version = 1",
+        )
+        .await
+        .unwrap();
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("POSTBOX_JWT_SECRET", JWT),
+        ("POSTBOX_LISTEN", "127.0.0.1:0"),
+    ];
+    for args in [&["migrate"][..], &["serve"], &["serve", "--no-migrate"]] {
+        let f = fails(args, &env);
+        assert_says(
+            &f,
+            1,
+            &[
+                "damaged migration history",
+                "row 1: applied_on \"yesterday\" is not an RFC 3339 time",
+                "repair that row of public.postbox_schema_history",
+            ],
+        );
+    }
+}
+
+#[test]
+fn an_address_no_interface_has_is_not_called_taken() {
+    // 192.0.2.0/24 is TEST-NET-1 (RFC 5737): never assigned to this host.
+    let f = fails(
+        &["serve"],
+        &[
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/postgres"),
+            ("POSTBOX_JWT_SECRET", JWT),
+            ("POSTBOX_LISTEN", "192.0.2.1:3001"),
+        ],
+    );
+    assert_says(
+        &f,
+        1,
+        &[
+            "cannot listen on 192.0.2.1:3001 (POSTBOX_LISTEN): no interface has that address",
+            "use 127.0.0.1:3001 (this machine only) or 0.0.0.0:3001",
+        ],
+    );
+    assert!(!f.line.contains("in use"), "{}", f.line);
 }
 
 #[tokio::test]

@@ -19,13 +19,24 @@ impl Cluster {
     /// free loopback port with `settings`. Panics when PostgreSQL is not
     /// installed (the message names the package).
     pub async fn new(settings: &[(&str, &str)]) -> Cluster {
+        Cluster::new_in(&Cluster::fresh_dir(), settings).await
+    }
+
+    /// A fresh temp directory for [`Cluster::new_in`], not yet created.
+    pub fn fresh_dir() -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("postbox-cluster-{}", uuid::Uuid::new_v4()))
+    }
+
+    /// Like `new`, in `dir`, which may already hold files the settings name
+    /// (certificates, an hba file); it is removed on drop.
+    pub async fn new_in(dir: &std::path::Path, settings: &[(&str, &str)]) -> Cluster {
         let mut settings: Vec<(String, String)> = settings
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         settings.push(("fsync".into(), "off".into()));
         let options = ClusterOptions {
-            dir: std::env::temp_dir().join(format!("postbox-cluster-{}", uuid::Uuid::new_v4())),
+            dir: dir.to_path_buf(),
             port: None,
             settings,
         };
