@@ -30,10 +30,20 @@ impl Dev {
     }
 
     fn start_on(dir: &Path, listen: &str) -> Dev {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_postbox"))
-            .args(["dev", "--data-dir"])
-            .arg(dir)
-            .args(["--listen", listen])
+        let mut command = Command::new(env!("CARGO_BIN_EXE_postbox"));
+        command.args(["dev", "--data-dir"]).arg(dir);
+        Dev::spawn(command.args(["--listen", listen]))
+    }
+
+    /// `postbox dev` with its default data directory, run in `cwd`.
+    fn start_in(cwd: &Path) -> Dev {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_postbox"));
+        command.current_dir(cwd);
+        Dev::spawn(command.args(["dev", "--listen", "127.0.0.1:0"]))
+    }
+
+    fn spawn(command: &mut Command) -> Dev {
+        let mut child = command
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .stdout(Stdio::piped())
@@ -275,4 +285,39 @@ fn a_data_dir_that_cannot_be_created_says_choose_a_writable_one() {
             "choose a writable --data-dir (e.g. /tmp/postbox-dev)",
         ],
     );
+}
+
+/// As root, PostgreSQL runs as the `postgres` user, who cannot enter a clone
+/// under a closed directory (as /root, mode 700): the default data directory
+/// moves to the temp directory and the first line says where.
+#[tokio::test]
+async fn as_root_a_closed_working_directory_moves_the_default_data_dir() {
+    let uid = Command::new("id").arg("-u").output().unwrap().stdout;
+    if String::from_utf8_lossy(&uid).trim() != "0" {
+        return; // Not root: the server runs as this user and reaches the directory.
+    }
+    let closed = std::env::temp_dir().join(format!("postbox-closed-{}", uuid::Uuid::new_v4()));
+    let clone = closed.join("clone");
+    std::fs::create_dir_all(&clone).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    let mut dev = Dev::start_in(&clone);
+    let moved = dev.wait_for("where the data went", |l| l.contains("using "));
+    let dir = moved
+        .split("using ")
+        .nth(1)
+        .and_then(|r| r.split(" instead").next())
+        .expect("using DIR instead")
+        .to_string();
+    assert!(moved.contains("the postgres user cannot reach"), "{moved}");
+    dev.wait_for("the DATABASE_URL line", |l| l.starts_with("DATABASE_URL="));
+    dev.stop();
+    assert!(
+        !clone.join(".postbox-dev").exists(),
+        "nothing left in the clone"
+    );
+    assert!(Path::new(&dir).join("data/PG_VERSION").exists(), "{dir}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&closed);
 }
