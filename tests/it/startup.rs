@@ -244,7 +244,8 @@ async fn an_unmigrated_database_says_run_postbox_migrate() {
         1,
         &[
             "is not migrated",
-            "schema \"postbox\" does not exist",
+            "\"postbox",
+            "does not exist",
             "run postbox migrate",
         ],
     );
