@@ -20,8 +20,8 @@ use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use super::claim::{fan_out_then_claim, ClaimPlan};
 use super::cap::Answer;
+use super::claim::{fan_out_then_claim, ClaimPlan};
 use super::completer::{run_completer, HeldIds, Outcome};
 use super::executor::Executor;
 use super::idle::{IdleState, RESCUE_EVERY};
