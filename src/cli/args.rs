@@ -97,7 +97,8 @@ pub struct DispatchArgs {
     /// Deliveries in flight at once per dispatcher
     #[arg(long, env = "POSTBOX_CONCURRENCY", default_value_t = defaults::CONCURRENCY)]
     pub concurrency: usize,
-    /// Deliveries in flight at once to one webhook, per dispatcher
+    /// Deliveries in flight at once to one webhook at first, per dispatcher; a
+    /// fast endpoint grows up to the concurrency less this
     #[arg(long, env = "POSTBOX_ENDPOINT_CONCURRENCY", default_value_t = defaults::ENDPOINT_CONCURRENCY)]
     pub endpoint_concurrency: usize,
     /// Deliveries started per second per dispatcher; 0 = unlimited
@@ -373,7 +374,7 @@ pub struct BenchArgs {
     /// Dispatcher concurrency
     #[arg(long, env = "POSTBOX_CONCURRENCY", default_value_t = defaults::CONCURRENCY)]
     pub concurrency: usize,
-    /// Which parts to run (comma-separated): drain,steady,producer,ceilings,scale,isolation
+    /// Which parts to run (comma-separated): drain (= drain1,drain10),steady,producer,ceilings,scale,isolation
     #[arg(long, env = "POSTBOX_BENCH_ONLY", value_delimiter = ',')]
     pub only: Vec<String>,
 }

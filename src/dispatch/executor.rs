@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use url::Url;
 
+use super::cap::Answer;
 use super::retry::{self, Attempt};
 use super::sender::Sender;
 use crate::clock::SharedClock;
@@ -42,14 +43,15 @@ pub(super) struct Executor {
 }
 
 impl Executor {
-    /// Makes one attempt for `d` and decides the delivery's next state. When
-    /// `cut_off` fires (the shutdown deadline) while the request is in
-    /// flight, the request is dropped and the delivery given back, due now.
+    /// Makes one attempt for `d` and decides the delivery's next state; also
+    /// says how the endpoint answered (for its in-flight cap). When `cut_off`
+    /// fires (the shutdown deadline) while the request is in flight, the
+    /// request is dropped and the delivery given back, due now.
     pub(super) async fn execute(
         &self,
         d: &ClaimedDelivery,
         cut_off: &CancellationToken,
-    ) -> Completion {
+    ) -> (Completion, Answer) {
         let url = Url::parse(&d.url);
         // One span per attempt: ids, attempt number and the endpoint's host;
         // never the URL's path or query (they may carry tokens) nor a secret.
@@ -63,9 +65,10 @@ impl Executor {
             host = %host,
         );
         async {
-            let attempt = tokio::select! {
+            let (attempt, sent) = tokio::select! {
                 attempt = self.attempt(d) => attempt,
-                _ = cut_off.cancelled() => return self.cut_off(d),
+                // Cut off at shutdown: says nothing about the endpoint.
+                _ = cut_off.cancelled() => return (self.cut_off(d), Answer::NotSent),
             };
             let now = self.clock.now();
             let completion = retry::complete(d, &attempt, now, (self.jitter)());
@@ -74,7 +77,7 @@ impl Executor {
             if attempt.gone() {
                 self.disable_gone(d, now).await;
             }
-            completion
+            (completion, Answer::of(&attempt, sent))
         }
         .instrument(span)
         .await
@@ -119,15 +122,19 @@ impl Executor {
         )
     }
 
-    /// Prepares and sends the request; a disabled webhook gets none.
-    async fn attempt(&self, d: &ClaimedDelivery) -> Attempt {
+    /// Prepares and sends the request; a disabled webhook gets none. The
+    /// flag says whether a request was made.
+    async fn attempt(&self, d: &ClaimedDelivery) -> (Attempt, bool) {
         let started_at = self.clock.now();
         if !d.webhook_active {
-            return Attempt::not_sent(started_at, "webhook is disabled: not sent");
+            return (
+                Attempt::not_sent(started_at, "webhook is disabled: not sent"),
+                false,
+            );
         }
         match self.sender.prepare(d, started_at) {
-            Ok(request) => self.sender.send_prepared(request).await,
-            Err(reason) => Attempt::not_sent(started_at, reason),
+            Ok(request) => (self.sender.send_prepared(request).await, true),
+            Err(reason) => (Attempt::not_sent(started_at, reason), false),
         }
     }
 

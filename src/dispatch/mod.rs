@@ -14,6 +14,7 @@
 //! `run_once` runs exactly one pass of the production loop, then waits for
 //! its attempts and their outcomes: tests and tools exercise the same code.
 
+mod cap;
 mod claim;
 mod completer;
 mod executor;
@@ -35,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::store::{Store, StoreError};
+use cap::CapRule;
 pub use claim::{fan_out_then_claim, Busy, ClaimPlan, Rest, Round};
 use executor::Executor;
 pub use executor::{disable_gone, fixed_jitter, system_jitter, Jitter};
@@ -49,7 +51,9 @@ pub use signals::{SignalTimeout, Signalled, TestSignals};
 pub struct DispatchConfig {
     /// Deliveries in flight at once in this dispatcher.
     pub concurrency: usize,
-    /// Deliveries in flight at once to one webhook (endpoint isolation).
+    /// Deliveries in flight at once to one webhook at first (endpoint
+    /// isolation). A webhook whose endpoint answers fast may grow past it,
+    /// up to `concurrency - endpoint_concurrency` (see `cap`).
     pub endpoint_concurrency: usize,
     /// Deliveries started per second by this dispatcher; 0 = unlimited.
     pub rate_limit: u32,
@@ -185,7 +189,10 @@ impl Dispatcher {
                     clock: clock.clone(),
                     jitter,
                 },
-                inflight: InFlight::new(config.endpoint_concurrency),
+                inflight: InFlight::new(CapRule::new(
+                    config.endpoint_concurrency,
+                    config.concurrency,
+                )),
                 store,
                 clock,
                 config,

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
+use super::cap::Answer;
 use super::claim::{fan_out_then_claim, ClaimPlan};
 use super::completer::{run_completer, HeldIds, Outcome};
 use super::executor::Executor;
@@ -198,11 +199,12 @@ impl Producer {
             cut_off,
             ..
         } = self;
+        let slots = permits.clone();
         let round = fan_out_then_claim(
             &s.store,
             s.clock.now(),
             plan,
-            || s.inflight.busy(),
+            || s.inflight.busy(slots.available_permits()),
             |fan| {
                 let poked =
                     || wake_claim.swap(false, Ordering::Relaxed) || s.inflight.take_cap_freed();
@@ -367,8 +369,9 @@ async fn run_attempt(
         .to_std()
         .unwrap_or_default();
     let lease_ends = tokio::time::Instant::now() + left;
-    let completion = if left < shared.config.request_timeout {
-        shared.executor.give_back(&d, left)
+    let (completion, answer) = if left < shared.config.request_timeout {
+        // No request was made: says nothing about the endpoint.
+        (shared.executor.give_back(&d, left), Answer::NotSent)
     } else {
         shared.executor.execute(&d, &handover.cut_off).await
     };
@@ -380,7 +383,7 @@ async fn run_attempt(
         lease_ends,
     };
     let _ = handover.completions.send(outcome).await;
-    shared.inflight.untrack(&d);
+    shared.inflight.untrack(&d, answer);
     drop(permit);
     shared.slot_freed.notify_one();
 }

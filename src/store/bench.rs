@@ -63,19 +63,21 @@ impl Store {
         Ok(row.get(0))
     }
 
-    /// Commits `count` events for the owners `owner_prefix0..owners-1` in
-    /// one statement; returns the rows inserted.
+    /// Commits `count` events of about 340 bytes each for the owners
+    /// `owner_prefix0..owners-1` in one statement; returns the rows inserted.
     pub async fn bench_events_insert_many(
         &self,
         owner_prefix: &str,
         owners: i32,
         count: i32,
     ) -> Result<u64, StoreError> {
+        /// Pads `{"id": .., "name": .., "tags": .., "note": ..}` to about 340 bytes.
+        const NOTE_CHARS: i32 = 265;
         let client = self.client().await?;
         client
             .execute(
                 sql!("bench_events_insert_many"),
-                &[&owner_prefix, &owners, &count],
+                &[&owner_prefix, &owners, &count, &NOTE_CHARS],
             )
             .await
             .map_err(db("bench_events_insert_many"))
@@ -139,6 +141,29 @@ impl Store {
             .await
             .map_err(db("bench_delivery_count_success"))?;
         Ok(row.get(0))
+    }
+
+    /// The server processes serving this database, plus the server's
+    /// background processes (`sql/bench_server_pids.sql`): whose CPU time
+    /// counts as the database's.
+    pub async fn bench_server_pids(&self) -> Result<Vec<i32>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(sql!("bench_server_pids"), &[])
+            .await
+            .map_err(db("bench_server_pids"))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Row versions written to Postbox's tables so far: (inserted, updated,
+    /// HOT-updated, deleted), as the statistics collector reports them.
+    pub async fn bench_table_writes(&self) -> Result<[i64; 4], StoreError> {
+        let client = self.client().await?;
+        let r = client
+            .query_one(sql!("bench_table_writes"), &[])
+            .await
+            .map_err(db("bench_table_writes"))?;
+        Ok([r.get(0), r.get(1), r.get(2), r.get(3)])
     }
 
     /// A dedicated connection for one benchmark producer.

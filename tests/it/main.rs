@@ -22,6 +22,7 @@ mod contract;
 mod contract_fuzz;
 mod dev;
 mod docs;
+mod endpoint_cap;
 mod fanout;
 mod faults;
 mod hardening;

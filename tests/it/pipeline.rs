@@ -647,7 +647,7 @@ async fn one_pass_keeps_each_webhook_under_its_in_flight_cap() {
         .await,
         3
     );
-    assert_eq!(d.run_once().await.unwrap().attempts, 2);
-    assert_eq!(d.run_once().await.unwrap().attempts, 1);
+    // Two fast answers raised the cap to 4 (tests/it/endpoint_cap.rs).
+    assert_eq!(d.run_once().await.unwrap().attempts, 3);
     assert_eq!(rx.count(), 5);
 }

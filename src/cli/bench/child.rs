@@ -42,15 +42,8 @@ impl DispatcherProcess {
     /// CPU seconds used so far and the peak RSS (VmHWM) seen so far.
     pub fn usage(&mut self) -> Usage {
         let pid = self.child.id();
-        let cpu_seconds = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                let rest = s.rsplit_once(')')?.1;
-                let f: Vec<&str> = rest.split_whitespace().collect();
-                let utime: f64 = f.get(11)?.parse().ok()?;
-                let stime: f64 = f.get(12)?.parse().ok()?;
-                Some((utime + stime) / clock_ticks())
-            })
+        let cpu_seconds = proc_cpu(pid as i32, clock_ticks())
+            .map(|(_, cpu)| cpu)
             .unwrap_or(0.0);
         let hwm = std::fs::read_to_string(format!("/proc/{pid}/status"))
             .ok()
@@ -95,7 +88,20 @@ impl Drop for DispatcherProcess {
     }
 }
 
-fn clock_ticks() -> f64 {
+/// A process's command name and CPU time (utime + stime, in seconds) from
+/// /proc/<pid>/stat; `None` if it cannot be read.
+pub fn proc_cpu(pid: i32, ticks: f64) -> Option<(String, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (head, rest) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_string();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((comm, (utime + stime) / ticks))
+}
+
+/// Clock ticks per second of /proc's CPU times.
+pub fn clock_ticks() -> f64 {
     // _SC_CLK_TCK is 100 on every Linux we run on; getconf says so when present.
     Command::new("getconf")
         .arg("CLK_TCK")

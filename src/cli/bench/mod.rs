@@ -7,7 +7,9 @@
 //! their ceilings and targets.
 
 mod child;
+mod drain;
 mod load;
+mod pgcpu;
 mod receiver;
 mod report;
 
@@ -19,6 +21,7 @@ use uuid::Uuid;
 
 use super::args::BenchArgs;
 use child::DispatcherProcess;
+use drain::{Bench, Part, RUNS};
 use postbox::signing::generate_secret;
 use postbox::store::bench::{bench_database_create, bench_database_drop};
 use postbox::store::Store;
@@ -27,6 +30,8 @@ use report::*;
 
 struct Sizes {
     events: usize,
+    /// Events of the one-endpoint drain.
+    events_one: usize,
     endpoints: usize,
     producers: usize,
     rate: u32,
@@ -41,6 +46,7 @@ impl Sizes {
         let q = args.quick;
         Sizes {
             events: args.events.unwrap_or(if q { 20_000 } else { 100_000 }),
+            events_one: if q { 10_000 } else { 20_000 },
             endpoints: args.endpoints.max(2),
             producers: args.producers.max(1),
             rate: args.rate.max(1),
@@ -60,6 +66,11 @@ impl Sizes {
 
 fn wants(args: &BenchArgs, part: &str) -> bool {
     args.only.is_empty() || args.only.iter().any(|p| p == part)
+}
+
+/// `drain` stands for both drains; `drain1` and `drain10` for one each.
+fn wants_drain(args: &BenchArgs, which: &str) -> bool {
+    wants(args, "drain") || wants(args, which)
 }
 
 fn with_db(url: &str, db: &str) -> String {
@@ -166,14 +177,72 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
     let cpu_start = dispatcher.usage().cpu_seconds;
     let mut delivered_total = 0u64;
 
-    if wants(args, "drain") {
-        say(&format!(
-            "drain: {} events for {} endpoints",
-            sizes.events, sizes.endpoints
-        ));
-        let d = drain(&store, &receiver, "drain", sizes, &secret, None).await?;
-        delivered_total += sizes.events as u64;
-        report.drain = Some(d);
+    let bench = Bench {
+        store: &store,
+        receiver: &receiver,
+        secret: &secret,
+    };
+    // The drains and the isolation part, each run three times with fresh
+    // webhooks and events, alternating between the parts so that the
+    // machine's noise hits each alike.
+    let ten = Part {
+        prefix: "drain",
+        endpoints: sizes.endpoints,
+        events: sizes.events,
+        hang: false,
+        count_writes: false,
+    };
+    let one = Part {
+        prefix: "one",
+        endpoints: 1,
+        events: sizes.events_one,
+        hang: false,
+        count_writes: true,
+    };
+    let iso = Part {
+        prefix: "iso",
+        endpoints: sizes.endpoints,
+        events: sizes.events,
+        hang: true,
+        count_writes: false,
+    };
+    let parts: Vec<Part> = [
+        (wants_drain(args, "drain10"), ten),
+        (wants_drain(args, "drain1"), one),
+        (wants(args, "isolation"), iso),
+    ]
+    .into_iter()
+    .filter_map(|(wanted, p)| wanted.then_some(p))
+    .collect();
+    let mut runs: Vec<Vec<DrainFigures>> = parts.iter().map(|_| Vec::new()).collect();
+    for run in 0..RUNS {
+        for (part, figures) in parts.iter().zip(&mut runs) {
+            say(&format!(
+                "{} run {}/{RUNS}: {} events for {} endpoints{}",
+                part.prefix,
+                run + 1,
+                part.events,
+                part.endpoints,
+                if part.hang {
+                    ", one of which never answers and gets half of them"
+                } else {
+                    ""
+                }
+            ));
+            let d = bench.drain(part, run).await?;
+            delivered_total += d.deliveries;
+            figures.push(d);
+        }
+    }
+    for (part, figures) in parts.iter().zip(runs) {
+        let r = Some(DrainRuns::new(part.endpoints, figures));
+        if part.hang {
+            report.isolation = r;
+        } else if part.endpoints == 1 {
+            report.drain_one = r;
+        } else {
+            report.drain = r;
+        }
     }
     if wants(args, "steady") {
         say(&format!(
@@ -183,12 +252,6 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
         let s = steady(&store, &receiver, sizes, &secret).await?;
         delivered_total += s.events as u64;
         report.steady = Some(s);
-    }
-    if wants(args, "isolation") {
-        say("isolation: one endpoint never answers and gets half of the events");
-        let d = drain(&store, &receiver, "iso", sizes, &secret, Some(())).await?;
-        delivered_total += d.deliveries;
-        report.isolation = Some(d);
     }
     if wants(args, "scale") && sizes.scale_finished + sizes.scale_future > 0 {
         say(&format!(
@@ -208,12 +271,20 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
             "scale: filled in {:.0} s; draining again",
             t.elapsed().as_secs_f64()
         ));
-        let d = drain(&store, &receiver, "scale", sizes, &secret, None).await?;
-        delivered_total += sizes.events as u64;
+        let part = Part {
+            prefix: "scale",
+            ..ten
+        };
+        let mut figures = Vec::new();
+        for run in 0..RUNS {
+            let d = bench.drain(&part, run).await?;
+            delivered_total += d.deliveries;
+            figures.push(d);
+        }
         report.scale = Some(ScaleFigures {
             finished_rows: sizes.scale_finished,
             future_rows: sizes.scale_future,
-            drain: d,
+            drain: DrainRuns::new(part.endpoints, figures),
         });
     }
     let usage = dispatcher.usage();
@@ -272,75 +343,6 @@ async fn wait_for_idle(store: &Store, limit: Duration) -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// Commits the backlog in one statement and times the dispatcher until every
-/// delivery to a healthy endpoint succeeded. With `hang`, endpoint 0 never
-/// answers and receives half of the events.
-async fn drain(
-    store: &Store,
-    receiver: &BenchReceiver,
-    prefix: &str,
-    sizes: &Sizes,
-    secret: &str,
-    hang: Option<()>,
-) -> anyhow::Result<DrainFigures> {
-    let healthy_prefix = format!("{prefix}_ok");
-    let healthy_n = if hang.is_some() {
-        sizes.endpoints - 1
-    } else {
-        sizes.endpoints
-    };
-    let healthy = add_endpoints(store, receiver, &healthy_prefix, healthy_n, secret, false).await?;
-    let healthy_events = if hang.is_some() {
-        sizes.events / 2
-    } else {
-        sizes.events
-    };
-    if hang.is_some() {
-        add_endpoints(store, receiver, &format!("{prefix}_dead"), 1, secret, true).await?;
-    }
-    let before = receiver.delivered();
-    let start = Instant::now();
-    if hang.is_some() {
-        // One statement each; the dead endpoint's half first, so it sits in front of the queue.
-        store
-            .bench_events_insert_many(
-                &format!("{prefix}_dead"),
-                1,
-                (sizes.events - healthy_events) as i32,
-            )
-            .await?;
-    }
-    store
-        .bench_events_insert_many(&healthy_prefix, healthy_n as i32, healthy_events as i32)
-        .await?;
-    let committed = Instant::now();
-    let target = before + healthy_events as u64;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while receiver.delivered() < target {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "drain did not finish in 10 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let received_all = Instant::now();
-    // Confirm in the database: every healthy delivery recorded as success.
-    while store.bench_delivery_count_success(&healthy).await? < healthy_events as i64 {
-        anyhow::ensure!(Instant::now() < deadline, "outcomes were not recorded");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let recorded = Instant::now();
-    let secs = (received_all - committed).as_secs_f64();
-    Ok(DrainFigures {
-        deliveries: healthy_events as u64,
-        commit_seconds: (committed - start).as_secs_f64(),
-        seconds: secs,
-        per_second: healthy_events as f64 / secs,
-        recorded_seconds: (recorded - committed).as_secs_f64(),
-        dead_endpoint_requests: receiver.counters.hung.load(Ordering::Relaxed),
-    })
 }
 
 async fn steady(

@@ -18,6 +18,8 @@ use postbox::signing::{verify, SigningKey};
 pub struct Counters {
     pub ok: AtomicU64,
     pub hung: AtomicU64,
+    /// Requests to `/hang/<n>` still open (the client has not given up).
+    pub hanging_now: AtomicU64,
     pub verified: AtomicU64,
     pub bad_signatures: AtomicU64,
     /// event id -> first arrival, while `record` is on.
@@ -86,6 +88,9 @@ impl BenchReceiver {
                 let c = c.clone();
                 async move {
                     c.hung.fetch_add(1, Ordering::Relaxed);
+                    c.hanging_now.fetch_add(1, Ordering::Relaxed);
+                    // Dropped with the request when the client gives up.
+                    let _open = Open(c.clone());
                     futures_util::future::pending::<()>().await;
                     warp::reply()
                 }
@@ -106,5 +111,14 @@ impl BenchReceiver {
 
     pub fn delivered(&self) -> u64 {
         self.counters.ok.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts a hanging request as open until it is dropped.
+struct Open(Arc<Counters>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.hanging_now.fetch_sub(1, Ordering::Relaxed);
     }
 }
