@@ -11,7 +11,9 @@
 -- by sql/delivery_rescue_expired.sql). A late real outcome then replaces the
 -- rescue's "lease expired" attempt row; after a new claim it changes nothing.
 --
--- Locks: the rows named, by primary key, FOR UPDATE SKIP LOCKED: an outcome
+-- Locks: the rows named, by primary key (d.id = ANY ($1): an index scan
+-- whatever the plan, generic or not, and the table's size), FOR UPDATE SKIP
+-- LOCKED: an outcome
 -- never waits for a row another transaction holds (a webhook DELETE cascading
 -- over its history, a manual UPDATE), so one locked row cannot hold up the
 -- others, and the completer never waits on a lock (no lock cycle with a
@@ -28,7 +30,8 @@ WITH outcome AS (
     SELECT d.id
     FROM postbox.deliveries d
     JOIN outcome o ON o.id = d.id
-    WHERE d.attempts = o.attempt
+    WHERE d.id = ANY ($1::uuid[])
+      AND d.attempts = o.attempt
       AND (d.status = 'sending'
            OR (d.status IN ('retrying', 'failed') AND d.lease_expires_at IS NOT NULL))
 ), locked AS (
@@ -36,7 +39,8 @@ WITH outcome AS (
     SELECT d.id
     FROM postbox.deliveries d
     JOIN outcome o ON o.id = d.id
-    WHERE d.attempts = o.attempt
+    WHERE d.id = ANY ($1::uuid[])
+      AND d.attempts = o.attempt
       AND (d.status = 'sending'
            OR (d.status IN ('retrying', 'failed') AND d.lease_expires_at IS NOT NULL))
     FOR UPDATE OF d SKIP LOCKED
@@ -51,7 +55,8 @@ WITH outcome AS (
         updated_at = $10::timestamptz,
         completed_at = CASE WHEN o.status IN ('success', 'failed') THEN $10::timestamptz END
     FROM outcome o, locked l
-    WHERE d.id = o.id
+    WHERE d.id = ANY ($1::uuid[])
+      AND d.id = o.id
       AND l.id = o.id
     RETURNING d.id, d.webhook_id, d.status
 ), verified AS (
