@@ -125,10 +125,7 @@ impl Executor {
         if !d.webhook_active {
             return Attempt::not_sent(started_at, "webhook is disabled: not sent");
         }
-        match self.sender.prepare(d, started_at) {
-            Ok(request) => self.sender.send_prepared(request).await,
-            Err(reason) => Attempt::not_sent(started_at, reason),
-        }
+        self.sender.send_at(d, started_at).await
     }
 
     async fn disable_gone(&self, d: &ClaimedDelivery, now: DateTime<Utc>) {

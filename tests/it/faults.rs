@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use postbox::clock::ShiftedClock;
-use postbox::dispatch::{DispatchConfig, Dispatcher, TestSignals};
+use postbox::config::DispatchConfig;
+use postbox::dispatch::{Dispatcher, TestSignals};
 use postbox::store::{ClaimLimits, Completion, DeliveryStatus, Store};
 use serde_json::json;
 

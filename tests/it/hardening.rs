@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use postbox::config::DispatchConfig;
 use postbox::dispatch::sender::{Sender, SenderConfig, MAX_RESPONSE_BODY};
-use postbox::dispatch::{DispatchConfig, Dispatcher};
+use postbox::dispatch::Dispatcher;
 use postbox::net::GuardedResolver;
 use postbox::store::ClaimedDelivery;
 use serde_json::json;

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postbox::clock::{SharedClock, SystemClock};
-use postbox::dispatch::{DispatchConfig, Dispatcher};
+use postbox::config::DispatchConfig;
+use postbox::dispatch::Dispatcher;
 use postbox::store::Store;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
