@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use warp::Filter;
 
-use crate::api::{self, ApiState};
+use crate::api::{self, system_secrets, ApiState};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,6 +108,7 @@ pub async fn serve(
         require_https: dispatch_config.require_https,
         sender,
         clock: clock.clone(),
+        new_secret: system_secrets(),
         test_lease: dispatch_config.lease(),
     };
 
