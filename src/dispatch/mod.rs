@@ -19,10 +19,12 @@ mod completer;
 mod executor;
 mod idle;
 mod inflight;
-pub mod listener;
+mod listener;
 mod producer;
 mod rate;
+/// The pure retry schedule and outcome classification.
 pub mod retry;
+/// One signed HTTP attempt.
 pub mod sender;
 mod signals;
 mod wait;

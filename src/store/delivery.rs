@@ -55,9 +55,11 @@ impl DeliveryRow {
 /// What `delivery_retry` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryOutcome {
+    /// The owner has no such delivery.
     NotFound,
     /// The delivery is being sent right now.
     InFlight,
+    /// Back in the queue, due now.
     Requeued,
 }
 
@@ -269,6 +271,7 @@ impl Store {
         Ok((rows.iter().map(DeliveryRow::from_row).collect(), total))
     }
 
+    /// One delivery of the owner's webhook; `None` when the owner has no such one.
     pub async fn delivery_get(
         &self,
         id: Uuid,
@@ -281,6 +284,8 @@ impl Store {
         Ok(row.as_ref().map(DeliveryRow::from_row))
     }
 
+    /// Puts one delivery of the owner's webhook back in the queue, due now,
+    /// unless it is being sent (`sql/delivery_retry.sql`).
     pub async fn delivery_retry(
         &self,
         id: Uuid,

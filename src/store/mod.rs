@@ -149,6 +149,7 @@ impl Statement {
 }
 
 // Statements grouped by table; each file adds an `impl Store` block.
+/// The benchmark's statements (`postbox bench`).
 pub mod bench;
 mod delivery;
 mod event;

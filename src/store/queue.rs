@@ -9,13 +9,19 @@ use super::{Store, StoreError};
 /// Queue-wide counts (view `postbox.queue_stats`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueStatsRow {
+    /// Due deliveries waiting to be claimed.
     pub waiting: i64,
+    /// Deliveries being sent.
     pub active: i64,
+    /// Successful deliveries.
     pub completed: i64,
+    /// Dead letters.
     pub failed: i64,
+    /// Deliveries waiting for a later retry.
     pub delayed: i64,
     /// Due work held back by the pause.
     pub paused: i64,
+    /// The queue is paused.
     pub is_paused: bool,
 }
 
@@ -28,6 +34,7 @@ impl Store {
         Ok(())
     }
 
+    /// Queue-wide counts and whether the queue is paused (`sql/queue_stats.sql`).
     pub async fn queue_stats(&self) -> Result<QueueStatsRow, StoreError> {
         let r = self.row(statement!("queue_stats"), &[]).await?;
         Ok(QueueStatsRow {
@@ -41,10 +48,12 @@ impl Store {
         })
     }
 
+    /// Pauses claiming in every dispatcher; fan-out and the API go on.
     pub async fn queue_pause(&self) -> Result<(), StoreError> {
         self.exec(statement!("queue_pause"), &[]).await.map(|_| ())
     }
 
+    /// Lets every dispatcher claim again.
     pub async fn queue_resume(&self) -> Result<(), StoreError> {
         self.exec(statement!("queue_resume"), &[]).await.map(|_| ())
     }

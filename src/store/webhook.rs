@@ -94,6 +94,7 @@ pub struct WebhookStatsRow {
 }
 
 impl Store {
+    /// Creates the webhook; the row as stored.
     pub async fn webhook_insert(&self, w: &NewWebhook) -> Result<WebhookRow, StoreError> {
         let row = self
             .row(
@@ -115,6 +116,7 @@ impl Store {
         Ok(WebhookRow::from_row(&row))
     }
 
+    /// The owner's webhook; `None` when the owner has no such one.
     pub async fn webhook_get(
         &self,
         id: Uuid,
@@ -143,6 +145,8 @@ impl Store {
         Ok((rows.iter().map(WebhookRow::from_row).collect(), total))
     }
 
+    /// Applies the present fields of `p`; the row after, or `None` when
+    /// the owner has no such webhook.
     pub async fn webhook_update(
         &self,
         id: Uuid,
@@ -199,6 +203,7 @@ impl Store {
         Ok(row.map(|r| r.get(0)))
     }
 
+    /// The webhook's delivery statistics; `None` when the owner has no such one.
     pub async fn webhook_stats_get(
         &self,
         id: Uuid,
