@@ -7,13 +7,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use warp::Filter;
 
-use crate::api::{self, ApiState};
+use crate::api::{self, system_secrets, ApiState};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{DatabaseClock, SharedClock};
 use crate::config::ServeConfig;
-use crate::dispatch::sender::{Sender, SenderConfig};
+use crate::dispatch::sender::Sender;
 use crate::dispatch::Dispatcher;
 use crate::error::AppError;
 use crate::store::Store;
@@ -88,15 +88,8 @@ pub async fn serve(
     let (clock, calibration) = database_clock(&store, clock).await;
     let dispatch_config = config.dispatch.clone();
     // The API's test route sends through the dispatcher's kind of Sender.
-    let sender = Sender::new(
-        SenderConfig {
-            request_timeout: dispatch_config.request_timeout,
-            allow_private_targets: dispatch_config.allow_private_targets,
-            require_https: dispatch_config.require_https,
-        },
-        clock.clone(),
-    )
-    .map_err(|e| AppError::Dispatch(e.into()))?;
+    let sender = Sender::new(dispatch_config.sender_config(), clock.clone())
+        .map_err(|e| AppError::Dispatch(e.into()))?;
     let api_config = config.api.clone();
     let state = ApiState {
         store: store.clone(),
@@ -118,6 +111,7 @@ pub async fn serve(
         require_https: dispatch_config.require_https,
         sender,
         clock: clock.clone(),
+        new_secret: system_secrets(),
         test_lease: dispatch_config.lease(),
     };
 

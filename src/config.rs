@@ -7,9 +7,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::dispatch::DispatchConfig;
 use crate::error::AppError;
-use crate::maintenance::MaintenanceConfig;
+
+mod dispatch;
+mod maintenance;
+
+pub use dispatch::DispatchConfig;
+pub use maintenance::MaintenanceConfig;
 
 /// Every default, defined once. Durations are written as an operator types
 /// them (`15s`, `24h`), are what `--help` shows, and are turned into a

@@ -1,7 +1,19 @@
 //! Errors of the wiring layer (`app`) and their exit codes.
 
-use crate::dispatch::DispatchError;
 use crate::store::StoreError;
+
+/// What can stop the dispatcher from starting or running. It lives here,
+/// beside [`AppError`], so that the dispatcher, which imports `config`, is
+/// not imported back by the layer `config` reports its errors in.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// The outbound HTTP client could not be built (TLS roots, resolver).
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    /// A statement of the dispatcher failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// What can stop `app::serve` (and the commands built on the library).
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 //! statement as `postbox.publish()` in SQL, so the event commits or rolls
 //! back with the business change beside it.
 
-const EVENT_PUBLISH: &str = include_str!("../sql/event_publish.sql");
+use crate::store::EVENT_PUBLISH_SQL;
 
 /// Publishes one event in `tx` and returns its id (for a repeated
 /// `(owner_id, idempotency_key)`, the first event's id). Postgres refuses an
@@ -17,7 +17,7 @@ pub async fn publish(
 ) -> Result<uuid::Uuid, tokio_postgres::Error> {
     let row = tx
         .query_one(
-            EVENT_PUBLISH,
+            EVENT_PUBLISH_SQL,
             &[&event_type, payload, &owner_id, &idempotency_key],
         )
         .await?;

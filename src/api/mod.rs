@@ -15,6 +15,7 @@
 //! query (every GET); bodies are capped at 1 MiB.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use warp::{Filter, Reply};
@@ -41,6 +42,16 @@ pub mod wire;
 pub use ops::ops_routes;
 pub use route::{Access, Route, RouteSpec};
 
+/// Where new webhook signing secrets come from: each call returns a fresh
+/// `whsec_` secret (`signing::generate_secret`'s format). Production uses
+/// [`system_secrets`]; tests may fix it.
+pub type SecretSource = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Secrets from the thread-local random generator, seeded by the OS.
+pub fn system_secrets() -> SecretSource {
+    Arc::new(|| crate::signing::generate_secret(&mut rand::rng()))
+}
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
@@ -59,6 +70,8 @@ pub struct ApiState {
     /// once from the dispatcher settings (timeout, SSRF guard).
     pub sender: Sender,
     pub clock: SharedClock,
+    /// The randomness behind new webhook secrets (create and rotate).
+    pub new_secret: SecretSource,
     /// The test delivery's lease: the dispatcher's, so that a crash mid-test
     /// is rescued like any claim.
     pub test_lease: Duration,

@@ -223,19 +223,12 @@ impl<'a> Visit<'a> for Describe<'_> {
         } else if !<H::Path as FromPath>::NAMES.is_empty() {
             op = op.response("404", error("No such webhook or delivery for this owner"));
         }
-        if self.route == Route::EventTypeCreate {
-            op = op.response("409", error("An open event type of that name exists"));
-        }
-        if self.route == Route::EventTypeRetire {
-            op = op.response("409", error("webhook.test is needed by the test route"));
-        }
-        if self.route == Route::DeliveryRetry {
-            op = op.response("409", error("The delivery is being sent right now"));
-        }
-        if self.route == Route::EventPublish {
-            op = op.response("413", error("Request body or event payload over 1 MiB"));
-        } else if has_body {
+        if has_body {
             op = op.response("413", error("Request body over 1 MiB"));
+        }
+        // The route's own answers last: one of a status above replaces it.
+        for (status, description) in spec.errors {
+            op = op.response(*status, error(description));
         }
         if has_body {
             op = op.response("415", error("Request body is not application/json"));
@@ -366,5 +359,42 @@ mod tests {
                 "missing schema {name}"
             );
         }
+    }
+
+    /// Visits a handler for the names its typed path parameters read.
+    struct PathNames;
+
+    impl<'a> Visit<'a> for PathNames {
+        type Out = &'static [&'static str];
+        fn visit<Args, H: Handler<'a, Args>>(self, _: H) -> Self::Out {
+            <H::Path as FromPath>::NAMES
+        }
+    }
+
+    #[test]
+    fn each_handler_reads_the_path_parameters_its_template_names() {
+        for route in Route::ALL {
+            let template = route.spec().path;
+            assert_eq!(
+                with_handler(*route, PathNames),
+                crate::api::route::template_names(template).as_slice(),
+                "{route:?} {template}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_route_s_own_errors_are_in_the_document() {
+        let doc = document();
+        let retry = &doc["paths"]["/api/webhooks/{id}/deliveries/{deliveryId}/retry"]["post"];
+        assert!(retry["responses"].get("409").is_some(), "{retry}");
+        let publish = &doc["paths"]["/api/events"]["post"]["responses"]["413"];
+        assert_eq!(
+            publish["description"],
+            "Request body or event payload over 1 MiB"
+        );
+        let create = &doc["paths"]["/api/webhooks"]["post"]["responses"];
+        assert_eq!(create["413"]["description"], "Request body over 1 MiB");
+        assert!(create.get("409").is_none());
     }
 }

@@ -28,14 +28,21 @@ pub enum Access {
 }
 
 /// What describes one route: method, path template (`{name}` is a path
-/// parameter: a UUID, or an event type name for `{type}`), who may call it
-/// and a one-line summary.
+/// parameter: a UUID, or an event type name for `{type}`), who may call it,
+/// a one-line summary, and the error answers particular to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouteSpec {
+    /// The HTTP method, upper case.
     pub method: &'static str,
+    /// The path template; `{name}` segments are path parameters.
     pub path: &'static str,
+    /// Who may call it.
     pub access: Access,
+    /// One line for the OpenAPI document.
     pub summary: &'static str,
+    /// Error answers only this route gives, as `(status, description)`; a
+    /// status the document describes for every route (413) is replaced.
+    pub errors: &'static [(&'static str, &'static str)],
 }
 
 /// Declares [`Route`] and [`Route::ALL`] from one list, so the list of
@@ -109,6 +116,14 @@ const fn spec(
         path,
         access,
         summary,
+        errors: &[],
+    }
+}
+
+impl RouteSpec {
+    /// The same spec with the route's own error answers.
+    const fn errors(self, errors: &'static [(&'static str, &'static str)]) -> RouteSpec {
+        RouteSpec { errors, ..self }
     }
 }
 
@@ -126,7 +141,8 @@ impl Route {
                 "/api/webhooks/events",
                 Admin,
                 "Add an event type (or reopen a retired one)",
-            ),
+            )
+            .errors(&[("409", "An open event type of that name exists")]),
             Route::EventTypeUpdate => spec(
                 "PUT",
                 "/api/webhooks/events/{type}",
@@ -138,7 +154,8 @@ impl Route {
                 "/api/webhooks/events/{type}",
                 Admin,
                 "Retire an event type: no new publishes; stored events stay",
-            ),
+            )
+            .errors(&[("409", "webhook.test is needed by the test route")]),
             Route::QueueStats => spec(
                 "GET",
                 "/api/webhooks/queue/stats",
@@ -195,7 +212,8 @@ impl Route {
                 "/api/webhooks/{id}/deliveries/{deliveryId}/retry",
                 User,
                 "Send one delivery again",
-            ),
+            )
+            .errors(&[("409", "The delivery is being sent right now")]),
             Route::WebhookTest => spec(
                 "POST",
                 "/api/webhooks/{id}/test",
@@ -213,7 +231,8 @@ impl Route {
                 "/api/events",
                 User,
                 "Publish an event for the caller",
-            ),
+            )
+            .errors(&[("413", "Request body or event payload over 1 MiB")]),
         }
     }
 }
@@ -225,6 +244,14 @@ const NOT_MINE: &[&str] = &["/api/webhooks/stripe", "/api/webhooks/clerk"];
 /// the other filters, body untouched).
 pub fn owned(path: &str) -> bool {
     path.starts_with("/api/") && !NOT_MINE.contains(&path)
+}
+
+/// The `{names}` of a path template, in order.
+pub fn template_names(template: &str) -> Vec<&str> {
+    template
+        .split('/')
+        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+        .collect()
 }
 
 /// The parameters when `path` fits `template`, with the number of literal

@@ -15,17 +15,27 @@ use crate::web::ApiError;
 
 pub use crate::net::URL_MAX;
 
+/// Longest webhook name, in characters.
 pub const NAME_MAX: usize = 100;
+/// Longest webhook description, in characters.
 pub const DESCRIPTION_MAX: usize = 1000;
+/// Most event-type patterns one webhook subscribes to.
 pub const EVENTS_MAX: usize = 100;
+/// Most custom headers one webhook sends.
 pub const HEADERS_MAX: usize = 20;
+/// Longest custom header value, in bytes.
 pub const HEADER_VALUE_MAX: usize = 4096;
+/// `maxRetries`: the range accepted, inclusive.
 pub const MAX_RETRIES: (i64, i64) = (0, 10);
+/// `maxRetries` when a create leaves it out.
 pub const DEFAULT_MAX_RETRIES: i32 = 3;
+/// `retryDelay` in seconds: the range accepted, inclusive.
 pub const RETRY_DELAY: (i64, i64) = (10, 3600);
+/// `retryDelay` in seconds when a create leaves it out.
 pub const DEFAULT_RETRY_DELAY: i32 = 60;
 /// Longest rotation grace period: 7 days.
 pub const GRACE_MAX: i64 = 7 * 86400;
+/// Longest idempotency key of `POST /api/events`, in characters.
 pub const IDEMPOTENCY_KEY_MAX: usize = 255;
 /// Longest event type name accepted by `POST /api/events` and the admin
 /// routes of the catalogue.
@@ -35,8 +45,11 @@ pub const EVENT_TYPE_MAX: usize = 200;
 pub const EVENT_TYPE_PATTERN: &str = "^[a-z0-9_]+(\\.[a-z0-9_]+)+$";
 /// How many deliveries `GET /api/webhooks/{id}` shows.
 pub const RECENT_DELIVERIES: i64 = 10;
+/// Highest `page` a list accepts.
 pub const PAGE_MAX: i64 = 1_000_000;
+/// Highest `limit` (page size) a list accepts.
 pub const LIMIT_MAX: i64 = 100;
+/// `limit` when a list request leaves it out.
 pub const DEFAULT_LIMIT: i64 = 20;
 /// A string without NUL (Postgres text and jsonb cannot hold U+0000), as a
 /// JSON Schema pattern.
@@ -125,6 +138,7 @@ pub fn type_description(v: Value) -> Result<String, ApiError> {
     Ok(s)
 }
 
+/// `name`: 1 to [`NAME_MAX`] characters, not blank.
 pub fn name(v: Value) -> Result<String, ApiError> {
     text("name", v, NAME_MAX)
 }
@@ -184,6 +198,7 @@ pub fn exact_integer(text: &str) -> Option<i64> {
     i64::try_from(if negative { -whole } else { whole }).ok()
 }
 
+/// A JSON boolean.
 pub fn boolean(field: &str, v: Value) -> Result<bool, ApiError> {
     v.as_bool()
         .ok_or_else(|| ApiError::validation(field, "must be true or false"))

@@ -16,10 +16,6 @@ use crate::store::{NewWebhook, WebhookPatch};
 use crate::web::envelope::Pagination;
 use crate::web::ApiError;
 
-fn new_secret() -> String {
-    crate::signing::generate_secret(&mut rand::rng())
-}
-
 /// Validates every present field into a patch; the URL last (it may look up DNS).
 async fn patch(state: &ApiState, b: WebhookBody) -> Result<WebhookPatch, ApiError> {
     let mut p = WebhookPatch {
@@ -58,7 +54,7 @@ pub async fn create(
     b.url = Some(required("url", b.url.take())?);
     b.events = Some(required("events", b.events.take())?);
     let p = patch(state, b).await?;
-    let secret = new_secret();
+    let secret = (state.new_secret)();
     let new = NewWebhook {
         owner_id: req.caller.owner,
         name: p.name.unwrap_or_default(),
@@ -151,7 +147,7 @@ pub async fn regenerate_secret(
         None | Some(serde_json::Value::Null) => 0,
         Some(x) => v::int("graceSeconds", x, (0, v::GRACE_MAX))?,
     };
-    let secret = new_secret();
+    let secret = (state.new_secret)();
     let expires = state
         .store
         .webhook_rotate_secret(id, &req.caller.owner, &secret, grace)

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use postbox::config::DispatchConfig;
+use postbox::config::MaintenanceConfig;
 use postbox::config::{defaults, parse_duration, ApiConfig, DbConfig, Schedule, ServeConfig};
-use postbox::dispatch::DispatchConfig;
 use postbox::error::AppError;
-use postbox::maintenance::MaintenanceConfig;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -20,110 +20,44 @@ mod completer;
 mod executor;
 mod idle;
 mod inflight;
-pub mod listener;
+mod listener;
 mod producer;
 mod rate;
+/// The pure retry schedule and outcome classification.
 pub mod retry;
+/// One signed HTTP attempt.
 pub mod sender;
 mod signals;
 mod wait;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
-use crate::store::{Store, StoreError};
+use crate::config::DispatchConfig;
+use crate::error::DispatchError;
+use crate::store::Store;
 use cap::CapRule;
 pub use claim::{fan_out_then_claim, Busy, ClaimPlan, Rest, Round};
 use executor::Executor;
 pub use executor::{disable_gone, fixed_jitter, system_jitter, Jitter};
 use inflight::InFlight;
 use producer::{Producer, Shared};
-use sender::{Sender, SenderConfig};
+use sender::Sender;
 pub use signals::{SignalTimeout, Signalled, TestSignals};
-
-/// Dispatcher settings. The defaults are the constants of
-/// `config::defaults`, the same ones the command line shows.
-#[derive(Debug, Clone)]
-pub struct DispatchConfig {
-    /// Deliveries in flight at once in this dispatcher.
-    pub concurrency: usize,
-    /// Deliveries in flight at once to one webhook at first (endpoint
-    /// isolation). A webhook whose endpoint answers fast may grow past it,
-    /// up to `concurrency - endpoint_concurrency` (see `cap`).
-    pub endpoint_concurrency: usize,
-    /// Deliveries started per second by this dispatcher; 0 = unlimited.
-    pub rate_limit: u32,
-    /// Time limit of one HTTP attempt (connect, headers and body).
-    pub request_timeout: Duration,
-    /// Allow endpoints on loopback, private and other non-public addresses.
-    pub allow_private_targets: bool,
-    /// Refuse http:// endpoint URLs.
-    pub require_https: bool,
-    /// How long shutdown waits for in-flight requests.
-    pub shutdown_timeout: Duration,
-    /// Longest sleep without a wake-up (missed notifications, due retries).
-    pub poll_interval: Duration,
-    /// Events fanned out per statement, and the most rows one claim takes.
-    pub batch_size: usize,
-}
-
-impl Default for DispatchConfig {
-    fn default() -> Self {
-        use crate::config::defaults;
-        DispatchConfig {
-            concurrency: defaults::CONCURRENCY,
-            endpoint_concurrency: defaults::ENDPOINT_CONCURRENCY,
-            rate_limit: defaults::RATE_LIMIT,
-            request_timeout: const { defaults::duration(defaults::REQUEST_TIMEOUT) },
-            allow_private_targets: false,
-            require_https: false,
-            shutdown_timeout: const { defaults::duration(defaults::SHUTDOWN_TIMEOUT) },
-            poll_interval: const { defaults::duration(defaults::POLL_INTERVAL) },
-            batch_size: defaults::BATCH_SIZE,
-        }
-    }
-}
-
-impl DispatchConfig {
-    /// How long a claim stays valid: two request timeouts plus a margin for
-    /// queueing and the completion write. A dispatcher that dies loses its
-    /// claims to the rescue after this long.
-    pub fn lease(&self) -> Duration {
-        self.request_timeout * 2 + Duration::from_secs(30)
-    }
-
-    /// These settings made safe to run, as start-up applies them: every
-    /// count at least 1, and a poll interval of at least 10 ms (a zero poll
-    /// would spin; 10 ms is already far below any use).
-    pub fn clamped(self) -> Self {
-        DispatchConfig {
-            concurrency: self.concurrency.max(1),
-            endpoint_concurrency: self.endpoint_concurrency.max(1),
-            poll_interval: self.poll_interval.max(Duration::from_millis(10)),
-            batch_size: self.batch_size.max(1),
-            ..self
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum DispatchError {
-    #[error("cannot build the HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
 
 /// What `run_once` did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OnceReport {
+    /// Events turned into deliveries by the fan-out.
     pub events_fanned_out: i64,
+    /// Deliveries the fan-out created.
     pub deliveries_created: i64,
+    /// Deliveries claimed and attempted (each outcome recorded).
     pub attempts: usize,
+    /// Deliveries whose expired lease the pass returned to the queue.
     pub rescued: u64,
 }
 
@@ -131,7 +65,9 @@ pub struct OnceReport {
 /// randomness behind retry jitter, and optional test signals.
 #[derive(Clone)]
 pub struct DispatchInputs {
+    /// Where the dispatcher reads the time.
     pub clock: SharedClock,
+    /// The randomness behind retry jitter.
     pub jitter: Jitter,
     /// Fired on "went idle", "claimed N" and "completed N"; `None` in production.
     pub signals: Option<TestSignals>,
@@ -148,11 +84,16 @@ impl DispatchInputs {
     }
 }
 
+/// One dispatcher: claims due deliveries, sends them, records outcomes.
+/// Several may run against one database; claims never overlap.
 pub struct Dispatcher {
     shared: Arc<Shared>,
 }
 
 impl Dispatcher {
+    /// A dispatcher with production inputs (random jitter, no test
+    /// signals). `config` is clamped (see `DispatchConfig::clamped`). Fails
+    /// only if the HTTP client cannot be built.
     pub fn new(
         store: Store,
         config: DispatchConfig,
@@ -162,7 +103,8 @@ impl Dispatcher {
     }
 
     /// Like `new`, with every input explicit (tests fix the jitter and
-    /// listen to the signals).
+    /// listen to the signals). `config` is clamped here, so a zero count
+    /// from a library caller cannot underflow or spin.
     pub fn with_inputs(
         store: Store,
         config: DispatchConfig,
@@ -173,14 +115,10 @@ impl Dispatcher {
             jitter,
             signals,
         } = inputs;
-        let sender = Sender::new(
-            SenderConfig {
-                request_timeout: config.request_timeout,
-                allow_private_targets: config.allow_private_targets,
-                require_https: config.require_https,
-            },
-            clock.clone(),
-        )?;
+        // A library caller may pass any numbers: zero slots would underflow
+        // the in-flight count and a zero poll would spin.
+        let config = config.clamped();
+        let sender = Sender::new(config.sender_config(), clock.clone())?;
         Ok(Dispatcher {
             shared: Arc::new(Shared {
                 executor: Executor {
@@ -250,5 +188,32 @@ impl Dispatcher {
         let _ = listener.await;
         tracing::info!("dispatcher stopped");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::config::defaults;
+
+    #[tokio::test]
+    async fn a_library_caller_s_zero_counts_are_clamped() {
+        // The pool connects lazily: nothing here touches a database.
+        let store = Store::connect(defaults::DATABASE_URL, 1).unwrap();
+        let config = DispatchConfig {
+            concurrency: 0,
+            endpoint_concurrency: 0,
+            batch_size: 0,
+            poll_interval: std::time::Duration::ZERO,
+            ..DispatchConfig::default()
+        };
+        let d = Dispatcher::new(store, config, Arc::new(SystemClock)).unwrap();
+        let c = &d.shared.config;
+        assert_eq!(
+            (c.concurrency, c.endpoint_concurrency, c.batch_size),
+            (1, 1, 1)
+        );
+        assert!(c.poll_interval >= std::time::Duration::from_millis(10));
     }
 }

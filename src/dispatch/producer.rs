@@ -28,8 +28,8 @@ use super::idle::{IdleState, RESCUE_EVERY};
 use super::inflight::InFlight;
 use super::signals::TestSignals;
 use super::wait::{LoopState, Pass, Wait, FIRST_BACKOFF, MAX_BACKOFF};
-use super::DispatchConfig;
 use crate::clock::SharedClock;
+use crate::config::DispatchConfig;
 use crate::store::{ClaimedDelivery, Store, StoreError};
 
 /// Deliveries whose lease expired, requeued per rescue statement.
@@ -166,8 +166,11 @@ impl Producer {
             }
         }
         report.pass = self.claim(&mut report).await?;
-        metrics::gauge!("postbox_dispatcher_in_flight")
-            .set((s.config.concurrency - self.permits.available_permits()) as f64);
+        metrics::gauge!("postbox_dispatcher_in_flight").set(
+            (s.config
+                .concurrency
+                .saturating_sub(self.permits.available_permits())) as f64,
+        );
         Ok(report)
     }
 

@@ -16,6 +16,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
 use crate::clock::SharedClock;
+use crate::config::DispatchConfig;
 use crate::dispatch::retry::{parse_retry_after, Attempt};
 use crate::net;
 use crate::signing::{signature_header, SigningKey};
@@ -41,15 +42,36 @@ pub const RESERVED_HEADERS: &[&str] = &[
     "x-webhook-attempt",
 ];
 
+/// The User-Agent of every request: `postbox/<version>`.
 pub const USER_AGENT: &str = concat!("postbox/", env!("CARGO_PKG_VERSION"));
 
+/// What a [`Sender`] needs to know: the part of
+/// [`DispatchConfig`] that shapes one request.
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
+    /// Time limit of one attempt (connect, headers and body).
     pub request_timeout: Duration,
+    /// Allow targets on loopback, private and other non-public addresses.
     pub allow_private_targets: bool,
+    /// Refuse http:// targets.
     pub require_https: bool,
 }
 
+// Written here, beside `SenderConfig`, so that `config` need not know the
+// sender: a new sender setting changes this one file.
+impl DispatchConfig {
+    /// The sender's settings taken from the dispatcher's.
+    pub fn sender_config(&self) -> SenderConfig {
+        SenderConfig {
+            request_timeout: self.request_timeout,
+            allow_private_targets: self.allow_private_targets,
+            require_https: self.require_https,
+        }
+    }
+}
+
+/// Sends signed webhook requests through one long-lived HTTP client; cheap
+/// to clone (the client's connection pools are shared).
 #[derive(Clone)]
 pub struct Sender {
     client: reqwest::Client,
@@ -84,6 +106,9 @@ pub fn storable_text(bytes: &[u8]) -> String {
 }
 
 impl Sender {
+    /// A sender whose resolver refuses non-public addresses (unless
+    /// `config.allow_private_targets`). Fails only if the HTTP client cannot
+    /// be built.
     pub fn new(config: SenderConfig, clock: SharedClock) -> Result<Sender, reqwest::Error> {
         Sender::with_resolver(config, clock, net::guarded_resolver())
     }
@@ -203,10 +228,15 @@ impl Sender {
         h
     }
 
-    /// Prepares and sends one attempt (the API's test send). Never fails:
-    /// every problem becomes part of the `Attempt`.
+    /// Prepares and sends one attempt now (the API's test send). Never
+    /// fails: every problem becomes part of the `Attempt`.
     pub async fn send(&self, d: &ClaimedDelivery) -> Attempt {
-        let started_at = self.clock.now();
+        self.send_at(d, self.clock.now()).await
+    }
+
+    /// Prepares the request and sends it, or records why it was not sent.
+    /// Never fails.
+    pub async fn send_at(&self, d: &ClaimedDelivery, started_at: DateTime<Utc>) -> Attempt {
         match self.prepare(d, started_at) {
             Ok(request) => self.send_prepared(request).await,
             Err(reason) => Attempt::not_sent(started_at, reason),

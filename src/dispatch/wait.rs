@@ -13,7 +13,7 @@ use super::claim::Rest;
 use super::claim::Round;
 use super::idle::{IdleState, RECHECK_FIRST, STALLED_AFTER};
 use super::rate::RateLimiter;
-use super::DispatchConfig;
+use crate::config::DispatchConfig;
 use crate::store::FanoutResult;
 
 /// The first wait after a failed pass; it doubles up to `MAX_BACKOFF`.

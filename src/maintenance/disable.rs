@@ -7,7 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{human, MaintenanceConfig};
+use super::human;
+use crate::config::MaintenanceConfig;
 use crate::store::{Store, StoreError};
 
 /// The `disabled_reason` written for `disable_after`, e.g. `no successful delivery for 5 days`.

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::clock::SharedClock;
-use crate::config::{defaults, Schedule};
+use crate::config::MaintenanceConfig;
 use crate::store::{Store, StoreError};
 
 mod disable;
@@ -18,35 +18,6 @@ mod retention;
 mod scheduler;
 
 pub use disable::disable_reason;
-
-/// What the jobs need. The defaults are the constants of `config::defaults`,
-/// the same ones the command line shows.
-#[derive(Debug, Clone)]
-pub struct MaintenanceConfig {
-    /// POSTBOX_DISABLE_AFTER (5d): failing without success this long disables a webhook.
-    pub disable_after: Duration,
-    /// POSTBOX_RETENTION_SUCCESS (24h): successful deliveries, and events no
-    /// delivery needs, are kept this long.
-    pub retention_success: Duration,
-    /// POSTBOX_RETENTION_FAILED (7d): failed deliveries (dead letters) are kept this long.
-    pub retention_failed: Duration,
-    /// POSTBOX_MAINTENANCE_SCHEDULE (`0 * * * * *`, every minute): when `run` works.
-    pub schedule: Schedule,
-    /// Rows per delete statement; a batch shorter than this ends the job.
-    pub batch_size: i64,
-}
-
-impl Default for MaintenanceConfig {
-    fn default() -> Self {
-        MaintenanceConfig {
-            disable_after: const { defaults::duration(defaults::DISABLE_AFTER) },
-            retention_success: const { defaults::duration(defaults::RETENTION_SUCCESS) },
-            retention_failed: const { defaults::duration(defaults::RETENTION_FAILED) },
-            schedule: Schedule::every_minute(),
-            batch_size: defaults::MAINTENANCE_BATCH_SIZE,
-        }
-    }
-}
 
 /// What one run did.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::MaintenanceConfig;
+use crate::config::MaintenanceConfig;
 use crate::store::{Retention, Store, StoreError};
 
 /// Rows deleted by one retention run.

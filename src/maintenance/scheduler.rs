@@ -5,8 +5,9 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::{run_once_at, MaintenanceConfig};
+use super::run_once_at;
 use crate::clock::SharedClock;
+use crate::config::MaintenanceConfig;
 use crate::store::{Store, StoreError};
 
 pub(super) async fn run(

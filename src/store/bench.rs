@@ -52,14 +52,12 @@ impl Store {
         secret: &str,
         retry_delay: i32,
     ) -> Result<Uuid, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_one(
-                sql!("bench_webhook_insert"),
+        let row = self
+            .row(
+                statement!("bench_webhook_insert"),
                 &[&owner, &url, &secret, &retry_delay],
             )
-            .await
-            .map_err(db("bench_webhook_insert"))?;
+            .await?;
         Ok(row.get(0))
     }
 
@@ -73,14 +71,11 @@ impl Store {
     ) -> Result<u64, StoreError> {
         /// Pads `{"id": .., "name": .., "tags": .., "note": ..}` to about 340 bytes.
         const NOTE_CHARS: i32 = 265;
-        let client = self.client().await?;
-        client
-            .execute(
-                sql!("bench_events_insert_many"),
-                &[&owner_prefix, &owners, &count, &NOTE_CHARS],
-            )
-            .await
-            .map_err(db("bench_events_insert_many"))
+        self.exec(
+            statement!("bench_events_insert_many"),
+            &[&owner_prefix, &owners, &count, &NOTE_CHARS],
+        )
+        .await
     }
 
     /// Fills history in chunks, with the events trigger off, then vacuums.
@@ -99,10 +94,9 @@ impl Store {
         let (mut f, mut r) = (finished, future);
         while f > 0 || r > 0 {
             let (cf, cr) = (f.min(chunk), r.min(chunk));
-            client
-                .execute(sql!("bench_history_insert_many"), &[&webhook, &cf, &cr])
-                .await
-                .map_err(db("bench_history_insert_many"))?;
+            statement!("bench_history_insert_many")
+                .execute(&client, &[&webhook, &cf, &cr])
+                .await?;
             f -= cf;
             r -= cr;
         }
@@ -126,20 +120,16 @@ impl Store {
 
     /// Creates the producer-cost baseline table (no trigger).
     pub async fn bench_plain_create(&self) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        client
-            .batch_execute(sql!("bench_plain_create"))
+        self.exec(statement!("bench_plain_create"), &[])
             .await
-            .map_err(db("bench_plain_create"))
+            .map(|_| ())
     }
 
     /// Successful deliveries of `webhooks`.
     pub async fn bench_delivery_count_success(&self, webhooks: &[Uuid]) -> Result<i64, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_one(sql!("bench_delivery_count_success"), &[&webhooks])
-            .await
-            .map_err(db("bench_delivery_count_success"))?;
+        let row = self
+            .row(statement!("bench_delivery_count_success"), &[&webhooks])
+            .await?;
         Ok(row.get(0))
     }
 
@@ -174,9 +164,8 @@ impl Store {
     }
 }
 
-/// The statement texts producers run (prepared on their own connections).
-/// `sql/event_publish.sql`, as producers run it.
-pub const PUBLISH_SQL: &str = sql!("event_publish");
+/// The baseline statement producers run (prepared on their own
+/// connections); they publish with [`super::EVENT_PUBLISH_SQL`].
 /// `sql/bench_plain_insert.sql`: the baseline insert.
 pub const PLAIN_INSERT_SQL: &str = sql!("bench_plain_insert");
 

@@ -8,6 +8,11 @@ use uuid::Uuid;
 use super::delivery::claimed_from_row;
 use super::{ClaimLimits, FanoutResult, Store, StoreError, FANOUT_MAX_DELIVERIES};
 
+/// `sql/event_publish.sql`, named once: `postbox::publish` (in the
+/// caller's transaction) and the benchmark's producers prepare it on their
+/// own connections.
+pub const EVENT_PUBLISH_SQL: &str = sql!("event_publish");
+
 /// What publishing one event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Published {

@@ -1,12 +1,12 @@
-//! Statements for the maintenance jobs: the cluster-wide maintenance lock,
-//! batched retention deletes, auto-disable, and the queue gauges of /metrics.
-//! Every time-dependent statement takes `now` (or a cutoff) as a parameter.
+//! What the maintenance jobs need that belongs to no one table: the
+//! cluster-wide maintenance lock and the batched retention deletes (over
+//! deliveries and events). Their other statements sit in their tables'
+//! files. Every time-dependent statement takes a cutoff as a parameter.
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Object;
-use uuid::Uuid;
 
-use super::{db, Store, StoreError};
+use super::{Store, StoreError};
 
 /// What a retention batch deletes; each kind is one statement of `sql/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,29 +41,6 @@ pub struct DeletedBatch {
     pub newest: Option<DateTime<Utc>>,
 }
 
-/// The queue gauges, exact, from the delivery counters (see
-/// `sql/delivery_queue_depth.sql`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct QueueDepth {
-    /// Deliveries waiting for their first attempt.
-    pub pending: i64,
-    /// Deliveries waiting for a retry.
-    pub retrying: i64,
-    /// Deliveries claimed and being sent.
-    pub sending: i64,
-    /// Dead letters.
-    pub failed: i64,
-    /// Successful deliveries (exact since the counters; the name and the
-    /// `Option` are kept for the callers).
-    pub success_estimate: Option<i64>,
-    /// Events not fanned out yet.
-    pub fanout_pending: i64,
-    /// Age of the oldest due (pending or retrying) delivery; 0 when none is due.
-    pub oldest_due_seconds: f64,
-    /// The queue is paused.
-    pub paused: bool,
-}
-
 /// The held maintenance lock: a Postgres session advisory lock on one pooled
 /// connection, kept out of everyone else's hands for the whole run.
 ///
@@ -82,13 +59,9 @@ impl MaintenanceLock {
             return Ok(());
         };
         let result = async {
-            let stmt = statement!("lock_maintenance_release")
-                .prepare(&conn)
+            let row = statement!("lock_maintenance_release")
+                .query_one(&conn, &[])
                 .await?;
-            let row = conn
-                .query_one(&stmt, &[])
-                .await
-                .map_err(db("lock_maintenance_release"))?;
             Ok::<bool, StoreError>(row.get(0))
         }
         .await;
@@ -121,11 +94,9 @@ impl Store {
     /// session (another instance's maintenance run) holds it.
     pub async fn lock_maintenance_try(&self) -> Result<Option<MaintenanceLock>, StoreError> {
         let conn = self.client().await?;
-        let stmt = statement!("lock_maintenance_try").prepare(&conn).await?;
-        let row = conn
-            .query_one(&stmt, &[])
-            .await
-            .map_err(db("lock_maintenance_try"))?;
+        let row = statement!("lock_maintenance_try")
+            .query_one(&conn, &[])
+            .await?;
         let taken: bool = row.get(0);
         Ok(taken.then_some(MaintenanceLock { conn: Some(conn) }))
     }
@@ -152,58 +123,5 @@ impl Store {
             deleted: row.get("deleted"),
             newest: row.get("newest"),
         })
-    }
-
-    /// Disables the webhooks failing since before `cutoff` without success;
-    /// returns their ids. See `sql/webhook_disable_failing.sql` for the rule.
-    pub async fn webhook_disable_failing(
-        &self,
-        now: DateTime<Utc>,
-        cutoff: DateTime<Utc>,
-        reason: &str,
-    ) -> Result<Vec<Uuid>, StoreError> {
-        let rows = self
-            .rows(
-                statement!("webhook_disable_failing"),
-                &[&now, &cutoff, &reason],
-            )
-            .await?;
-        Ok(rows.into_iter().map(|r| r.get(0)).collect())
-    }
-
-    /// Folds the counters' pending deltas into `postbox.delivery_counts` and
-    /// `postbox.webhook_activity` (see `sql/delivery_count_rollup.sql`);
-    /// returns how many delta rows were folded. Readers are exact before and
-    /// after; this keeps what they sum small.
-    pub async fn delivery_count_rollup(&self) -> Result<i64, StoreError> {
-        let row = self.row(statement!("delivery_count_rollup"), &[]).await?;
-        Ok(row.get("folded"))
-    }
-
-    /// The queue gauges of /metrics.
-    pub async fn delivery_queue_depth(&self, now: DateTime<Utc>) -> Result<QueueDepth, StoreError> {
-        let r = self
-            .row(statement!("delivery_queue_depth"), &[&now])
-            .await?;
-        Ok(QueueDepth {
-            pending: r.get("pending"),
-            retrying: r.get("retrying"),
-            sending: r.get("sending"),
-            failed: r.get("failed"),
-            success_estimate: r.get("success_estimate"),
-            fanout_pending: r.get("fanout_pending"),
-            oldest_due_seconds: r.get("oldest_due_seconds"),
-            paused: r.get("paused"),
-        })
-    }
-}
-
-impl Store {
-    /// Deletes up to `limit` recorded subscription changes that no event
-    /// waiting for fan-out needs any more; returns how many went. Call it
-    /// until it returns less than `limit` (a maintenance job).
-    pub async fn webhook_subscription_change_prune(&self, limit: i64) -> Result<u64, StoreError> {
-        self.exec(statement!("webhook_subscription_change_prune"), &[&limit])
-            .await
     }
 }

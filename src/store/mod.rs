@@ -8,13 +8,12 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
-use uuid::Uuid;
 
-pub use delivery_history::{DeliveryRow, RetryOutcome};
-pub use event::Published;
+pub use delivery::{DeliveryRow, QueueDepth, RetryOutcome};
+pub use event::{Published, EVENT_PUBLISH_SQL};
 pub use event_type::EventType;
-pub use maintenance::{DeletedBatch, MaintenanceLock, QueueDepth, Retention};
-pub use queue_admin::QueueStatsRow;
+pub use maintenance::{DeletedBatch, MaintenanceLock, Retention};
+pub use queue::QueueStatsRow;
 pub use types::{
     ClaimLimits, ClaimedDelivery, CompleteReport, Completion, DeliveryStatus, FanoutResult,
     FANOUT_MAX_DELIVERIES,
@@ -129,25 +128,61 @@ impl Statement {
             .await
             .map_err(db(self.name))
     }
+
+    /// Runs it on `client`; the rows changed.
+    pub(crate) async fn execute(
+        self,
+        client: &Object,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let stmt = self.prepare(client).await?;
+        client.execute(&stmt, params).await.map_err(db(self.name))
+    }
+
+    /// Runs it on `client`; every row.
+    pub(crate) async fn query(
+        self,
+        client: &Object,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let stmt = self.prepare(client).await?;
+        client.query(&stmt, params).await.map_err(db(self.name))
+    }
+
+    /// Runs it on `client`; exactly one row.
+    pub(crate) async fn query_one(
+        self,
+        client: &Object,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, StoreError> {
+        let stmt = self.prepare(client).await?;
+        client.query_one(&stmt, params).await.map_err(db(self.name))
+    }
+
+    /// Runs it on `client`; at most one row.
+    pub(crate) async fn query_opt(
+        self,
+        client: &Object,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, StoreError> {
+        let stmt = self.prepare(client).await?;
+        client.query_opt(&stmt, params).await.map_err(db(self.name))
+    }
 }
 
 // Statements grouped by table; each file adds an `impl Store` block.
+/// The benchmark's statements (`postbox bench`).
 pub mod bench;
 mod delivery;
-mod delivery_history;
 mod event;
 mod event_type;
 mod inbox;
 mod maintenance;
 mod queue;
-mod queue_admin;
 pub mod schema;
 pub mod tls;
 mod types;
 mod webhook;
-
-// store/delivery_history.rs claims one delivery for the test send with the same columns.
-use delivery::claimed_from_row;
 
 /// A handle on the database: a connection pool plus the statements.
 #[derive(Clone)]
@@ -232,7 +267,10 @@ impl Store {
         config.connect(tls).await.map_err(db("connect"))
     }
 
-    pub async fn client(&self) -> Result<Object, StoreError> {
+    /// A pooled connection, for this module's files only: outside `store`
+    /// nothing runs SQL, so nothing outside gets a raw connection. Fails
+    /// when the pool cannot hand one out within its wait timeout.
+    async fn client(&self) -> Result<Object, StoreError> {
         Ok(self.pool.get().await?)
     }
 
@@ -240,9 +278,7 @@ impl Store {
     // its name is the operation errors report.
 
     async fn exec(&self, st: Statement, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
-        let client = self.client().await?;
-        let stmt = st.prepare(&client).await?;
-        client.execute(&stmt, params).await.map_err(db(st.name))
+        st.execute(&self.client().await?, params).await
     }
 
     async fn rows(
@@ -250,15 +286,11 @@ impl Store {
         st: Statement,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        let client = self.client().await?;
-        let stmt = st.prepare(&client).await?;
-        client.query(&stmt, params).await.map_err(db(st.name))
+        st.query(&self.client().await?, params).await
     }
 
     async fn row(&self, st: Statement, params: &[&(dyn ToSql + Sync)]) -> Result<Row, StoreError> {
-        let client = self.client().await?;
-        let stmt = st.prepare(&client).await?;
-        client.query_one(&stmt, params).await.map_err(db(st.name))
+        st.query_one(&self.client().await?, params).await
     }
 
     async fn row_opt(
@@ -266,9 +298,7 @@ impl Store {
         st: Statement,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, StoreError> {
-        let client = self.client().await?;
-        let stmt = st.prepare(&client).await?;
-        client.query_opt(&stmt, params).await.map_err(db(st.name))
+        st.query_opt(&self.client().await?, params).await
     }
 
     /// Applies the embedded migrations; running it again changes nothing.
@@ -309,17 +339,5 @@ impl Store {
         let client = self.client().await?;
         client.simple_query("SELECT 1").await.map_err(db("ping"))?;
         Ok(())
-    }
-
-    pub async fn webhook_disable(
-        &self,
-        id: Uuid,
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let n = self
-            .exec(statement!("webhook_disable"), &[&id, &reason, &now])
-            .await?;
-        Ok(n > 0)
     }
 }

@@ -28,6 +28,7 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryStatus {
+    /// Every status, in the order of the SQL enum.
     pub const ALL: [DeliveryStatus; 5] = [
         DeliveryStatus::Pending,
         DeliveryStatus::Sending,
@@ -36,6 +37,7 @@ impl DeliveryStatus {
         DeliveryStatus::Retrying,
     ];
 
+    /// The SQL enum's label.
     pub fn as_str(self) -> &'static str {
         match self {
             DeliveryStatus::Pending => "pending",
@@ -46,6 +48,7 @@ impl DeliveryStatus {
         }
     }
 
+    /// The status whose label is `s`.
     pub fn parse(s: &str) -> Option<DeliveryStatus> {
         DeliveryStatus::ALL.into_iter().find(|v| v.as_str() == s)
     }

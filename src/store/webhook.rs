@@ -94,6 +94,7 @@ pub struct WebhookStatsRow {
 }
 
 impl Store {
+    /// Creates the webhook; the row as stored.
     pub async fn webhook_insert(&self, w: &NewWebhook) -> Result<WebhookRow, StoreError> {
         let row = self
             .row(
@@ -115,6 +116,7 @@ impl Store {
         Ok(WebhookRow::from_row(&row))
     }
 
+    /// The owner's webhook; `None` when the owner has no such one.
     pub async fn webhook_get(
         &self,
         id: Uuid,
@@ -143,6 +145,8 @@ impl Store {
         Ok((rows.iter().map(WebhookRow::from_row).collect(), total))
     }
 
+    /// Applies the present fields of `p`; the row after, or `None` when
+    /// the owner has no such webhook.
     pub async fn webhook_update(
         &self,
         id: Uuid,
@@ -199,6 +203,7 @@ impl Store {
         Ok(row.map(|r| r.get(0)))
     }
 
+    /// The webhook's delivery statistics; `None` when the owner has no such one.
     pub async fn webhook_stats_get(
         &self,
         id: Uuid,
@@ -238,5 +243,46 @@ impl Store {
             )
             .await?;
         Ok(row.map(|r| r.get(0)))
+    }
+}
+
+impl Store {
+    /// Disables one webhook now with `reason`; false when it was already
+    /// disabled (or is not there). The dispatcher's answer to 410 Gone.
+    pub async fn webhook_disable(
+        &self,
+        id: Uuid,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let n = self
+            .exec(statement!("webhook_disable"), &[&id, &reason, &now])
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Disables the webhooks failing since before `cutoff` without success;
+    /// returns their ids. See `sql/webhook_disable_failing.sql` for the rule.
+    pub async fn webhook_disable_failing(
+        &self,
+        now: DateTime<Utc>,
+        cutoff: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let rows = self
+            .rows(
+                statement!("webhook_disable_failing"),
+                &[&now, &cutoff, &reason],
+            )
+            .await?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Deletes up to `limit` recorded subscription changes that no event
+    /// waiting for fan-out needs any more; returns how many went. Call it
+    /// until it returns less than `limit` (a maintenance job).
+    pub async fn webhook_subscription_change_prune(&self, limit: i64) -> Result<u64, StoreError> {
+        self.exec(statement!("webhook_subscription_change_prune"), &[&limit])
+            .await
     }
 }

@@ -665,3 +665,32 @@ async fn deleting_a_webhook_drops_its_queued_deliveries() {
         0
     );
 }
+
+#[tokio::test]
+async fn new_secrets_come_from_the_state_s_secret_source() {
+    let db = TestDb::new().await;
+    let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = issued.clone();
+    let state = postbox::api::ApiState {
+        new_secret: std::sync::Arc::new(move || {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            format!("whsec_fixed{n}")
+        }),
+        ..api_state(db.store(), SECRET, true)
+    };
+    let api = Api::serve(db, state).await;
+    let created = api.create("user_7", hook("http://127.0.0.1:9/hook")).await;
+    assert_eq!(created["secret"], "whsec_fixed0");
+    let id = created["id"].as_str().unwrap();
+    let (status, rot) = api
+        .call(
+            "POST",
+            &format!("/api/webhooks/{id}/regenerate-secret"),
+            Some(&api.token("user_7")),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{rot}");
+    assert_eq!(rot["data"]["secret"], "whsec_fixed1");
+    assert_eq!(issued.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

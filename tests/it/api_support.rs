@@ -26,6 +26,11 @@ impl Api {
     pub async fn start_with(allow_private: bool) -> Api {
         let db = TestDb::new().await;
         let state = api_state(db.store(), SECRET, allow_private);
+        Api::serve(db, state).await
+    }
+
+    /// Serves `state` (built on `db`'s store) over real HTTP.
+    pub async fn serve(db: TestDb, state: api::ApiState) -> Api {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(warp::serve(api::routes(state)).incoming(listener).run());

@@ -7,7 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use postbox::dispatch::{DispatchConfig, Dispatcher};
+use postbox::config::DispatchConfig;
+use postbox::dispatch::Dispatcher;
 use serde_json::json;
 
 use crate::support::*;

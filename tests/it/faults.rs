@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use postbox::clock::ShiftedClock;
-use postbox::dispatch::{DispatchConfig, Dispatcher, TestSignals};
+use postbox::config::DispatchConfig;
+use postbox::dispatch::{Dispatcher, TestSignals};
 use postbox::store::{ClaimLimits, Completion, DeliveryStatus, Store};
 use serde_json::json;
 
@@ -84,11 +85,9 @@ async fn outcomes_that_arrive_while_the_database_is_away_are_recorded_when_it_re
     );
     cluster.start().await;
     let c = connect(&url).await;
-    wait_until("every outcome recorded", WAIT, || async {
-        successes(&c, hook).await == 20
-    })
-    .await;
+    signalled(&signals, "every outcome recorded", |s| s.completed >= 20).await;
     running.shutdown().await;
+    assert_eq!(successes(&c, hook).await, 20);
     assert_eq!(rx.count(), 20, "no delivery was sent twice");
     let attempts = c
         .query(
@@ -292,24 +291,28 @@ async fn a_locked_row_holds_up_no_other_outcome_and_no_claim() {
     assert_eq!(held.len(), 1, "X's delivery is in flight and now locked");
     // Y's outcomes are written at once, and Y's later events keep flowing.
     publish_many(&c, "y", 20).await;
-    wait_until(
+    // X's outcome is skipped while its row is locked, never recorded: 23
+    // recorded outcomes are Y's.
+    signalled(
+        &signals,
         "Y's 23 deliveries recorded while X's row is locked",
-        WAIT,
-        || async { successes(&c, y).await == 23 },
+        |s| s.completed >= 23,
     )
     .await;
+    assert_eq!(successes(&c, y).await, 23);
     assert!(
         signals.seen().skipped >= 1,
         "X's outcome was skipped, not waited for"
     );
     assert_eq!(successes(&c, x).await, 0);
     tx.commit().await.unwrap();
-    wait_until(
+    signalled(
+        &signals,
         "X's outcome recorded once the lock is gone",
-        WAIT,
-        || async { successes(&c, x).await == 1 },
+        |s| s.completed >= 24,
     )
     .await;
+    assert_eq!(successes(&c, x).await, 1);
     running.shutdown().await;
     assert_eq!(rx.count(), 24, "nothing sent twice");
     assert_eq!(signals.seen().write_failures, 0);
@@ -350,6 +353,8 @@ async fn a_webhook_delete_racing_its_completions_never_fails() {
     )
     .await
     .unwrap();
+    // A count of outcomes cannot tell whose they are (the doomed webhook's
+    // may be written before the DELETE locks them): ask the table.
     wait_until("the other webhook's outcomes recorded", WAIT, || async {
         successes(&c, y).await == 8
     })
@@ -372,10 +377,13 @@ async fn a_webhook_delete_racing_its_completions_never_fails() {
         status == 200 || status == 204,
         "DELETE answered {status}: {body}"
     );
-    wait_until("the other webhook's outcomes recorded", WAIT, || async {
-        successes(&c, y).await == 24
+    // Every outcome is recorded or found superseded by the delete once: 48
+    // in all (the doomed webhook's 24 and the other's 24).
+    signalled(&signals, "every outcome recorded or superseded", |s| {
+        s.completed >= 48
     })
     .await;
+    assert_eq!(successes(&c, y).await, 24);
     running.shutdown().await;
     assert_eq!(
         signals.seen().write_failures,

@@ -6,7 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use postbox::maintenance::{disable_reason, run_once_at, MaintenanceConfig};
+use postbox::config::MaintenanceConfig;
+use postbox::maintenance::{disable_reason, run_once_at};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;

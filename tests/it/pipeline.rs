@@ -420,7 +420,7 @@ async fn two_dispatchers_never_send_the_same_delivery_twice() {
     )
     .await
     .unwrap();
-    let config = postbox::dispatch::DispatchConfig {
+    let config = postbox::config::DispatchConfig {
         batch_size: 25,
         concurrency: 16,
         ..dispatch_config()
@@ -484,7 +484,7 @@ async fn notify_wakes_an_idle_dispatcher_long_before_its_poll() {
     let c = db.client().await;
     let rx = Receiver::ok().await;
     NewWebhook::new("u", rx.url(), &["*"]).insert(&c).await;
-    let config = postbox::dispatch::DispatchConfig {
+    let config = postbox::config::DispatchConfig {
         poll_interval: Duration::from_secs(3600),
         ..dispatch_config()
     };
@@ -631,7 +631,7 @@ async fn one_pass_keeps_each_webhook_under_its_in_flight_cap() {
     for i in 0..5 {
         publish(&c, "user.created", json!({"i": i}), "u").await;
     }
-    let config = postbox::dispatch::DispatchConfig {
+    let config = postbox::config::DispatchConfig {
         endpoint_concurrency: 2,
         ..dispatch_config()
     };

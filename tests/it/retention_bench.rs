@@ -6,7 +6,8 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use postbox::maintenance::{run_once_at, MaintenanceConfig};
+use postbox::config::MaintenanceConfig;
+use postbox::maintenance::run_once_at;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::*;

@@ -13,7 +13,8 @@
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
-use postbox::maintenance::{run_once_at, MaintenanceConfig};
+use postbox::config::MaintenanceConfig;
+use postbox::maintenance::run_once_at;
 use postbox::store::{ClaimLimits, Completion, DeliveryStatus, Retention, Store};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use postbox::clock::ShiftedClock;
-use postbox::dispatch::{DispatchConfig, Dispatcher};
+use postbox::config::DispatchConfig;
+use postbox::dispatch::Dispatcher;
 use postbox::store::{ClaimLimits, Store};
 use serde_json::json;
 

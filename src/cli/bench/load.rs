@@ -11,7 +11,8 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use postbox::dispatch::{fan_out_then_claim, Busy, ClaimPlan};
-use postbox::store::bench::{PLAIN_INSERT_SQL, PUBLISH_SQL};
+use postbox::store::bench::PLAIN_INSERT_SQL;
+use postbox::store::EVENT_PUBLISH_SQL as PUBLISH_SQL;
 use postbox::store::{Completion, DeliveryStatus, Store};
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -92,7 +92,7 @@ impl Cluster {
             .expect("connect to the private cluster");
         tokio::spawn(conn);
         client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .batch_execute(&format!("CREATE DATABASE {}", super::db::ident(name)))
             .await
             .expect("create the database");
         let url = self.url_for(name);

@@ -9,6 +9,13 @@ use std::sync::OnceLock;
 use sha2::{Digest, Sha256};
 use tokio_postgres::NoTls;
 
+/// `name` as a quoted SQL identifier (a database name cannot be a bound
+/// parameter): the library's own quoting, so tests and `postbox bench`
+/// quote alike.
+pub fn ident(name: &str) -> String {
+    postbox::store::bench::quote_identifier(name).expect("a valid database name")
+}
+
 pub struct TestDb {
     pub url: String,
     pub name: String,
@@ -120,11 +127,11 @@ async fn ensure_template(admin_url: &str) -> String {
     if !exists {
         let building = format!("{name}_building");
         client
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {building}"))
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {}", ident(&building)))
             .await
             .unwrap();
         client
-            .batch_execute(&format!("CREATE DATABASE {building}"))
+            .batch_execute(&format!("CREATE DATABASE {}", ident(&building)))
             .await
             .unwrap();
         let store = postbox::store::Store::connect(&with_db(admin_url, &building), 1).unwrap();
@@ -134,13 +141,18 @@ async fn ensure_template(admin_url: &str) -> String {
             .expect("migrations apply to a fresh database");
         drop(store);
         client
-            .batch_execute(&format!(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{building}' AND pid <> pg_backend_pid()"
-            ))
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&building],
+            )
             .await
             .unwrap();
         client
-            .batch_execute(&format!("ALTER DATABASE {building} RENAME TO {name}"))
+            .batch_execute(&format!(
+                "ALTER DATABASE {} RENAME TO {}",
+                ident(&building),
+                ident(&name)
+            ))
             .await
             .unwrap();
     }
@@ -162,7 +174,11 @@ impl TestDb {
         let mut tries = 0;
         loop {
             match client
-                .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+                .batch_execute(&format!(
+                    "CREATE DATABASE {} TEMPLATE {}",
+                    ident(&name),
+                    ident(&template)
+                ))
                 .await
             {
                 Ok(()) => break,
@@ -205,7 +221,10 @@ impl Drop for TestDb {
                 if let Ok((client, conn)) = tokio_postgres::connect(&admin, NoTls).await {
                     tokio::spawn(conn);
                     let _ = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .batch_execute(&format!(
+                            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                            ident(&name)
+                        ))
                         .await;
                 }
             })

@@ -29,6 +29,9 @@ pub struct HostileReceiver {
     connections: Arc<AtomicUsize>,
     /// Bytes of the endless/trickled body written so far (all connections).
     pub written: Arc<AtomicUsize>,
+    /// Writers of an endless/trickled body that stopped because the peer
+    /// closed the connection (a write failed).
+    stopped: tokio::sync::watch::Receiver<usize>,
 }
 
 impl HostileReceiver {
@@ -42,17 +45,34 @@ impl HostileReceiver {
         let connections = Arc::new(AtomicUsize::new(0));
         let written = Arc::new(AtomicUsize::new(0));
         let (c, w) = (connections.clone(), written.clone());
+        let (stopped_tx, stopped) = tokio::sync::watch::channel(0);
+        let stopped_tx = Arc::new(stopped_tx);
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
                 c.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(sock, behaviour.clone(), w.clone()));
+                let (behaviour, w, stopped_tx) = (behaviour.clone(), w.clone(), stopped_tx.clone());
+                tokio::spawn(async move {
+                    if serve(sock, behaviour, w).await == Served::PeerClosed {
+                        stopped_tx.send_modify(|n| *n += 1);
+                    }
+                });
             }
         });
         HostileReceiver {
             addr,
             connections,
             written,
+            stopped,
         }
+    }
+
+    /// Waits until `n` body writers have stopped because the peer closed
+    /// the connection; false after `timeout`.
+    pub async fn writers_stopped(&self, n: usize, timeout: Duration) -> bool {
+        let mut rx = self.stopped.clone();
+        tokio::time::timeout(timeout, rx.wait_for(|count| *count >= n))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     pub fn connections(&self) -> usize {
@@ -97,9 +117,18 @@ async fn read_request(sock: &mut TcpStream) -> Option<Vec<u8>> {
     }
 }
 
-async fn serve(mut sock: TcpStream, behaviour: Hostile, written: Arc<AtomicUsize>) {
+/// How one connection ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Served {
+    /// The behaviour ran its course (or the request never came).
+    Done,
+    /// A body write failed: the peer closed the connection.
+    PeerClosed,
+}
+
+async fn serve(mut sock: TcpStream, behaviour: Hostile, written: Arc<AtomicUsize>) -> Served {
     if read_request(&mut sock).await.is_none() {
-        return;
+        return Served::Done;
     }
     match behaviour {
         Hostile::Raw(bytes) => {
@@ -110,11 +139,11 @@ async fn serve(mut sock: TcpStream, behaviour: Hostile, written: Arc<AtomicUsize
             let head =
                 b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 1000000\r\n\r\n";
             if sock.write_all(head).await.is_err() {
-                return;
+                return Served::Done;
             }
             loop {
                 if sock.write_all(b"x").await.is_err() {
-                    return;
+                    return Served::PeerClosed;
                 }
                 written.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(every).await;
@@ -123,14 +152,14 @@ async fn serve(mut sock: TcpStream, behaviour: Hostile, written: Arc<AtomicUsize
         Hostile::Endless => {
             let head = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n";
             if sock.write_all(head).await.is_err() {
-                return;
+                return Served::Done;
             }
             let mut chunk = b"10000\r\n".to_vec();
             chunk.extend(std::iter::repeat_n(b'y', 0x10000));
             chunk.extend_from_slice(b"\r\n");
             loop {
                 if sock.write_all(&chunk).await.is_err() {
-                    return;
+                    return Served::PeerClosed;
                 }
                 written.fetch_add(0x10000, Ordering::SeqCst);
             }
@@ -140,9 +169,10 @@ async fn serve(mut sock: TcpStream, behaviour: Hostile, written: Arc<AtomicUsize
             let mut sink = [0u8; 1024];
             while let Ok(n) = sock.read(&mut sink).await {
                 if n == 0 {
-                    return;
+                    return Served::Done;
                 }
             }
         }
     }
+    Served::Done
 }

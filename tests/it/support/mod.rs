@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postbox::clock::{SharedClock, SystemClock};
-use postbox::dispatch::{DispatchConfig, Dispatcher};
+use postbox::config::DispatchConfig;
+use postbox::dispatch::Dispatcher;
 use postbox::store::Store;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -134,15 +135,13 @@ pub async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
 /// The API's shared state for a test database, as `app::serve` builds it.
 pub fn api_state(store: Store, jwt_secret: &str, allow_private: bool) -> postbox::api::ApiState {
     let clock = system_clock();
-    let sender = postbox::dispatch::sender::Sender::new(
-        postbox::dispatch::sender::SenderConfig {
-            request_timeout: Duration::from_secs(5),
-            allow_private_targets: allow_private,
-            require_https: false,
-        },
-        clock.clone(),
-    )
-    .unwrap();
+    let config = DispatchConfig {
+        request_timeout: Duration::from_secs(5),
+        allow_private_targets: allow_private,
+        ..DispatchConfig::default()
+    };
+    let sender =
+        postbox::dispatch::sender::Sender::new(config.sender_config(), clock.clone()).unwrap();
     postbox::api::ApiState {
         store,
         jwt_secret: jwt_secret.into(),
@@ -155,6 +154,7 @@ pub fn api_state(store: Store, jwt_secret: &str, allow_private: bool) -> postbox
         require_https: false,
         sender,
         clock,
+        new_secret: postbox::api::system_secrets(),
         test_lease: Duration::from_secs(60),
     }
 }

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use postbox::clock::SharedClock;
-use postbox::dispatch::{DispatchConfig, DispatchInputs, Dispatcher, Signalled, TestSignals};
+use postbox::config::DispatchConfig;
+use postbox::dispatch::{DispatchInputs, Dispatcher, Signalled, TestSignals};
 use postbox::store::Store;
 use tokio_util::sync::CancellationToken;
 
