@@ -173,24 +173,6 @@ pub struct ServeConfig {
     pub migrate: bool,
 }
 
-/// The settings of `api::auth::token_command`: a plain struct, filled by the
-/// binary's command line.
-#[derive(Clone)]
-pub struct TokenArgs {
-    /// The owner id the token acts for.
-    pub sub: String,
-    /// Adds the admin role.
-    pub admin: bool,
-    /// Lifetime of the token.
-    pub ttl: Duration,
-    /// HS256 key.
-    pub jwt_secret: Option<String>,
-    /// `iss` of the token (the API's POSTBOX_JWT_ISSUER).
-    pub jwt_issuer: Option<String>,
-    /// `aud` of the token (the API's POSTBOX_JWT_AUDIENCE).
-    pub jwt_audience: Option<String>,
-}
-
 /// A maintenance schedule: a cron expression, checked once.
 #[derive(Debug, Clone)]
 pub struct Schedule {

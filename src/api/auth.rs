@@ -16,7 +16,6 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use warp::http::HeaderMap;
 
-use crate::config::TokenArgs;
 use crate::web::ApiError;
 
 /// Clock skew tolerated on `exp` (seconds).
@@ -221,20 +220,6 @@ fn audience_ok(aud: Option<&serde_json::Value>, want: Option<&str>) -> bool {
         (Some(Value::Array(all)), Some(w)) => all.iter().any(|a| a.as_str() == Some(w)),
         (Some(_), Some(_)) => false,
     }
-}
-
-/// `postbox token`: prints a token on the last line of stdout.
-pub fn token_command(args: TokenArgs) -> anyhow::Result<()> {
-    let secret = args.jwt_secret.unwrap_or_default();
-    let policy = TokenPolicy {
-        secret: &secret,
-        issuer: args.jwt_issuer.as_deref(),
-        audience: args.jwt_audience.as_deref(),
-    };
-    let now = crate::clock::Clock::now(&crate::clock::SystemClock).timestamp();
-    let token = mint_for(&policy, &args.sub, args.admin, args.ttl, now)?;
-    println!("{token}");
-    Ok(())
 }
 
 #[cfg(test)]
