@@ -25,15 +25,6 @@ WITH outcome AS (
     FROM unnest($1::uuid[], $2::int[], $3::postbox.delivery_status[], $4::timestamptz[],
                 $5::int[], $6::text[], $7::text[], $8::timestamptz[], $9::int[])
          AS o(id, attempt, status, next_attempt_at, response_code, response_body, error_message, started_at, duration_ms)
-), current AS (
-    -- As of the statement's snapshot, without locking.
-    SELECT d.id
-    FROM postbox.deliveries d
-    JOIN outcome o ON o.id = d.id
-    WHERE d.id = ANY ($1::uuid[])
-      AND d.attempts = o.attempt
-      AND (d.status = 'sending'
-           OR (d.status IN ('retrying', 'failed') AND d.lease_expires_at IS NOT NULL))
 ), locked AS (
     -- The same test, rechecked on the newest row version under the lock.
     SELECT d.id
@@ -44,6 +35,19 @@ WITH outcome AS (
       AND (d.status = 'sending'
            OR (d.status IN ('retrying', 'failed') AND d.lease_expires_at IS NOT NULL))
     FOR UPDATE OF d SKIP LOCKED
+), current AS (
+    -- Only the outcomes the lock did not take (usually none, so usually no
+    -- second read): the same test, as of the statement's snapshot, without
+    -- locking, tells a row held elsewhere (skipped: retried) from one whose
+    -- attempt is no longer current (fenced out: dropped).
+    SELECT d.id
+    FROM postbox.deliveries d
+    JOIN outcome o ON o.id = d.id
+    WHERE d.id = ANY (ARRAY(SELECT o2.id FROM outcome o2
+                            WHERE o2.id NOT IN (SELECT l.id FROM locked l)))
+      AND d.attempts = o.attempt
+      AND (d.status = 'sending'
+           OR (d.status IN ('retrying', 'failed') AND d.lease_expires_at IS NOT NULL))
 ), applied AS (
     UPDATE postbox.deliveries d
     SET status = o.status,

@@ -482,20 +482,6 @@ async fn sigkill_mid_flight_loses_nothing_and_resends_only_after_the_lease() {
     );
 }
 
-/// A host clock that runs `ahead` of the others (as an unsynchronised host's
-/// would): production treats it as the system clock.
-struct SkewedHostClock(ShiftedClock);
-
-impl postbox::clock::Clock for SkewedHostClock {
-    fn now(&self) -> chrono::DateTime<Utc> {
-        self.0.now()
-    }
-
-    fn is_system(&self) -> bool {
-        true
-    }
-}
-
 #[tokio::test]
 async fn a_dispatcher_whose_host_clock_runs_ahead_does_not_expire_live_claims() {
     let db = TestDb::new().await;

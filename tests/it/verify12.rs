@@ -118,16 +118,6 @@ async fn v12_b_an_uncalibrated_clock_does_not_expire_live_claims() {
     assert_eq!(report.rescued, 0, "the claim is live (expires in ~40 s)");
 }
 
-struct SkewedHostClock(ShiftedClock);
-impl postbox::clock::Clock for SkewedHostClock {
-    fn now(&self) -> chrono::DateTime<Utc> {
-        self.0.now()
-    }
-    fn is_system(&self) -> bool {
-        true
-    }
-}
-
 /// An in-flight delivery whose row is held FOR UPDATE past the lease: the
 /// rescue cannot take it either (SKIP LOCKED), yet the completer drops the
 /// 200 it holds at the deadline, so the row is requeued and sent again once
