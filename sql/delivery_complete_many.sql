@@ -11,58 +11,55 @@
 -- by sql/delivery_rescue_expired.sql). A late real outcome then replaces the
 -- rescue's "lease expired" attempt row; after a new claim it changes nothing.
 --
--- Locks: the rows named, by primary key (d.id = ANY ($1): an index scan
--- whatever the plan, generic or not, and the table's size), FOR UPDATE SKIP
--- LOCKED: an outcome
--- never waits for a row another transaction holds (a webhook DELETE cascading
--- over its history, a manual UPDATE), so one locked row cannot hold up the
--- others, and the completer never waits on a lock (no lock cycle with a
--- DELETE). Answers (id, applied): true for each outcome written, false for
--- each skipped because its row was locked (the caller retries it); an outcome
+-- Locks: the rows named, one primary-key probe per outcome (a LATERAL
+-- subquery per outcome row), FOR UPDATE SKIP LOCKED: an outcome never waits
+-- for a row another transaction holds (a webhook DELETE cascading over its
+-- history, a manual UPDATE), so one locked row cannot hold up the others,
+-- and the completer never waits on a lock (no lock cycle with a DELETE).
+-- Answers (id, applied): true for each outcome written, false for each
+-- skipped because its row was locked (the caller retries it); an outcome
 -- whose attempt is no longer current is in neither.
-WITH outcome AS (
+--
+-- Plan shape: no step joins two row sets whose sizes the planner must guess.
+-- A generic plan estimates the unnest at 10 rows, and a join of two such
+-- sets became a nested loop rescanning one CTE for each row of the other:
+-- O(n^2), 45 ms for 256 outcomes (docs/PERFORMANCE.md, "Completion"). Here
+-- every step walks the outcomes once and reaches deliveries by primary key,
+-- and the UPDATE returns what the attempt row needs.
+WITH outcome AS MATERIALIZED (
     SELECT *
     FROM unnest($1::uuid[], $2::int[], $3::postbox.delivery_status[], $4::timestamptz[],
                 $5::int[], $6::text[], $7::text[], $8::timestamptz[], $9::int[])
          AS o(id, attempt, status, next_attempt_at, response_code, response_body, error_message, started_at, duration_ms)
-), locked AS (
-    -- The same test, rechecked on the newest row version under the lock.
-    SELECT d.id
-    FROM postbox.deliveries d
-    JOIN outcome o ON o.id = d.id
-    WHERE d.id = ANY ($1::uuid[])
-      AND d.attempts = o.attempt
-      AND (d.status = 'sending'
-           OR (d.status IN ('retrying', 'failed') AND d.lease_expires_at IS NOT NULL))
-    FOR UPDATE OF d SKIP LOCKED
-), current AS (
-    -- Only the outcomes the lock did not take (usually none, so usually no
-    -- second read): the same test, as of the statement's snapshot, without
-    -- locking, tells a row held elsewhere (skipped: retried) from one whose
-    -- attempt is no longer current (fenced out: dropped).
-    SELECT d.id
-    FROM postbox.deliveries d
-    JOIN outcome o ON o.id = d.id
-    WHERE d.id = ANY (ARRAY(SELECT o2.id FROM outcome o2
-                            WHERE o2.id NOT IN (SELECT l.id FROM locked l)))
-      AND d.attempts = o.attempt
-      AND (d.status = 'sending'
-           OR (d.status IN ('retrying', 'failed') AND d.lease_expires_at IS NOT NULL))
+), taken AS MATERIALIZED (
+    -- Each outcome, and whether its row is current and now locked by us.
+    SELECT o.*, l.id IS NOT NULL AS locked
+    FROM outcome o
+    LEFT JOIN LATERAL (
+        SELECT d.id
+        FROM postbox.deliveries d
+        WHERE d.id = o.id
+          AND d.attempts = o.attempt
+          AND (d.status = 'sending'
+               OR (d.status IN ('retrying', 'failed') AND d.lease_expires_at IS NOT NULL))
+        FOR UPDATE OF d SKIP LOCKED
+    ) l ON true
 ), applied AS (
     UPDATE postbox.deliveries d
-    SET status = o.status,
-        next_attempt_at = coalesce(o.next_attempt_at, d.next_attempt_at),
+    SET status = t.status,
+        next_attempt_at = coalesce(t.next_attempt_at, d.next_attempt_at),
         lease_expires_at = NULL,
-        response_code = o.response_code,
-        response_body = o.response_body,
-        error_message = o.error_message,
+        response_code = t.response_code,
+        response_body = t.response_body,
+        error_message = t.error_message,
         updated_at = $10::timestamptz,
-        completed_at = CASE WHEN o.status IN ('success', 'failed') THEN $10::timestamptz END
-    FROM outcome o, locked l
-    WHERE d.id = ANY ($1::uuid[])
-      AND d.id = o.id
-      AND l.id = o.id
-    RETURNING d.id, d.webhook_id, d.status
+        completed_at = CASE WHEN t.status IN ('success', 'failed') THEN $10::timestamptz END
+    FROM taken t
+    WHERE t.locked
+      AND d.id = t.id
+      AND d.id = ANY ($1::uuid[])
+    RETURNING d.id, d.webhook_id, d.status, t.attempt, t.started_at, t.duration_ms,
+              t.response_code, t.response_body, t.error_message
 ), verified AS (
     -- Best effort, and never waits: a webhook row locked elsewhere (an API
     -- update or delete) is left for a later success.
@@ -76,9 +73,8 @@ WITH outcome AS (
     )
 ), recorded AS (
     INSERT INTO postbox.delivery_attempts (delivery_id, attempt, started_at, duration_ms, response_code, response_body, error_message)
-    SELECT o.id, o.attempt, o.started_at, o.duration_ms, o.response_code, o.response_body, o.error_message
-    FROM outcome o
-    JOIN applied a ON a.id = o.id
+    SELECT a.id, a.attempt, a.started_at, a.duration_ms, a.response_code, a.response_body, a.error_message
+    FROM applied a
     ON CONFLICT (delivery_id, attempt) DO UPDATE
     SET started_at = excluded.started_at,
         duration_ms = excluded.duration_ms,
@@ -88,5 +84,16 @@ WITH outcome AS (
 )
 SELECT a.id, true AS applied FROM applied a
 UNION ALL
-SELECT c.id, false FROM current c
-WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE l.id = c.id)
+-- Outcomes the lock did not take (usually none, so usually no second read):
+-- the same test, as of the statement's snapshot, without locking, tells a
+-- row held elsewhere (skipped: retried) from one whose attempt is no longer
+-- current (fenced out: dropped).
+SELECT t.id, false
+FROM taken t
+WHERE NOT t.locked
+  AND EXISTS (SELECT 1
+              FROM postbox.deliveries d
+              WHERE d.id = t.id
+                AND d.attempts = t.attempt
+                AND (d.status = 'sending'
+                     OR (d.status IN ('retrying', 'failed') AND d.lease_expires_at IS NOT NULL)))
