@@ -31,6 +31,7 @@ mod inbound;
 mod maintenance;
 mod ops_docs;
 mod pipeline;
+mod plans;
 mod publish;
 mod readme;
 mod receive;
