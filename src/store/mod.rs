@@ -191,16 +191,37 @@ pub struct Store {
     url: String,
 }
 
+/// The session settings of the dispatcher's connections, as `(name, value)`.
+///
+/// - `synchronous_commit = off`: a claim or an outcome commits without
+///   waiting for its WAL flush (see [`Store::connect_with`]).
+/// - `plan_cache_mode = force_generic_plan`: every statement is planned once
+///   per session; they are written to need no custom plan.
+/// - `enable_seqscan = off`: every dispatcher statement reaches its rows
+///   through an index, whatever the statistics say. A generic plan made
+///   while a table was small (a fresh database, or statistics that
+///   autovacuum has not refreshed: with `autovacuum = off` they never are)
+///   would otherwise keep reading the whole table on every execution as it
+///   grows: the completion's UPDATE did, 0.3 ms per delivery at 30,000 rows
+///   (docs/PERFORMANCE.md, "Completion"). A table with no usable index
+///   (`queue_state`, one row) is still scanned: the setting only makes a
+///   sequential scan the last choice.
+pub const DISPATCHER_SESSION: &[(&str, &str)] = &[
+    ("synchronous_commit", "off"),
+    ("plan_cache_mode", "force_generic_plan"),
+    ("enable_seqscan", "off"),
+];
+
 impl Store {
     /// Builds a pool of at most `max_size` connections. Connects lazily.
     pub fn connect(url: &str, max_size: usize) -> Result<Store, StoreError> {
         Store::connect_with(url, max_size, false)
     }
 
-    /// Like `connect`; with `async_commit` the pool's sessions commit with
-    /// `synchronous_commit = off`: a commit returns before its WAL is flushed
-    /// (and statements are planned once, generically). Only the dispatcher
-    /// uses it. A Postgres crash can then forget its last
+    /// Like `connect`; with `async_commit` the pool's sessions take
+    /// [`DISPATCHER_SESSION`]: a commit returns before its WAL is flushed,
+    /// statements are planned once, generically, and reach rows through
+    /// indexes. Only the dispatcher uses it. A Postgres crash can then forget its last
     /// few hundred milliseconds of claims and outcomes; every guarantee still
     /// holds (the events are untouched, a forgotten claim or outcome means the
     /// delivery is sent again: at least once), and no commit waits for a disk
@@ -217,9 +238,9 @@ impl Store {
         // backlog) would cost far more than it saves.
         let mut ours = String::from("-c jit=off");
         if async_commit {
-            // The dispatcher's statements are written to need no custom plan
-            // (index scans, primary keys through arrays): plan them once.
-            ours.push_str(" -c synchronous_commit=off -c plan_cache_mode=force_generic_plan");
+            for (name, value) in DISPATCHER_SESSION {
+                ours.push_str(&format!(" -c {name}={value}"));
+            }
         }
         let options = match pg.get_options() {
             Some(o) if !o.is_empty() => format!("{o} {ours}"),
