@@ -117,13 +117,17 @@ impl FormValues {
         }
     }
 
-    /// The API body these values make: every field present, numbers as
-    /// JSON numbers when they are numbers (else the API names the field).
+    /// The API body these values make: numbers as JSON numbers when they
+    /// are numbers (else the API names the field), blank numbers left out.
     fn body(&self) -> Result<WebhookBody, ApiError> {
-        let number = |s: &str| -> Value {
-            serde_json::from_str::<serde_json::Number>(s.trim())
-                .map(Value::Number)
-                .unwrap_or_else(|_| Value::String(s.to_string()))
+        // Blank: left out (the API's default on create, unchanged on edit).
+        let number = |s: &str| -> Option<Value> {
+            let s = s.trim();
+            (!s.is_empty()).then(|| {
+                serde_json::from_str::<serde_json::Number>(s)
+                    .map(Value::Number)
+                    .unwrap_or_else(|_| Value::String(s.to_string()))
+            })
         };
         Ok(WebhookBody {
             name: Some(Value::String(self.name.clone())),
@@ -135,8 +139,8 @@ impl FormValues {
             }),
             events: Some(json!(self.events)),
             headers: Some(parse_headers(&self.headers)?),
-            max_retries: Some(number(&self.max_retries)),
-            retry_delay: Some(number(&self.retry_delay)),
+            max_retries: number(&self.max_retries),
+            retry_delay: number(&self.retry_delay),
             active: Some(Value::Bool(self.active)),
         })
     }
@@ -392,6 +396,12 @@ impl Portal {
     /// `POST /portal/endpoints/{id}/edit`: the API's update.
     pub(super) async fn endpoint_update(&self, s: &Session, req: &Req, id: &str) -> PageResult {
         let id = path_id(id)?;
+        // Another owner's id is a 404 before any field is looked at.
+        self.api
+            .store
+            .webhook_get(id, &s.row.owner_id)
+            .await?
+            .ok_or_else(PageError::not_found)?;
         let values = FormValues::from_form(req);
         let updated = match values.body() {
             Ok(body) => {

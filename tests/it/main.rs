@@ -31,6 +31,9 @@ mod inbound;
 mod maintenance;
 mod ops_docs;
 mod pipeline;
+mod portal;
+#[allow(dead_code)]
+mod portal_support;
 mod publish;
 mod readme;
 mod receive;
