@@ -32,6 +32,7 @@ mod maintenance;
 mod ops_docs;
 mod pipeline;
 mod portal;
+mod portal_browser;
 #[allow(dead_code)]
 mod portal_support;
 mod publish;
