@@ -33,6 +33,7 @@ mod ops_docs;
 mod pipeline;
 mod portal;
 mod portal_browser;
+mod portal_scale;
 #[allow(dead_code)]
 mod portal_support;
 mod publish;

@@ -369,7 +369,7 @@ async fn pages_match(c: &tokio_postgres::Client, store: &Store, w: Uuid) {
 /// them (half successes, half dead letters), ten others share 40 % (3:1),
 /// webhook 11 is a slow endpoint with a due backlog of 10 %. One event and
 /// (finished rows) one attempt per delivery, spread over six days.
-const FILL: &str = "
+pub(crate) const FILL: &str = "
 ALTER TABLE postbox.events DISABLE TRIGGER events_before_insert;
 INSERT INTO postbox.webhooks (id, owner_id, url, event_types, created_at, updated_at)
 SELECT ('00000000-0000-0000-0000-0000000000' || lpad(g::text, 2, '0'))::uuid, 'owner_' || g,
@@ -407,7 +407,7 @@ const BIG: &str = "'00000000-0000-0000-0000-000000000000'";
 /// Prepares `sql`, runs it three times with `args` inside a transaction that
 /// is rolled back (the writes change nothing), and returns the best time and
 /// the EXPLAIN (ANALYZE, BUFFERS) text of a fourth run.
-async fn measure(c: &tokio_postgres::Client, sql: &str, args: &str) -> (Duration, String) {
+pub(crate) async fn measure(c: &tokio_postgres::Client, sql: &str, args: &str) -> (Duration, String) {
     c.batch_execute("BEGIN").await.unwrap();
     c.batch_execute(&format!("PREPARE q AS {sql}"))
         .await
