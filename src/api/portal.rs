@@ -19,9 +19,8 @@ pub async fn create(
     req: Input<(), AnyQuery, Json<PortalSessionRequest>>,
 ) -> Result<Created<PortalLink>, ApiError> {
     let Json(b) = req.body;
-    let owner = match required("ownerId", b.owner_id)? {
-        Value::String(s) => s,
-        _ => return Err(ApiError::validation("ownerId", "must be a string")),
+    let Value::String(owner) = required("ownerId", b.owner_id)? else {
+        return Err(ApiError::validation("ownerId", "must be a string"));
     };
     let ttl = match b.ttl_seconds {
         None | Some(Value::Null) => DEFAULT_LINK_TTL_SECONDS,
@@ -33,9 +32,13 @@ pub async fn create(
     };
     let request = LinkRequest::new(&owner, admin, Duration::from_secs(ttl.unsigned_abs()))
         .map_err(|e| ApiError::validation("ownerId", e.to_string()))?;
-    let link =
-        crate::portal::mint_link(&state.store, &request, state.clock.now(), &state.portal.base_url)
-            .await?;
+    let link = crate::portal::mint_link(
+        &state.store,
+        &request,
+        state.clock.now(),
+        &state.portal.base_url,
+    )
+    .await?;
     Ok(Created::new(PortalLink {
         url: link.url,
         expires_at: link.expires_at,

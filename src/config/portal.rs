@@ -49,8 +49,12 @@ impl PortalConfig {
                 ..PortalConfig::new(Some("http://localhost"), frame_ancestors, session_ttl)?
             });
         }
-        let url = url::Url::parse(base_url)
-            .map_err(|e| bad("POSTBOX_PORTAL_BASE_URL", format!("{base_url:?} is not a URL ({e})")))?;
+        let url = url::Url::parse(base_url).map_err(|e| {
+            bad(
+                "POSTBOX_PORTAL_BASE_URL",
+                format!("{base_url:?} is not a URL ({e})"),
+            )
+        })?;
         if !matches!(url.scheme(), "http" | "https")
             || url.host().is_none()
             || url.query().is_some()
@@ -103,7 +107,9 @@ pub fn frame_ancestors_value(raw: &str) -> Result<String, String> {
                     && u.query().is_none()
                     && u.fragment().is_none()
                     && !origin.ends_with('/')
-                    && origin.chars().all(|c| c.is_ascii_graphic() && c != ';' && c != '\'')
+                    && origin
+                        .chars()
+                        .all(|c| c.is_ascii_graphic() && c != ';' && c != '\'')
             }),
         };
         if !ok {
@@ -141,10 +147,14 @@ mod tests {
     fn base_url_must_be_http_without_query() {
         let ttl = Duration::from_secs(3600);
         assert_eq!(
-            PortalConfig::new(Some("https://h.example/"), "", ttl).unwrap().base_url,
+            PortalConfig::new(Some("https://h.example/"), "", ttl)
+                .unwrap()
+                .base_url,
             "https://h.example"
         );
-        assert!(PortalConfig::new(Some("https://h.example"), "", ttl).unwrap().secure());
+        assert!(PortalConfig::new(Some("https://h.example"), "", ttl)
+            .unwrap()
+            .secure());
         for bad in ["ftp://h", "https://h?x=1", "nope", "http://h#f"] {
             assert!(PortalConfig::new(Some(bad), "", ttl).is_err(), "{bad}");
         }

@@ -75,7 +75,10 @@ impl Portal {
                 Ok(redirect("/portal/admin?done=resumed"))
             }
             "retry-failed" => {
-                let n = queue::retry_failed(&self.api, self.input(s, (), AnyQuery, None)).await?.0.count;
+                let n = queue::retry_failed(&self.api, self.input(s, (), AnyQuery, None))
+                    .await?
+                    .0
+                    .count;
                 Ok(redirect(&format!("/portal/admin?done=requeued&count={n}")))
             }
             _ => Err(PageError::not_found()),

@@ -104,7 +104,12 @@ impl ServerCertVerifier for Recording {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -113,7 +118,12 @@ impl ServerCertVerifier for Recording {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -133,12 +143,16 @@ pub async fn inspect(
     crate::net::validate_target(url, allow_private).await?;
     let host = url.host_str().ok_or("the URL has no host")?.to_string();
     let port = url.port_or_known_default().unwrap_or(443);
-    let lookup_host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-    let addrs: Vec<SocketAddr> = tokio::time::timeout(STEP, tokio::net::lookup_host((lookup_host.as_str(), port)))
-        .await
-        .map_err(|_| format!("DNS lookup of {host} timed out"))?
-        .map_err(|e| format!("DNS lookup of {host} failed: {e}"))?
-        .collect();
+    let lookup_host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let addrs: Vec<SocketAddr> =
+        tokio::time::timeout(STEP, tokio::net::lookup_host((lookup_host.as_str(), port)))
+            .await
+            .map_err(|_| format!("DNS lookup of {host} timed out"))?
+            .map_err(|e| format!("DNS lookup of {host} failed: {e}"))?
+            .collect();
     // The resolver's rule: never contact a non-public address unless allowed.
     let addr = addrs
         .into_iter()
@@ -205,7 +219,12 @@ pub fn describe(der: &[u8], error: Option<String>, now: DateTime<Utc>) -> CertRe
                 time(&tbs.validity.not_after),
             )
         }
-        Err(e) => (format!("unreadable certificate ({e})"), String::new(), None, None),
+        Err(e) => (
+            format!("unreadable certificate ({e})"),
+            String::new(),
+            None,
+            None,
+        ),
     };
     let days_left = not_after.map(|t| (t - now).num_days());
     let error = match (error, not_after) {
@@ -233,7 +252,10 @@ mod tests {
         assert_eq!(classify(None, Some(13)), CertStatus::ExpiresSoon);
         assert_eq!(classify(None, Some(14)), CertStatus::Valid);
         assert_eq!(classify(None, Some(-1)), CertStatus::Invalid);
-        assert_eq!(classify(Some("unknown issuer"), Some(300)), CertStatus::Invalid);
+        assert_eq!(
+            classify(Some("unknown issuer"), Some(300)),
+            CertStatus::Invalid
+        );
     }
 
     #[test]

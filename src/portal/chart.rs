@@ -169,13 +169,38 @@ mod tests {
         let since = hour_start(Utc::now());
         let h1 = since + chrono::Duration::hours(1);
         let rows = vec![
-            HourlyRow::Count { hour: since, status: "success".into(), n: 9 },
-            HourlyRow::Count { hour: since, status: "failed".into(), n: 1 },
-            HourlyRow::Count { hour: h1, status: "success".into(), n: 5 },
-            HourlyRow::Count { hour: h1, status: "pending".into(), n: 5 },
-            HourlyRow::Latency { hour: h1, attempts: 5, mean_ms: 40.0, max_ms: 90 },
+            HourlyRow::Count {
+                hour: since,
+                status: "success".into(),
+                n: 9,
+            },
+            HourlyRow::Count {
+                hour: since,
+                status: "failed".into(),
+                n: 1,
+            },
+            HourlyRow::Count {
+                hour: h1,
+                status: "success".into(),
+                n: 5,
+            },
+            HourlyRow::Count {
+                hour: h1,
+                status: "pending".into(),
+                n: 5,
+            },
+            HourlyRow::Latency {
+                hour: h1,
+                attempts: 5,
+                mean_ms: 40.0,
+                max_ms: 90,
+            },
             // Outside the window: ignored.
-            HourlyRow::Count { hour: since - chrono::Duration::hours(1), status: "failed".into(), n: 7 },
+            HourlyRow::Count {
+                hour: since - chrono::Duration::hours(1),
+                status: "failed".into(),
+                n: 7,
+            },
         ];
         let c = Charts::build(&rows, since, 4);
         assert_eq!(c.hours.len(), 4);

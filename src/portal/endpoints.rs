@@ -10,13 +10,9 @@ use serde_json::{json, Map, Value};
 use warp::http::StatusCode;
 
 use super::{path_id, redirect, PageError, PageResult, Portal, Req, Session};
-use crate::api::request::{
-    AnyQuery, DeliveryQuery, Input, Json, NoBody, NoQuery, Page, WebhookId,
-};
+use crate::api::request::{AnyQuery, DeliveryQuery, Input, Json, NoBody, NoQuery, Page, WebhookId};
 use crate::api::webhooks;
-use crate::api::wire::{
-    EventType, RotateRequest, Webhook, WebhookBody, WebhookCreate,
-};
+use crate::api::wire::{EventType, RotateRequest, Webhook, WebhookBody, WebhookCreate};
 use crate::store::{DeliveryStatus, WebhookHealthRow};
 use crate::web::ApiError;
 
@@ -172,7 +168,12 @@ struct Group {
 fn groups(catalogue: Vec<EventType>) -> Vec<Group> {
     let mut out: Vec<Group> = vec![];
     for t in catalogue {
-        let g = t.name.split_once('.').map(|(g, _)| g).unwrap_or("").to_string();
+        let g = t
+            .name
+            .split_once('.')
+            .map(|(g, _)| g)
+            .unwrap_or("")
+            .to_string();
         match out.iter_mut().find(|x| x.name == g) {
             Some(x) => x.types.push(t),
             None => out.push(Group {
@@ -195,10 +196,25 @@ impl Portal {
         }
     }
 
-    async fn catalogue(&self, s: &Session) -> Result<Vec<EventType>, PageError> {
-        Ok(webhooks::catalogue(&self.api, self.input(s, (), NoQuery, NoBody))
+    /// The session owner's webhook `id` (no secrets, no deliveries), or the 404 page.
+    pub(super) async fn owned(
+        &self,
+        s: &Session,
+        id: uuid::Uuid,
+    ) -> Result<crate::store::WebhookRow, PageError> {
+        self.api
+            .store
+            .webhook_get(id, &s.row.owner_id)
             .await?
-            .items)
+            .ok_or_else(PageError::not_found)
+    }
+
+    async fn catalogue(&self, s: &Session) -> Result<Vec<EventType>, PageError> {
+        Ok(
+            webhooks::catalogue(&self.api, self.input(s, (), NoQuery, NoBody))
+                .await?
+                .items,
+        )
     }
 
     /// `GET /portal/`
@@ -211,7 +227,15 @@ impl Portal {
             .unwrap_or(1);
         let listed = webhooks::list(
             &self.api,
-            self.input(s, (), Page { page: page_no, limit: PAGE_SIZE }, NoBody),
+            self.input(
+                s,
+                (),
+                Page {
+                    page: page_no,
+                    limit: PAGE_SIZE,
+                },
+                NoBody,
+            ),
         )
         .await?;
         let ids: Vec<uuid::Uuid> = listed.items.iter().map(|w| w.id).collect();
@@ -385,28 +409,30 @@ impl Portal {
     /// `GET /portal/endpoints/{id}/edit`
     pub(super) async fn endpoint_edit(&self, s: &Session, id: &str) -> PageResult {
         let id = path_id(id)?;
-        let w = webhooks::get(&self.api, self.input(s, WebhookId(id), NoQuery, NoBody))
-            .await?
-            .0
-            .webhook;
-        self.form_page(s, StatusCode::OK, Some(id), FormValues::from_webhook(&w), None)
-            .await
+        let w = Webhook::from(self.owned(s, id).await?);
+        self.form_page(
+            s,
+            StatusCode::OK,
+            Some(id),
+            FormValues::from_webhook(&w),
+            None,
+        )
+        .await
     }
 
     /// `POST /portal/endpoints/{id}/edit`: the API's update.
     pub(super) async fn endpoint_update(&self, s: &Session, req: &Req, id: &str) -> PageResult {
         let id = path_id(id)?;
         // Another owner's id is a 404 before any field is looked at.
-        self.api
-            .store
-            .webhook_get(id, &s.row.owner_id)
-            .await?
-            .ok_or_else(PageError::not_found)?;
+        self.owned(s, id).await?;
         let values = FormValues::from_form(req);
         let updated = match values.body() {
             Ok(body) => {
-                webhooks::update(&self.api, self.input(s, WebhookId(id), AnyQuery, Json(body)))
-                    .await
+                webhooks::update(
+                    &self.api,
+                    self.input(s, WebhookId(id), AnyQuery, Json(body)),
+                )
+                .await
             }
             Err(e) => Err(e),
         };
@@ -430,14 +456,11 @@ impl Portal {
     /// with the grace period chosen; the new secret is shown once.
     pub(super) async fn endpoint_rotate(&self, s: &Session, req: &Req, id: &str) -> PageResult {
         let id = path_id(id)?;
-        let grace = req
-            .form
-            .text("grace_seconds")
-            .map(|g| {
-                serde_json::from_str::<serde_json::Number>(g)
-                    .map(Value::Number)
-                    .unwrap_or_else(|_| Value::String(g.to_string()))
-            });
+        let grace = req.form.text("grace_seconds").map(|g| {
+            serde_json::from_str::<serde_json::Number>(g)
+                .map(Value::Number)
+                .unwrap_or_else(|_| Value::String(g.to_string()))
+        });
         let body = RotateRequest {
             grace_seconds: grace,
         };
@@ -447,10 +470,7 @@ impl Portal {
         )
         .await?
         .0;
-        let webhook = webhooks::get(&self.api, self.input(s, WebhookId(id), NoQuery, NoBody))
-            .await?
-            .0
-            .webhook;
+        let webhook = Webhook::from(self.owned(s, id).await?);
         Ok(self.page(
             StatusCode::OK,
             Some(s),

@@ -43,7 +43,10 @@ pub fn parse_cursor(raw: &str) -> Option<(DateTime<Utc>, Uuid)> {
 }
 
 pub fn cursor(t: DateTime<Utc>, id: Uuid) -> String {
-    format!("{}_{id}", t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+    format!(
+        "{}_{id}",
+        t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    )
 }
 
 impl Portal {
@@ -51,12 +54,7 @@ impl Portal {
     pub(super) async fn deliveries(&self, s: &Session, req: &Req, id: &str) -> PageResult {
         let id = path_id(id)?;
         let owner = &s.row.owner_id;
-        let webhook = self
-            .api
-            .store
-            .webhook_get(id, owner)
-            .await?
-            .ok_or_else(PageError::not_found)?;
+        let webhook = self.owned(s, id).await?;
         let q = &req.query;
         let status = match q.text("status") {
             None => None,
@@ -77,7 +75,10 @@ impl Portal {
                     .find(|(v, _, _)| *v == w)
                     .map(|x| x.2)
                     .ok_or_else(|| {
-                        PageError::new(StatusCode::BAD_REQUEST, "within: choose one of the listed ranges")
+                        PageError::new(
+                            StatusCode::BAD_REQUEST,
+                            "within: choose one of the listed ranges",
+                        )
                     })?,
             ),
         };
@@ -174,12 +175,7 @@ impl Portal {
         let payload = event
             .as_ref()
             .map(|e| serde_json::to_string_pretty(&e.payload).unwrap_or_default());
-        let webhook = self
-            .api
-            .store
-            .webhook_get(id, owner)
-            .await?
-            .ok_or_else(PageError::not_found)?;
+        let webhook = self.owned(s, id).await?;
         let attempts: Vec<_> = attempts
             .into_iter()
             .map(|a| {
@@ -242,7 +238,12 @@ mod tests {
         let (t2, id2) = parse_cursor(&c).unwrap();
         assert_eq!(id2, id);
         assert_eq!(t2.timestamp_micros(), t.timestamp_micros());
-        for bad in ["", "x", "2026-01-01T00:00:00Z_nope", "nope_0191c1a0-0000-7000-8000-000000000000"] {
+        for bad in [
+            "",
+            "x",
+            "2026-01-01T00:00:00Z_nope",
+            "nope_0191c1a0-0000-7000-8000-000000000000",
+        ] {
             assert!(parse_cursor(bad).is_none(), "{bad}");
         }
     }

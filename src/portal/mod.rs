@@ -138,20 +138,24 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (Response,), Error = Rej
             }
         })
         .and(warp::method())
-        .and(
-            warp::query::raw()
-                .or(warp::any().map(String::new))
-                .unify(),
-        )
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .and_then(
-            move |path: warp::path::FullPath, method: Method, query: String, headers: HeaderMap, body| {
+            move |path: warp::path::FullPath,
+                  method: Method,
+                  query: String,
+                  headers: HeaderMap,
+                  body| {
                 let portal = portal.clone();
                 async move {
                     let body = crate::web::body::read_body(&headers, body).await;
                     let response = match body {
-                        Ok(body) => portal.handle(path.as_str(), method, &query, headers, body).await,
+                        Ok(body) => {
+                            portal
+                                .handle(path.as_str(), method, &query, headers, body)
+                                .await
+                        }
                         Err(_) => portal.error_page(
                             None,
                             PageError::new(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large."),
@@ -188,7 +192,11 @@ impl Portal {
             method,
             segs,
             query: Form::parse(query.as_bytes()),
-            form: if is_form { Form::parse(&body) } else { Form::default() },
+            form: if is_form {
+                Form::parse(&body)
+            } else {
+                Form::default()
+            },
             headers,
         };
         let segs: Vec<&str> = req.segs.iter().map(String::as_str).collect();

@@ -35,9 +35,7 @@ impl Session {
 
     /// Whether `sent` is this session's CSRF token (constant time).
     pub fn csrf_ok(&self, sent: Option<&str>) -> bool {
-        sent.is_some_and(|s| {
-            bool::from(s.as_bytes().ct_eq(self.row.csrf_token.as_bytes()))
-        })
+        sent.is_some_and(|s| bool::from(s.as_bytes().ct_eq(self.row.csrf_token.as_bytes())))
     }
 }
 
@@ -93,7 +91,12 @@ pub async fn open(
 }
 
 /// The `Set-Cookie` value that stores `value` until `expires_at`.
-pub fn set_cookie(config: &PortalConfig, value: &str, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+pub fn set_cookie(
+    config: &PortalConfig,
+    value: &str,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> String {
     let max_age = (expires_at - now).num_seconds().max(0);
     let secure = if config.secure() { "; Secure" } else { "" };
     format!("{COOKIE}={value}; Path=/portal; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
@@ -117,7 +120,10 @@ mod tests {
         let now = Utc::now();
         let mut c = PortalConfig::default();
         let plain = set_cookie(&c, "v", now + chrono::Duration::seconds(60), now);
-        assert_eq!(plain, "postbox_portal=v; Path=/portal; HttpOnly; SameSite=Lax; Max-Age=60");
+        assert_eq!(
+            plain,
+            "postbox_portal=v; Path=/portal; HttpOnly; SameSite=Lax; Max-Age=60"
+        );
         c.base_url = "https://h.example".into();
         assert!(set_cookie(&c, "v", now, now).ends_with("; Secure"));
         assert!(clear_cookie(&c).contains("Max-Age=0"));

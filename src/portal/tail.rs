@@ -254,7 +254,9 @@ impl Client {
 
 /// The client's events: its reads run in a task of their own, which ends
 /// (closing the tail) as soon as the browser goes away.
-fn events(mut client: Client) -> impl Stream<Item = Result<Event, Infallible>> + Send + Sync + 'static {
+fn events(
+    mut client: Client,
+) -> impl Stream<Item = Result<Event, Infallible>> + Send + Sync + 'static {
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(READ_LIMIT as usize * 2);
     tokio::spawn(async move {
         loop {
@@ -269,9 +271,10 @@ fn events(mut client: Client) -> impl Stream<Item = Result<Event, Infallible>> +
             }
         }
     });
-    futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|e| (Ok(e), rx))
-    })
+    futures_util::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
+    )
 }
 
 impl Portal {

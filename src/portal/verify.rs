@@ -6,8 +6,7 @@ use warp::http::StatusCode;
 
 use super::{path_id, PageResult, Portal, Session};
 use crate::api::deliveries;
-use crate::api::request::{AnyQuery, NoBody, NoQuery, WebhookId};
-use crate::api::webhooks;
+use crate::api::request::{AnyQuery, WebhookId};
 
 impl Portal {
     /// `GET /portal/endpoints/{id}/verify`, and the page after a send.
@@ -18,10 +17,7 @@ impl Portal {
         result: Option<minijinja::Value>,
     ) -> PageResult {
         let id = path_id(id)?;
-        let webhook = webhooks::get(&self.api, self.input(s, WebhookId(id), NoQuery, NoBody))
-            .await?
-            .0
-            .webhook;
+        let webhook = crate::api::wire::Webhook::from(self.owned(s, id).await?);
         Ok(self.page(
             StatusCode::OK,
             Some(s),
@@ -39,24 +35,16 @@ impl Portal {
     /// certificate of an https endpoint.
     pub(super) async fn verify_send(&self, s: &Session, id_raw: &str) -> PageResult {
         let id = path_id(id_raw)?;
-        let test = deliveries::test_send(
-            &self.api,
-            self.input(s, WebhookId(id), AnyQuery, None),
-        )
-        .await?
-        .0;
+        let test = deliveries::test_send(&self.api, self.input(s, WebhookId(id), AnyQuery, None))
+            .await?
+            .0;
         let body = self
             .api
             .store
             .delivery_get(test.delivery_id, id, &s.row.owner_id)
             .await?
             .and_then(|d| d.response_body);
-        let webhook = self
-            .api
-            .store
-            .webhook_get(id, &s.row.owner_id)
-            .await?
-            .ok_or_else(super::PageError::not_found)?;
+        let webhook = self.owned(s, id).await?;
         let (cert, cert_error) = match url::Url::parse(&webhook.url) {
             Ok(u) if u.scheme() == "https" => {
                 match super::cert::inspect(&u, self.api.allow_private_targets, self.api.clock.now())

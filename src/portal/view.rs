@@ -10,7 +10,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("templates/base.html")),
     ("macros.html", include_str!("templates/macros.html")),
     ("endpoints.html", include_str!("templates/endpoints.html")),
-    ("endpoint_form.html", include_str!("templates/endpoint_form.html")),
+    (
+        "endpoint_form.html",
+        include_str!("templates/endpoint_form.html"),
+    ),
     ("endpoint.html", include_str!("templates/endpoint.html")),
     ("secret.html", include_str!("templates/secret.html")),
     ("deliveries.html", include_str!("templates/deliveries.html")),
@@ -82,7 +85,10 @@ mod tests {
                 },
             )
             .unwrap();
-        assert!(html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"), "{html}");
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+            "{html}"
+        );
         assert!(!html.contains("<b>x</b>"));
     }
 }

@@ -113,7 +113,9 @@ pub struct EventRow {
 impl Store {
     /// The owner's event `id`; `None` for another owner's or a deleted one.
     pub async fn event_get(&self, id: Uuid, owner: &str) -> Result<Option<EventRow>, StoreError> {
-        let row = self.row_opt(statement!("event_get"), &[&id, &owner]).await?;
+        let row = self
+            .row_opt(statement!("event_get"), &[&id, &owner])
+            .await?;
         Ok(row.map(|r| EventRow {
             id: r.get("id"),
             event_type: r.get("event_type"),

@@ -15,12 +15,12 @@ pub use delivery::{
 pub use event::{EventRow, Published, EVENT_PUBLISH_SQL};
 pub use event_type::EventType;
 pub use maintenance::{DeletedBatch, MaintenanceLock, Retention};
+pub use portal::{NewPortalSession, PortalSessionRow, PORTAL_TAIL_CHANNEL};
 pub use queue::QueueStatsRow;
 pub use types::{
     ClaimLimits, ClaimedDelivery, CompleteReport, Completion, DeliveryStatus, FanoutResult,
     FANOUT_MAX_DELIVERIES,
 };
-pub use portal::{NewPortalSession, PortalSessionRow, PORTAL_TAIL_CHANNEL};
 pub use webhook::{
     HourlyRow, NewWebhook, TroubledWebhookRow, WebhookHealthRow, WebhookPatch, WebhookRow,
     WebhookStatsRow,

@@ -109,7 +109,8 @@ impl Store {
 
     /// Keeps the deliveries trigger notifying [`PORTAL_TAIL_CHANNEL`] until `until`.
     pub async fn portal_tail_watch(&self, until: DateTime<Utc>) -> Result<(), StoreError> {
-        self.exec(statement!("portal_tail_watch"), &[&until]).await?;
+        self.exec(statement!("portal_tail_watch"), &[&until])
+            .await?;
         Ok(())
     }
 }

@@ -11,11 +11,36 @@ use crate::api_support::Api;
 use crate::portal_support::{client, csrf_of, mint, PortalSession};
 use crate::support::{dispatch_config, publish, spawn_dispatcher, system_clock, Receiver};
 
+/// `GET /api/webhooks/{id}` as `owner`: status and body.
+async fn webhook_of(api: &Api, owner: &str, id: &str) -> (u16, serde_json::Value) {
+    api.call(
+        "GET",
+        &format!("/api/webhooks/{id}"),
+        Some(&api.token(owner)),
+        None,
+    )
+    .await
+}
+
+/// A receiver that answers every request with `status` and `body`.
+async fn answering(status: u16, body: &'static str) -> Receiver {
+    Receiver::start(std::sync::Arc::new(move |_| {
+        crate::support::receiver::Answer {
+            body: body.into(),
+            ..crate::support::receiver::Answer::status(status)
+        }
+    }))
+    .await
+}
+
 #[tokio::test]
 async fn a_link_opens_one_session_with_a_locked_down_cookie() {
     let api = Api::start().await;
     let url = mint(&api, "acme", false).await;
-    assert!(url.starts_with(&format!("{}/portal/login?token=", api.base)), "{url}");
+    assert!(
+        url.starts_with(&format!("{}/portal/login?token=", api.base)),
+        "{url}"
+    );
     let http = client();
     let r = http.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 303);
@@ -72,7 +97,10 @@ async fn an_https_base_url_makes_the_cookie_secure() {
     state.portal.base_url = "https://hooks.example".into();
     let api = Api::serve(db, state).await;
     let url = mint(&api, "acme", false).await;
-    assert!(url.starts_with("https://hooks.example/portal/login?token="), "{url}");
+    assert!(
+        url.starts_with("https://hooks.example/portal/login?token="),
+        "{url}"
+    );
     let local = url.replace("https://hooks.example", &api.base);
     let r = client().get(&local).send().await.unwrap();
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
@@ -92,7 +120,12 @@ async fn minting_links_is_for_admins_and_checks_its_input() {
         .await;
     assert_eq!(status, 403);
     let (status, _) = api
-        .call("POST", "/api/portal/sessions", None, Some(json!({"ownerId": "acme"})))
+        .call(
+            "POST",
+            "/api/portal/sessions",
+            None,
+            Some(json!({"ownerId": "acme"})),
+        )
         .await;
     assert_eq!(status, 401);
     for (body, field) in [
@@ -106,10 +139,18 @@ async fn minting_links_is_for_admins_and_checks_its_input() {
         (json!({"ownerId": "a", "extra": 1}), "extra"),
     ] {
         let (status, err) = api
-            .call("POST", "/api/portal/sessions", Some(&api.admin()), Some(body.clone()))
+            .call(
+                "POST",
+                "/api/portal/sessions",
+                Some(&api.admin()),
+                Some(body.clone()),
+            )
             .await;
         assert_eq!(status, 400, "{body}: {err}");
-        assert!(err["error"]["message"].as_str().unwrap().contains(field), "{body}: {err}");
+        assert!(
+            err["error"]["message"].as_str().unwrap().contains(field),
+            "{body}: {err}"
+        );
     }
     let (status, ok) = api
         .call(
@@ -150,7 +191,11 @@ async fn expired_links_and_sessions_open_nothing() {
     assert_eq!(status, 401);
     assert!(html.contains("session has ended"), "{html}");
     // Without any cookie.
-    let r = client().get(format!("{}/portal/", api.base)).send().await.unwrap();
+    let r = client()
+        .get(format!("{}/portal/", api.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 }
 
@@ -190,7 +235,13 @@ async fn forms_without_the_session_s_csrf_token_change_nothing() {
 async fn every_answer_carries_a_strict_policy_and_no_inline_script() {
     let api = Api::start().await;
     let s = PortalSession::open(&api, "acme", true).await;
-    for path in ["/portal/", "/portal/endpoints/new", "/portal/tail", "/portal/admin", "/portal/nope"] {
+    for path in [
+        "/portal/",
+        "/portal/endpoints/new",
+        "/portal/tail",
+        "/portal/admin",
+        "/portal/nope",
+    ] {
         let r = s
             .http
             .get(format!("{}{path}", api.base))
@@ -214,7 +265,10 @@ async fn every_answer_carries_a_strict_policy_and_no_inline_script() {
         assert_eq!(h["x-frame-options"], "DENY");
         let html = r.text().await.unwrap();
         for tag in html.split("<script").skip(1) {
-            assert!(tag.trim_start().starts_with("src="), "{path}: inline script {tag}");
+            assert!(
+                tag.trim_start().starts_with("src="),
+                "{path}: inline script {tag}"
+            );
         }
         assert!(!html.contains(" style="), "{path}: inline style");
     }
@@ -224,7 +278,10 @@ async fn every_answer_carries_a_strict_policy_and_no_inline_script() {
         .await
         .unwrap();
     assert_eq!(js.status(), 200);
-    assert!(js.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert!(js.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
 }
 
 #[tokio::test]
@@ -244,7 +301,10 @@ async fn allowed_frame_ancestors_are_in_the_policy() {
         .await
         .unwrap();
     let csp = r.headers()["content-security-policy"].to_str().unwrap();
-    assert!(csp.ends_with("frame-ancestors https://app.example.com 'self'"), "{csp}");
+    assert!(
+        csp.ends_with("frame-ancestors https://app.example.com 'self'"),
+        "{csp}"
+    );
     assert!(r.headers().get("x-frame-options").is_none());
 }
 
@@ -252,7 +312,10 @@ async fn allowed_frame_ancestors_are_in_the_policy() {
 async fn another_owner_s_ids_are_not_found() {
     let api = Api::start().await;
     let theirs = api
-        .create("other", json!({"name": "theirs", "url": "http://127.0.0.1:9/h", "events": ["*"]}))
+        .create(
+            "other",
+            json!({"name": "theirs", "url": "http://127.0.0.1:9/h", "events": ["*"]}),
+        )
         .await;
     let id = theirs["id"].as_str().unwrap();
     let s = PortalSession::open(&api, "acme", false).await;
@@ -270,13 +333,14 @@ async fn another_owner_s_ids_are_not_found() {
     }
     for action in ["delete", "rotate", "verify", "edit"] {
         let (status, _, _) = s
-            .post(&format!("/portal/endpoints/{id}/{action}"), &[("name", "x")])
+            .post(
+                &format!("/portal/endpoints/{id}/{action}"),
+                &[("name", "x")],
+            )
             .await;
         assert_eq!(status, 404, "{action}");
     }
-    let (status, still) = api
-        .call("GET", &format!("/api/webhooks/{id}"), Some(&api.token("other")), None)
-        .await;
+    let (status, still) = webhook_of(&api, "other", id).await;
     assert_eq!(status, 200);
     assert_eq!(still["data"]["name"], "theirs");
     // The operator view is for admin links only.
@@ -289,14 +353,15 @@ async fn another_owner_s_ids_are_not_found() {
 #[tokio::test]
 async fn script_tags_in_names_payloads_and_bodies_are_shown_as_text() {
     let api = Api::start().await;
-    let receiver = Receiver::start(std::sync::Arc::new(|_| crate::support::receiver::Answer {
-        body: "<script>alert('body')</script>".into(),
-        ..crate::support::receiver::Answer::status(500)
-    }))
-    .await;
+    let receiver = answering(500, "<script>alert('body')</script>").await;
     let s = PortalSession::open(&api, "acme", false).await;
     let id = s
-        .create(&api, "<script>alert('name')</script>", &receiver.url(), &["project.*"])
+        .create(
+            &api,
+            "<script>alert('name')</script>",
+            &receiver.url(),
+            &["project.*"],
+        )
         .await;
     let db = api.db.client().await;
     publish(
@@ -324,8 +389,13 @@ async fn script_tags_in_names_payloads_and_bodies_are_shown_as_text() {
         assert_eq!(status, 200, "{path}: {html}");
         assert!(!html.contains("<script>alert"), "{path}: unescaped");
     }
-    let (_, page) = s.get(&format!("/portal/endpoints/{id}/deliveries/{did}")).await;
-    assert!(page.contains("&lt;script&gt;alert("), "payload as text: {page}");
+    let (_, page) = s
+        .get(&format!("/portal/endpoints/{id}/deliveries/{did}"))
+        .await;
+    assert!(
+        page.contains("&lt;script&gt;alert("),
+        "payload as text: {page}"
+    );
     assert!(page.contains("Response body"), "the attempt's body: {page}");
     assert!(page.contains("500"));
 }
@@ -338,32 +408,58 @@ async fn the_log_filters_by_status_type_and_time_and_pages_by_key() {
     let id = s.create(&api, "hook", &receiver.url(), &["*"]).await;
     let db = api.db.client().await;
     for i in 0..60 {
-        let ty = if i % 3 == 0 { "user.created" } else { "project.created" };
+        let ty = if i % 3 == 0 {
+            "user.created"
+        } else {
+            "project.created"
+        };
         publish(&db, ty, json!({"i": i}), "acme").await;
     }
     let dispatcher = spawn_dispatcher(api.db.store(), dispatch_config(), system_clock());
     receiver.wait_for(60, Duration::from_secs(30)).await;
     dispatcher.shutdown().await;
     let (status, html) = s
-        .get(&format!("/portal/endpoints/{id}/deliveries?type=user.created&status=success&within=1h"))
+        .get(&format!(
+            "/portal/endpoints/{id}/deliveries?type=user.created&status=success&within=1h"
+        ))
         .await;
     assert_eq!(status, 200, "{html}");
-    assert_eq!(html.matches("<code>user.created</code>").count(), 20, "{html}");
+    assert_eq!(
+        html.matches("<code>user.created</code>").count(),
+        20,
+        "{html}"
+    );
     assert!(!html.contains("<code>project.created</code>"));
     // Unfiltered: a page of 50 and a cursor to the last 10.
     let (_, first) = s.get(&format!("/portal/endpoints/{id}/deliveries")).await;
-    assert_eq!(first.matches("data-label=\"Created\"").count(), 50, "{first}");
+    assert_eq!(
+        first.matches("data-label=\"Created\"").count(),
+        50,
+        "{first}"
+    );
     let at = first.find("before=").expect("an Older link") + 7;
     let cursor: String = first[at..].chars().take_while(|c| *c != '"').collect();
     let cursor = cursor.replace("&amp;", "&");
     let (_, older) = s
-        .get(&format!("/portal/endpoints/{id}/deliveries?before={cursor}"))
+        .get(&format!(
+            "/portal/endpoints/{id}/deliveries?before={cursor}"
+        ))
         .await;
-    assert_eq!(older.matches("data-label=\"Created\"").count(), 10, "{older}");
+    assert_eq!(
+        older.matches("data-label=\"Created\"").count(),
+        10,
+        "{older}"
+    );
     assert!(!older.contains("before="), "the end of the log");
     // Bad filters are a 400 that names them.
-    for (q, field) in [("status=nope", "status"), ("within=2y", "within"), ("before=x", "before")] {
-        let (status, html) = s.get(&format!("/portal/endpoints/{id}/deliveries?{q}")).await;
+    for (q, field) in [
+        ("status=nope", "status"),
+        ("within=2y", "within"),
+        ("before=x", "before"),
+    ] {
+        let (status, html) = s
+            .get(&format!("/portal/endpoints/{id}/deliveries?{q}"))
+            .await;
         assert_eq!(status, 400, "{q}");
         assert!(html.contains(field), "{q}: {html}");
     }
@@ -372,11 +468,7 @@ async fn the_log_filters_by_status_type_and_time_and_pages_by_key() {
 #[tokio::test]
 async fn verify_sends_a_test_and_shows_the_answer() {
     let api = Api::start().await;
-    let receiver = Receiver::start(std::sync::Arc::new(|_| crate::support::receiver::Answer {
-        body: "pong from receiver".into(),
-        ..crate::support::receiver::Answer::status(200)
-    }))
-    .await;
+    let receiver = answering(200, "pong from receiver").await;
     let s = PortalSession::open(&api, "acme", false).await;
     let id = s.create(&api, "hook", &receiver.url(), &["*"]).await;
     let (status, _, html) = s.post(&format!("/portal/endpoints/{id}/verify"), &[]).await;
@@ -398,14 +490,20 @@ async fn retry_rotate_edit_and_delete_go_through_the_api() {
     let at = verify.find("/deliveries/").unwrap() + 12;
     let did = &verify[at..at + 36];
     let (status, location, _) = s
-        .post(&format!("/portal/endpoints/{id}/deliveries/{did}/retry"), &[])
+        .post(
+            &format!("/portal/endpoints/{id}/deliveries/{did}/retry"),
+            &[],
+        )
         .await;
     assert_eq!(status, 303);
     assert!(location.ends_with("?retried=1"));
     let (_, page) = s.get(&location).await;
     assert!(page.contains("Queued again"));
     let (status, _, rotated) = s
-        .post(&format!("/portal/endpoints/{id}/rotate"), &[("grace_seconds", "3600")])
+        .post(
+            &format!("/portal/endpoints/{id}/rotate"),
+            &[("grace_seconds", "3600")],
+        )
         .await;
     assert_eq!(status, 200, "{rotated}");
     assert!(rotated.contains("whsec_") && rotated.contains("keeps signing too until"));
@@ -413,15 +511,30 @@ async fn retry_rotate_edit_and_delete_go_through_the_api() {
     let (status, _, form) = s
         .post(
             &format!("/portal/endpoints/{id}/edit"),
-            &[("name", "hook"), ("url", "ftp://x"), ("events", "*"), ("max_retries", "3"), ("retry_delay", "60")],
+            &[
+                ("name", "hook"),
+                ("url", "ftp://x"),
+                ("events", "*"),
+                ("max_retries", "3"),
+                ("retry_delay", "60"),
+            ],
         )
         .await;
     assert_eq!(status, 400, "{form}");
-    assert!(form.contains("url:") && form.contains("aria-invalid"), "{form}");
+    assert!(
+        form.contains("url:") && form.contains("aria-invalid"),
+        "{form}"
+    );
     let (status, _, form) = s
         .post(
             &format!("/portal/endpoints/{id}/edit"),
-            &[("name", "hook"), ("url", &receiver.url()), ("events", "*"), ("max_retries", "11"), ("retry_delay", "60")],
+            &[
+                ("name", "hook"),
+                ("url", &receiver.url()),
+                ("events", "*"),
+                ("max_retries", "11"),
+                ("retry_delay", "60"),
+            ],
         )
         .await;
     assert_eq!(status, 400);
@@ -429,22 +542,25 @@ async fn retry_rotate_edit_and_delete_go_through_the_api() {
     let (status, location, _) = s
         .post(
             &format!("/portal/endpoints/{id}/edit"),
-            &[("name", "renamed"), ("url", &receiver.url()), ("events", "user.*"), ("max_retries", "2"), ("retry_delay", "30"), ("headers", "X-Team: core")],
+            &[
+                ("name", "renamed"),
+                ("url", &receiver.url()),
+                ("events", "user.*"),
+                ("max_retries", "2"),
+                ("retry_delay", "30"),
+                ("headers", "X-Team: core"),
+            ],
         )
         .await;
     assert_eq!(status, 303);
     assert_eq!(location, format!("/portal/endpoints/{id}"));
-    let (_, w) = api
-        .call("GET", &format!("/api/webhooks/{id}"), Some(&api.token("acme")), None)
-        .await;
+    let (_, w) = webhook_of(&api, "acme", &id).await;
     assert_eq!(w["data"]["name"], "renamed");
     assert_eq!(w["data"]["events"], json!(["user.*"]));
     assert_eq!(w["data"]["headers"], json!({"x-team": "core"}));
     let (status, location, _) = s.post(&format!("/portal/endpoints/{id}/delete"), &[]).await;
     assert_eq!((status, location.as_str()), (303, "/portal/?deleted=1"));
-    let (status, _) = api
-        .call("GET", &format!("/api/webhooks/{id}"), Some(&api.token("acme")), None)
-        .await;
+    let (status, _) = webhook_of(&api, "acme", &id).await;
     assert_eq!(status, 404);
 }
 
@@ -462,7 +578,10 @@ async fn the_live_tail_streams_new_deliveries_and_their_outcomes() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
     let mut body = r.bytes_stream();
     // The tail's listener turns the trigger's NOTIFY on.
     let db = api.db.client().await;
@@ -519,7 +638,10 @@ async fn the_operator_view_shows_the_queue_and_controls_it() {
     assert_eq!(status, 200, "{html}");
     assert!(html.contains("Queue") && html.contains("project.created"));
     let (status, location, _) = s.post("/portal/admin/pause", &[]).await;
-    assert_eq!((status, location.as_str()), (303, "/portal/admin?done=paused"));
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/portal/admin?done=paused")
+    );
     let (_, stats) = api
         .call("GET", "/api/webhooks/queue/stats", Some(&api.admin()), None)
         .await;
@@ -548,14 +670,28 @@ async fn signing_out_ends_the_session() {
 async fn the_cli_prints_a_link_that_opens_the_portal() {
     let api = Api::start().await;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_postbox"))
-        .args(["portal-link", "--sub", "cli-owner", "--ttl", "5m", "--base-url"])
+        .args([
+            "portal-link",
+            "--sub",
+            "cli-owner",
+            "--ttl",
+            "5m",
+            "--base-url",
+        ])
         .arg(&api.base)
         .env("DATABASE_URL", &api.db.url)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    assert!(url.starts_with(&format!("{}/portal/login?token=", api.base)), "{url}");
+    assert!(
+        url.starts_with(&format!("{}/portal/login?token=", api.base)),
+        "{url}"
+    );
     let r = client().get(&url).send().await.unwrap();
     assert_eq!(r.status(), 303);
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_postbox"))

@@ -61,7 +61,9 @@ async fn start_driver(path: PathBuf) -> Driver {
         .spawn()
         .expect("chromedriver starts");
     crate::support::wait_until("chromedriver answers", WAIT, || async move {
-        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
     })
     .await;
     Driver {
@@ -104,7 +106,9 @@ async fn shoot(c: &Client, name: &str) {
             .unwrap()
             .as_u64()
             .unwrap_or(height as u64) as u32;
-        c.set_window_size(width, h.clamp(height, 4000)).await.unwrap();
+        c.set_window_size(width, h.clamp(height, 4000))
+            .await
+            .unwrap();
         let png = c.screenshot().await.unwrap();
         std::fs::write(dir.join(format!("{name}-{suffix}.png")), png).unwrap();
     }
@@ -119,6 +123,24 @@ async fn text_of(c: &Client, css: &str) -> String {
         .unwrap_or_else(|e| panic!("{css}: {e}"))
         .text()
         .await
+        .unwrap()
+}
+
+async fn click(c: &Client, at: Locator<'_>) {
+    c.find(at).await.unwrap().click().await.unwrap();
+}
+
+async fn type_into(c: &Client, at: Locator<'_>, text: &str) {
+    c.find(at).await.unwrap().send_keys(text).await.unwrap();
+}
+
+async fn value(c: &Client, at: Locator<'_>) -> String {
+    c.find(at)
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
         .unwrap()
 }
 
@@ -157,7 +179,10 @@ async fn the_main_flows_work_in_a_real_browser() {
     let receiver = Receiver::ok().await;
     let dispatcher = spawn_dispatcher(api.db.store(), dispatch_config(), system_clock());
     let theirs = api
-        .create("other", json!({"name": "theirs", "url": "http://127.0.0.1:9/h", "events": ["*"]}))
+        .create(
+            "other",
+            json!({"name": "theirs", "url": "http://127.0.0.1:9/h", "events": ["*"]}),
+        )
         .await;
     let driver = start_driver(path).await;
     let c = browser(&driver).await;
@@ -168,12 +193,7 @@ async fn the_main_flows_work_in_a_real_browser() {
     wait_text(&c, "No endpoints yet").await;
     assert_eq!(c.current_url().await.unwrap().path(), "/portal/");
     // Keyboard: the first Tab reaches the skip link.
-    c.find(Locator::Css("body"))
-        .await
-        .unwrap()
-        .send_keys("\u{E004}")
-        .await
-        .unwrap();
+    type_into(&c, Locator::Css("body"), "\u{E004}").await;
     let focused = c
         .execute("return document.activeElement.className", vec![])
         .await
@@ -182,21 +202,20 @@ async fn the_main_flows_work_in_a_real_browser() {
     shoot(&c, "endpoints-empty").await;
 
     // Create an endpoint with the form and the event type picker.
-    c.find(Locator::LinkText("Create your first endpoint"))
-        .await
-        .unwrap()
-        .click()
+    click(&c, Locator::LinkText("Create your first endpoint")).await;
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("f-name"))
         .await
         .unwrap();
-    c.wait().at_most(WAIT).for_element(Locator::Id("f-name")).await.unwrap();
     shoot(&c, "endpoint-new").await;
-    c.find(Locator::Id("f-name")).await.unwrap().send_keys("Orders <b>bot</b>").await.unwrap();
-    c.find(Locator::Id("f-url")).await.unwrap().send_keys(&receiver.url()).await.unwrap();
-    c.find(Locator::Css("input[value='project.*']")).await.unwrap().click().await.unwrap();
-    c.find(Locator::Css("input[value='webhook.test']")).await.unwrap().click().await.unwrap();
-    c.find(Locator::Css("form.stack button[type=submit]")).await.unwrap().click().await.unwrap();
+    type_into(&c, Locator::Id("f-name"), "Orders <b>bot</b>").await;
+    type_into(&c, Locator::Id("f-url"), &receiver.url()).await;
+    click(&c, Locator::Css("input[value='project.*']")).await;
+    click(&c, Locator::Css("input[value='webhook.test']")).await;
+    click(&c, Locator::Css("form.stack button[type=submit]")).await;
     wait_text(&c, "shown this once").await;
-    let first_secret = c.find(Locator::Id("secret")).await.unwrap().prop("value").await.unwrap().unwrap();
+    let first_secret = value(&c, Locator::Id("secret")).await;
     assert!(first_secret.starts_with("whsec_"));
     shoot(&c, "secret").await;
     let id = c
@@ -234,11 +253,22 @@ async fn the_main_flows_work_in_a_real_browser() {
     shoot(&c, "tail").await;
 
     // Open its attempts.
-    row.find(Locator::Css("a")).await.unwrap().click().await.unwrap();
+    row.find(Locator::Css("a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     wait_text(&c, "Attempts").await;
     let payload = text_of(&c, "pre.code").await;
-    assert!(payload.contains("<script>window.__pwned = 1</script>"), "shown as text: {payload}");
-    let pwned = c.execute("return window.__pwned === undefined", vec![]).await.unwrap();
+    assert!(
+        payload.contains("<script>window.__pwned = 1</script>"),
+        "shown as text: {payload}"
+    );
+    let pwned = c
+        .execute("return window.__pwned === undefined", vec![])
+        .await
+        .unwrap();
     assert_eq!(pwned, json!(true), "the payload's script never ran");
     let attempts = text_of(&c, "#h-attempts + table tbody").await;
     assert!(attempts.contains("200"), "{attempts}");
@@ -248,32 +278,42 @@ async fn the_main_flows_work_in_a_real_browser() {
     shoot(&c, "delivery").await;
 
     // Retry it: a second request arrives.
-    c.find(Locator::Css("form[action$='/retry'] button")).await.unwrap().click().await.unwrap();
+    click(&c, Locator::Css("form[action$='/retry'] button")).await;
     wait_text(&c, "Queued again").await;
     receiver.wait_for(2, WAIT).await;
 
     // The endpoint's page, its log, verify.
-    c.goto(&format!("{}/portal/endpoints/{id}", api.base)).await.unwrap();
+    c.goto(&format!("{}/portal/endpoints/{id}", api.base))
+        .await
+        .unwrap();
     wait_text(&c, "Statistics").await;
     shoot(&c, "endpoint").await;
-    c.goto(&format!("{}/portal/endpoints/{id}/deliveries", api.base)).await.unwrap();
+    c.goto(&format!("{}/portal/endpoints/{id}/deliveries", api.base))
+        .await
+        .unwrap();
     wait_text(&c, "project.created").await;
     shoot(&c, "deliveries").await;
-    c.goto(&format!("{}/portal/endpoints/{id}/verify", api.base)).await.unwrap();
-    c.find(Locator::Css("main form button")).await.unwrap().click().await.unwrap();
+    c.goto(&format!("{}/portal/endpoints/{id}/verify", api.base))
+        .await
+        .unwrap();
+    click(&c, Locator::Css("main form button")).await;
     wait_text(&c, "Delivered").await;
     shoot(&c, "verify").await;
 
     // Rotate the secret (the confirm-free form).
-    c.goto(&format!("{}/portal/endpoints/{id}", api.base)).await.unwrap();
-    c.find(Locator::Css("form[action$='/rotate'] button")).await.unwrap().click().await.unwrap();
+    c.goto(&format!("{}/portal/endpoints/{id}", api.base))
+        .await
+        .unwrap();
+    click(&c, Locator::Css("form[action$='/rotate'] button")).await;
     wait_text(&c, "Secret rotated").await;
-    let second = c.find(Locator::Id("secret")).await.unwrap().prop("value").await.unwrap().unwrap();
+    let second = value(&c, Locator::Id("secret")).await;
     assert!(second.starts_with("whsec_") && second != first_secret);
 
     // Another owner's endpoint is not found.
     let other = theirs["id"].as_str().unwrap();
-    c.goto(&format!("{}/portal/endpoints/{other}", api.base)).await.unwrap();
+    c.goto(&format!("{}/portal/endpoints/{other}", api.base))
+        .await
+        .unwrap();
     wait_text(&c, "Not found").await;
     let body = text_of(&c, "main").await;
     assert!(!body.contains("theirs"));

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::api_support::Api;
 use crate::portal_support::PortalSession;
-use crate::scale::{measure, FILL};
+use crate::scale::{assert_on_indexes, FILL};
 
 macro_rules! sql_file {
     ($name:literal) => {
@@ -92,24 +92,7 @@ async fn every_portal_page_stays_on_indexes_at_scale() {
         ),
         (sql_file!("webhook_list_troubled"), "50".into()),
     ];
-    let mut scans = vec![];
-    for mode in ["auto", "force_generic_plan"] {
-        c.batch_execute(&format!("SET plan_cache_mode = {mode}"))
-            .await
-            .unwrap();
-        for ((name, sql), args) in &cases {
-            let (best, plan) = measure(&c, sql, args).await;
-            if mode == "auto" {
-                println!("=== {name}: best of 3 {:.2} ms\n{plan}\n", best.as_secs_f64() * 1e3);
-            }
-            for table in ["deliveries", "events", "delivery_attempts"] {
-                if plan.contains(&format!("Seq Scan on {table}")) {
-                    scans.push(format!("{name}({args}) [{mode}] scans {table}:\n{plan}"));
-                }
-            }
-        }
-    }
-    assert!(scans.is_empty(), "sequential scans of history:\n{}", scans.join("\n\n"));
+    assert_on_indexes(&c, &cases).await;
 
     // Every page over real HTTP, as owner_0 with the operator view.
     let s = PortalSession::open(&api, "owner_0", true).await;

@@ -115,7 +115,12 @@ impl PortalSession {
         assert_eq!(status, 201, "{html}");
         assert!(html.contains("whsec_"), "the secret is shown once");
         let (_, list) = api
-            .call("GET", "/api/webhooks", Some(&api.token(&self.owner(api).await)), None)
+            .call(
+                "GET",
+                "/api/webhooks",
+                Some(&api.token(&self.owner(api).await)),
+                None,
+            )
             .await;
         list["data"]
             .as_array()
