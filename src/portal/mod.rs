@@ -272,7 +272,7 @@ impl Portal {
             ["endpoints", id, "verify"] if get => self.verify_page(s, id, None).await,
             ["endpoints", id, "verify"] if post => self.verify_send(s, id).await,
             ["tail"] if get => self.tail_page(s),
-            ["tail", "stream"] if get => Ok(self.tail_stream(s)),
+            ["tail", "stream"] if get => self.tail_stream(s),
             ["admin"] if get => self.admin(s, req).await,
             ["admin", action] if post => self.admin_action(s, req, action).await,
             _ => Err(PageError::not_found()),

@@ -21,7 +21,6 @@ use futures_util::{future, Stream, StreamExt};
 use tokio::sync::watch;
 use tokio_postgres::AsyncMessage;
 use uuid::Uuid;
-use warp::reply::Response;
 use warp::sse::Event;
 use warp::Reply;
 
@@ -42,6 +41,8 @@ const LATE_COMMIT: chrono::Duration = chrono::Duration::seconds(10);
 /// How long the trigger keeps notifying after the last renewal, and how often it is renewed.
 const WATCH_FOR: chrono::Duration = chrono::Duration::seconds(30);
 const RENEW_EVERY: Duration = Duration::from_secs(10);
+/// Tails open at once per process; more get 503 (each costs up to 4 reads a second).
+pub const MAX_TAILS: usize = 256;
 /// Rows a client remembers (to send only changes).
 const SEEN_MAX: usize = 500;
 
@@ -81,10 +82,14 @@ impl Hub {
         }))
     }
 
-    /// Opens a tail, starting the listener if it is the first.
-    pub fn subscribe(&self) -> Subscription {
+    /// Opens a tail, starting the listener if it is the first; `None` when
+    /// [`MAX_TAILS`] are open.
+    pub fn subscribe(&self) -> Option<Subscription> {
         let start = {
             let mut s = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+            if s.0 >= MAX_TAILS {
+                return None;
+            }
             s.0 += 1;
             let start = !s.1;
             s.1 = true;
@@ -93,10 +98,10 @@ impl Hub {
         if start {
             tokio::spawn(listen(self.clone()));
         }
-        Subscription {
+        Some(Subscription {
             hub: self.clone(),
             wake: self.0.wake.subscribe(),
-        }
+        })
     }
 
     /// Whether the listener should stop (no tail open); clears its flag if so.
@@ -253,12 +258,16 @@ impl Client {
 }
 
 /// The client's events: its reads run in a task of their own, which ends
-/// (closing the tail) as soon as the browser goes away.
+/// (closing the tail) as soon as the browser goes away, or when the session
+/// does (`until`: the browser's reconnection then meets a 401).
 fn events(
     mut client: Client,
+    until: tokio::time::Instant,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send + Sync + 'static {
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(READ_LIMIT as usize * 2);
     tokio::spawn(async move {
+        let ended = tokio::time::sleep_until(until);
+        tokio::pin!(ended);
         loop {
             while let Some(e) = client.queue.pop() {
                 if tx.send(e).await.is_err() {
@@ -267,6 +276,7 @@ fn events(
             }
             tokio::select! {
                 _ = tx.closed() => return,
+                _ = &mut ended => return,
                 _ = client.next_batch() => {}
             }
         }
@@ -289,10 +299,17 @@ impl Portal {
     }
 
     /// `GET /portal/tail/stream`: the event stream (`text/event-stream`).
-    pub(super) fn tail_stream(&self, s: &Session) -> Response {
+    pub(super) fn tail_stream(&self, s: &Session) -> super::PageResult {
         let now = self.api.clock.now();
+        let sub = self.tail.subscribe().ok_or_else(|| {
+            super::PageError::new(
+                warp::http::StatusCode::SERVICE_UNAVAILABLE,
+                "Too many live tails are open on this server; try again later.",
+            )
+        })?;
+        let left = (s.row.expires_at - now).to_std().unwrap_or_default();
         let client = Client {
-            sub: self.tail.subscribe(),
+            sub,
             store: self.api.store.clone(),
             owner: s.row.owner_id.clone(),
             since: now - FIRST_LOOKBACK,
@@ -300,11 +317,11 @@ impl Portal {
             queue: vec![],
             last_read: None,
         };
-        warp::sse::reply(
+        Ok(warp::sse::reply(
             warp::sse::keep_alive()
                 .interval(Duration::from_secs(15))
-                .stream(events(client)),
+                .stream(events(client, tokio::time::Instant::now() + left)),
         )
-        .into_response()
+        .into_response())
     }
 }

@@ -702,3 +702,38 @@ async fn the_cli_prints_a_link_that_opens_the_portal() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("lifetime"));
 }
+
+#[tokio::test]
+async fn the_live_tail_ends_with_its_session() {
+    let api = Api::start().await;
+    let s = PortalSession::open(&api, "acme", false).await;
+    api.db
+        .client()
+        .await
+        .execute(
+            "UPDATE postbox.portal_sessions SET expires_at = now() + interval '1 second'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let r = s
+        .http
+        .get(format!("{}/portal/tail/stream", api.base))
+        .header("cookie", &s.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(chunk) = body.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream ends when the session does");
+    let (status, _) = s.get("/portal/tail/stream").await;
+    assert_eq!(status, 401, "and reconnecting is refused");
+}
