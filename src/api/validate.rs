@@ -506,6 +506,7 @@ pub fn portal_owner_schema() -> ObjectBuilder {
     string()
         .min_length(Some(1))
         .max_length(Some(crate::api::auth::MAX_SUB_LEN))
+        .pattern(Some(NO_NUL))
         .description(Some("the owner whose portal the link opens"))
 }
 

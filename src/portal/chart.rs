@@ -130,7 +130,8 @@ impl Charts {
             if let Some(m) = h.mean_ms {
                 let p = (
                     round1(i as f64 * step + step / 2.0),
-                    round1(HEIGHT - HEIGHT * m / top),
+                    // A little room at the top, so the dot of the highest hour shows whole.
+                    round1(HEIGHT - (HEIGHT - 4.0) * m / top),
                 );
                 points.push(format!("{},{}", p.0, p.1));
                 h.point = Some(p);
@@ -210,8 +211,8 @@ mod tests {
         assert_eq!(c.hours[1].bar.as_ref().unwrap().h, HEIGHT);
         assert!(c.hours[2].bar.is_none());
         assert_eq!(c.latency_top_ms, 50.0);
-        assert_eq!(c.hours[1].point, Some((180.0, 24.0)));
-        assert_eq!(c.latency_points, "180,24");
+        assert_eq!(c.hours[1].point, Some((180.0, 27.2)));
+        assert_eq!(c.latency_points, "180,27.2");
         assert!(c.any_rate && c.any_latency);
     }
 

@@ -31,7 +31,10 @@ pub struct LinkRequest {
 /// Why a link cannot be minted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LinkError {
-    #[error("the owner id must be 1-{} characters", crate::api::auth::MAX_SUB_LEN)]
+    #[error(
+        "the owner id must be 1-{} characters, none of them NUL",
+        crate::api::auth::MAX_SUB_LEN
+    )]
     Owner,
     #[error("the lifetime must be {}-{} seconds", LINK_TTL_SECONDS.0, LINK_TTL_SECONDS.1)]
     Ttl,
@@ -41,7 +44,10 @@ impl LinkRequest {
     /// Checks the owner (as a token's `sub`: 1-255 characters) and the
     /// lifetime (10 s to 1 day).
     pub fn new(owner: &str, admin: bool, ttl: Duration) -> Result<LinkRequest, LinkError> {
-        if owner.is_empty() || owner.chars().count() > crate::api::auth::MAX_SUB_LEN {
+        if owner.is_empty()
+            || owner.chars().count() > crate::api::auth::MAX_SUB_LEN
+            || owner.contains('\0')
+        {
             return Err(LinkError::Owner);
         }
         let ttl_seconds = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
@@ -120,6 +126,10 @@ mod tests {
         let s = Duration::from_secs;
         assert!(LinkRequest::new("acme", false, s(900)).is_ok());
         assert_eq!(LinkRequest::new("", false, s(900)), Err(LinkError::Owner));
+        assert_eq!(
+            LinkRequest::new("a\0b", false, s(900)),
+            Err(LinkError::Owner)
+        );
         assert_eq!(
             LinkRequest::new(&"x".repeat(256), false, s(900)),
             Err(LinkError::Owner)

@@ -372,7 +372,7 @@ impl Portal {
     /// Adds the security headers every portal answer carries.
     fn secure(&self, mut r: Response) -> Response {
         let csp = format!(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
              connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors {}",
             self.api.portal.frame_ancestors
         );

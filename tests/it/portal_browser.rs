@@ -250,6 +250,12 @@ async fn the_main_flows_work_in_a_real_browser() {
     assert!(row.text().await.unwrap().contains("project.created"));
     wait_text(&c, "success").await;
     receiver.wait_for(1, WAIT).await;
+    // A few more, for the screenshot: they join the top of the table.
+    for ty in ["project.updated", "project.updated", "project.deleted"] {
+        publish(&db, ty, json!({"id": 42}), "acme").await;
+    }
+    receiver.wait_for(4, WAIT).await;
+    wait_text(&c, "project.deleted").await;
     shoot(&c, "tail").await;
 
     // Open its attempts.
@@ -280,7 +286,7 @@ async fn the_main_flows_work_in_a_real_browser() {
     // Retry it: a second request arrives.
     click(&c, Locator::Css("form[action$='/retry'] button")).await;
     wait_text(&c, "Queued again").await;
-    receiver.wait_for(2, WAIT).await;
+    receiver.wait_for(5, WAIT).await;
 
     // The endpoint's page, its log, verify.
     c.goto(&format!("{}/portal/endpoints/{id}", api.base))
