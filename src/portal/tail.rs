@@ -183,6 +183,9 @@ async fn listen_once(hub: &Hub) -> Result<(), String> {
 struct Client {
     sub: Subscription,
     store: Store,
+    clock: SharedClock,
+    /// The session's id hash: the tail ends when the session does.
+    session: Vec<u8>,
     owner: String,
     since: DateTime<Utc>,
     /// Per row sent: (status, attempts) as last sent.
@@ -201,7 +204,10 @@ fn in_flight(s: DeliveryStatus) -> bool {
 impl Client {
     /// Waits for a wake-up (not before the first read), at most one read
     /// per [`COALESCE`], then reads and queues the changes.
-    async fn next_batch(&mut self) {
+    /// False when the session has ended (signed out, revoked, expired):
+    /// the stream stops. Checked on every read, and the listener pokes every
+    /// tail at least every 10 s.
+    async fn next_batch(&mut self) -> bool {
         if let Some(last) = self.last_read {
             if self.sub.wake.changed().await.is_err() {
                 // The hub is gone (the server is stopping): idle until dropped.
@@ -211,9 +217,22 @@ impl Client {
         }
         self.sub.wake.borrow_and_update();
         self.last_read = Some(tokio::time::Instant::now());
+        match self
+            .store
+            .portal_session_get(&self.session, self.clock.now())
+            .await
+        {
+            Ok(None) => return false,
+            Ok(Some(_)) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "live tail: cannot check the session; the next wake-up tries again");
+                return true;
+            }
+        }
         if let Err(e) = self.read().await {
             tracing::warn!(error = %e, "live tail: read failed; the next wake-up tries again");
         }
+        true
     }
 
     async fn read(&mut self) -> Result<(), crate::store::StoreError> {
@@ -277,7 +296,7 @@ fn events(
             tokio::select! {
                 _ = tx.closed() => return,
                 _ = &mut ended => return,
-                _ = client.next_batch() => {}
+                live = client.next_batch() => if !live { return },
             }
         }
     });
@@ -311,6 +330,8 @@ impl Portal {
         let client = Client {
             sub,
             store: self.api.store.clone(),
+            clock: self.api.clock.clone(),
+            session: s.id_hash.clone(),
             owner: s.row.owner_id.clone(),
             since: now - FIRST_LOOKBACK,
             seen: HashMap::new(),
