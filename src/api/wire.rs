@@ -408,7 +408,7 @@ pub struct Empty {}
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PortalSessionRequest {
     #[serde(default, deserialize_with = "present")]
-    #[schema(schema_with = v::portal_owner_schema)]
+    #[schema(schema_with = v::portal_owner_schema, required = true)]
     pub owner_id: Field,
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = v::portal_ttl_schema)]

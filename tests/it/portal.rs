@@ -737,3 +737,37 @@ async fn the_live_tail_ends_with_its_session() {
     let (status, _) = s.get("/portal/tail/stream").await;
     assert_eq!(status, 401, "and reconnecting is refused");
 }
+
+#[tokio::test]
+async fn a_revoked_session_ends_its_live_tail() {
+    let api = Api::start().await;
+    let s = PortalSession::open(&api, "acme", false).await;
+    let r = s
+        .http
+        .get(format!("{}/portal/tail/stream", api.base))
+        .header("cookie", &s.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    api.db
+        .client()
+        .await
+        .execute(
+            "DELETE FROM postbox.portal_sessions WHERE owner_id = 'acme'",
+            &[],
+        )
+        .await
+        .unwrap();
+    // The listener's renewal pokes every tail at least every 10 s.
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(chunk) = body.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream ends once its session is gone");
+}
