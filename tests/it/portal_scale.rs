@@ -121,3 +121,71 @@ async fn every_portal_page_stays_on_indexes_at_scale() {
         println!("page {page}: best of 3 {:.1} ms", best.as_secs_f64() * 1e3);
     }
 }
+
+/// The live tail at 1,000 events a second (run by hand, it loads the
+/// machine: `cargo test --test it portal_scale::the_live_tail_keeps_up --
+/// --ignored --nocapture`): a tail stays open while 100 events are
+/// published every 100 ms for 10 s and a dispatcher delivers them; it
+/// prints how many updates the tail sent and how late its last one was.
+#[tokio::test]
+#[ignore]
+async fn the_live_tail_keeps_up_at_1000_events_a_second() {
+    use futures_util::StreamExt;
+    let api = Api::start().await;
+    let receiver = crate::support::Receiver::ok().await;
+    let s = PortalSession::open(&api, "acme", false).await;
+    s.create(&api, "hook", &receiver.url(), &["*"]).await;
+    let dispatcher = crate::support::spawn_dispatcher(
+        api.db.store(),
+        crate::support::dispatch_config(),
+        crate::support::system_clock(),
+    );
+    let r = s
+        .http
+        .get(format!("{}/portal/tail/stream", api.base))
+        .header("cookie", &s.cookie)
+        .send()
+        .await
+        .unwrap();
+    let mut body = r.bytes_stream();
+    let reader = tokio::spawn(async move {
+        let (mut events, mut chunks, mut last) = (0usize, 0usize, Instant::now());
+        while let Ok(Some(Ok(chunk))) =
+            tokio::time::timeout(Duration::from_secs(5), body.next()).await
+        {
+            chunks += 1;
+            events += String::from_utf8_lossy(&chunk)
+                .matches("event:delivery")
+                .count();
+            last = Instant::now();
+        }
+        (events, chunks, last)
+    });
+    let c = api.db.client().await;
+    let started = Instant::now();
+    for tick in 0..100u32 {
+        c.execute(
+            "INSERT INTO postbox.events (event_type, owner_id, payload)
+             SELECT 'project.updated', 'acme', jsonb_build_object('i', g) FROM generate_series(1, 100) g",
+            &[],
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep_until(
+            tokio::time::Instant::from_std(started) + Duration::from_millis(100) * (tick + 1),
+        )
+        .await;
+    }
+    let published = started.elapsed();
+    receiver.wait_for(10_000, Duration::from_secs(120)).await;
+    let delivered = started.elapsed();
+    let (events, chunks, last) = reader.await.unwrap();
+    dispatcher.shutdown().await;
+    println!(
+        "published 10,000 events in {:.1} s, all delivered after {:.1} s; the tail sent {events} updates in {chunks} chunks, its last {:.1} s after the start",
+        published.as_secs_f64(),
+        delivered.as_secs_f64(),
+        (last - started).as_secs_f64()
+    );
+    assert!(events > 0);
+}
