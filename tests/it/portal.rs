@@ -771,3 +771,57 @@ async fn a_revoked_session_ends_its_live_tail() {
     .await;
     assert!(ended.is_ok(), "the stream ends once its session is gone");
 }
+
+#[tokio::test]
+async fn verify_reads_the_certificate_of_an_https_endpoint() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    // A certificate from a test CA no browser trusts, valid two days.
+    let dir = std::env::temp_dir().join(format!("postbox-portal-tls-{}", uuid::Uuid::new_v4()));
+    crate::tls::certificates(&dir);
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let _ = acceptor.accept(tcp).await;
+            });
+        }
+    });
+    let api = Api::start().await;
+    let s = PortalSession::open(&api, "acme", false).await;
+    let id = s
+        .create(
+            &api,
+            "tls",
+            &format!("https://127.0.0.1:{port}/hook"),
+            &["*"],
+        )
+        .await;
+    let (status, _, html) = s.post(&format!("/portal/endpoints/{id}/verify"), &[]).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("Not delivered"), "{html}");
+    assert!(html.contains("TLS certificate"), "{html}");
+    assert!(html.contains("CN=db.example"), "subject: {html}");
+    assert!(html.contains("CN=postbox test CA"), "issuer: {html}");
+    assert!(
+        html.contains("does not verify"),
+        "an untrusted chain is a warning: {html}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
