@@ -93,12 +93,27 @@ fn shots() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// Saves the page as `<name>-desktop.png` and `<name>-narrow.png` when asked.
+/// Checks that the page reads at 375 px (nothing wider than the screen, so
+/// no sideways scrolling), and saves it as `<name>-desktop.png` and
+/// `<name>-narrow.png` when screenshots are asked for.
 async fn shoot(c: &Client, name: &str) {
-    let Some(dir) = shots() else { return };
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = shots();
+    if let Some(dir) = &dir {
+        std::fs::create_dir_all(dir).unwrap();
+    }
     for (suffix, width, height) in [("desktop", 1280, 900), ("narrow", 375, 812)] {
         c.set_window_size(width, height).await.unwrap();
+        if suffix == "narrow" {
+            let fits = c
+                .execute(
+                    "return document.documentElement.scrollWidth <= window.innerWidth",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            assert_eq!(fits, json!(true), "{name} is wider than 375 px");
+        }
+        let Some(dir) = &dir else { continue };
         // Full page height, so the screenshot shows the whole page.
         let h = c
             .execute("return document.documentElement.scrollHeight", vec![])
