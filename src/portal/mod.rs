@@ -39,6 +39,7 @@ macro_rules! ctx {
 mod admin;
 mod cert;
 mod chart;
+mod endpoint_form;
 mod endpoints;
 mod form;
 mod link;
