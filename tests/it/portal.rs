@@ -22,6 +22,21 @@ async fn webhook_of(api: &Api, owner: &str, id: &str) -> (u16, serde_json::Value
     .await
 }
 
+/// Whether the stream `body` ends within `limit`.
+async fn ends_within<S>(body: &mut S, limit: Duration) -> Result<(), tokio::time::error::Elapsed>
+where
+    S: futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin,
+{
+    tokio::time::timeout(limit, async {
+        while let Some(chunk) = body.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    })
+    .await
+}
+
 /// A receiver that answers every request with `status` and `body`.
 async fn answering(status: u16, body: &'static str) -> Receiver {
     Receiver::start(std::sync::Arc::new(move |_| {
@@ -242,13 +257,7 @@ async fn every_answer_carries_a_strict_policy_and_no_inline_script() {
         "/portal/admin",
         "/portal/nope",
     ] {
-        let r = s
-            .http
-            .get(format!("{}{path}", api.base))
-            .header("cookie", &s.cookie)
-            .send()
-            .await
-            .unwrap();
+        let r = s.get_raw(path).await;
         let h = r.headers().clone();
         let csp = h["content-security-policy"].to_str().unwrap();
         for part in [
@@ -570,13 +579,7 @@ async fn the_live_tail_streams_new_deliveries_and_their_outcomes() {
     let receiver = Receiver::ok().await;
     let s = PortalSession::open(&api, "acme", false).await;
     s.create(&api, "hook", &receiver.url(), &["*"]).await;
-    let r = s
-        .http
-        .get(format!("{}/portal/tail/stream", api.base))
-        .header("cookie", &s.cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = s.get_raw("/portal/tail/stream").await;
     assert_eq!(r.status(), 200);
     assert!(r.headers()["content-type"]
         .to_str()
@@ -716,23 +719,10 @@ async fn the_live_tail_ends_with_its_session() {
         )
         .await
         .unwrap();
-    let r = s
-        .http
-        .get(format!("{}/portal/tail/stream", api.base))
-        .header("cookie", &s.cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = s.get_raw("/portal/tail/stream").await;
     assert_eq!(r.status(), 200);
     let mut body = r.bytes_stream();
-    let ended = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(chunk) = body.next().await {
-            if chunk.is_err() {
-                break;
-            }
-        }
-    })
-    .await;
+    let ended = ends_within(&mut body, Duration::from_secs(20)).await;
     assert!(ended.is_ok(), "the stream ends when the session does");
     let (status, _) = s.get("/portal/tail/stream").await;
     assert_eq!(status, 401, "and reconnecting is refused");
@@ -742,13 +732,7 @@ async fn the_live_tail_ends_with_its_session() {
 async fn a_revoked_session_ends_its_live_tail() {
     let api = Api::start().await;
     let s = PortalSession::open(&api, "acme", false).await;
-    let r = s
-        .http
-        .get(format!("{}/portal/tail/stream", api.base))
-        .header("cookie", &s.cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = s.get_raw("/portal/tail/stream").await;
     assert_eq!(r.status(), 200);
     let mut body = r.bytes_stream();
     api.db
@@ -761,14 +745,7 @@ async fn a_revoked_session_ends_its_live_tail() {
         .await
         .unwrap();
     // The listener's renewal pokes every tail at least every 10 s.
-    let ended = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(chunk) = body.next().await {
-            if chunk.is_err() {
-                break;
-            }
-        }
-    })
-    .await;
+    let ended = ends_within(&mut body, Duration::from_secs(30)).await;
     assert!(ended.is_ok(), "the stream ends once its session is gone");
 }
 

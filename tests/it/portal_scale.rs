@@ -140,13 +140,7 @@ async fn the_live_tail_keeps_up_at_1000_events_a_second() {
         crate::support::dispatch_config(),
         crate::support::system_clock(),
     );
-    let r = s
-        .http
-        .get(format!("{}/portal/tail/stream", api.base))
-        .header("cookie", &s.cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = s.get_raw("/portal/tail/stream").await;
     let mut body = r.bytes_stream();
     let reader = tokio::spawn(async move {
         let (mut events, mut chunks, mut last) = (0usize, 0usize, Instant::now());

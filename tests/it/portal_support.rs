@@ -63,15 +63,19 @@ impl PortalSession {
         s
     }
 
-    /// GET `path`: status and body.
-    pub async fn get(&self, path: &str) -> (u16, String) {
-        let r = self
-            .http
+    /// GET `path` with the session's cookie: the response, unread.
+    pub async fn get_raw(&self, path: &str) -> reqwest::Response {
+        self.http
             .get(format!("{}{path}", self.base))
             .header("cookie", &self.cookie)
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// GET `path`: status and body.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let r = self.get_raw(path).await;
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
