@@ -91,6 +91,13 @@ pub async fn serve(
     let sender = Sender::new(dispatch_config.sender_config(), clock.clone())
         .map_err(|e| AppError::Dispatch(e.into()))?;
     let api_config = config.api.clone();
+    let mut portal = config.portal.clone();
+    if portal.base_url.is_empty() {
+        // Links point at the address the API actually listens on.
+        if let Some(addr) = api_listener.as_ref().and_then(|l| l.local_addr().ok()) {
+            portal.base_url = format!("http://{addr}");
+        }
+    }
     let state = ApiState {
         store: store.clone(),
         // Without the API role, the state serves /metrics only: no token is ever checked.
@@ -113,6 +120,7 @@ pub async fn serve(
         clock: clock.clone(),
         new_secret: system_secrets(),
         test_lease: dispatch_config.lease(),
+        portal,
     };
 
     let mut roles = tokio::task::JoinSet::new();

@@ -11,9 +11,11 @@ use crate::error::AppError;
 
 mod dispatch;
 mod maintenance;
+mod portal;
 
 pub use dispatch::DispatchConfig;
 pub use maintenance::MaintenanceConfig;
+pub use portal::PortalConfig;
 
 /// Every default, defined once. Durations are written as an operator types
 /// them (`15s`, `24h`), are what `--help` shows, and are turned into a
@@ -56,6 +58,12 @@ pub mod defaults {
     pub const MAINTENANCE_BATCH_SIZE: i64 = 5000;
     /// Lifetime of a token minted by `postbox token` (POSTBOX_TOKEN_TTL).
     pub const TOKEN_TTL: &str = "1h";
+    /// Origins that may embed the portal in a frame (POSTBOX_PORTAL_FRAME_ANCESTORS).
+    pub const PORTAL_FRAME_ANCESTORS: &str = "'none'";
+    /// How long a portal session lasts after its link is opened (POSTBOX_PORTAL_SESSION_TTL).
+    pub const PORTAL_SESSION_TTL: &str = "1h";
+    /// Lifetime of a portal link (`ttlSeconds`, `postbox portal-link --ttl`).
+    pub const PORTAL_LINK_TTL: &str = "15m";
 
     /// A default duration as a [`Duration`], at compile time: a whole number
     /// followed by `ms`, `s`, `m`, `h`, `d` or `w`. Anything else does not
@@ -171,6 +179,8 @@ pub struct ServeConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Apply the migrations at start-up.
     pub migrate: bool,
+    /// The portal (served with the API).
+    pub portal: PortalConfig,
 }
 
 /// A maintenance schedule: a cron expression, checked once.

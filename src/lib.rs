@@ -8,6 +8,7 @@
 //! - `signing`     Standard Webhooks sign/verify, pure
 //! - `net`         which addresses a webhook may reach (SSRF guard)
 //! - `api`         the management API; `route::Route` is the route table as a type
+//! - `portal`      the web portal under /portal/: links, sessions, pages, live tail
 //! - `inbound`     Stripe and Clerk webhooks into `postbox.inbox`
 //! - `web`         HTTP pieces both share: envelope, errors, body reader
 //! - `maintenance` cron scheduler, lease rescue, retention, auto-disable
@@ -32,6 +33,7 @@ pub mod error;
 pub mod inbound;
 pub mod maintenance;
 pub mod net;
+pub mod portal;
 pub mod publish;
 pub mod signing;
 pub mod startup;

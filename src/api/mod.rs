@@ -25,18 +25,19 @@ use crate::dispatch::sender::Sender;
 use crate::store::Store;
 
 pub mod auth;
-mod deliveries;
-mod event_types;
+pub(crate) mod deliveries;
+pub(crate) mod event_types;
 mod events;
 pub mod openapi;
 pub mod ops;
-mod queue;
+mod portal;
+pub(crate) mod queue;
 pub mod reply;
 pub mod request;
 pub mod route;
 pub mod router;
 pub mod validate;
-mod webhooks;
+pub(crate) mod webhooks;
 pub mod wire;
 
 pub use ops::ops_routes;
@@ -75,6 +76,8 @@ pub struct ApiState {
     /// The test delivery's lease: the dispatcher's, so that a crash mid-test
     /// is rescued like any claim.
     pub test_lease: Duration,
+    /// The portal's settings; its `base_url` is never empty here.
+    pub portal: crate::config::PortalConfig,
 }
 
 /// Every route of the API: operations, the incoming webhooks, the management API.
@@ -86,6 +89,7 @@ pub fn routes(state: ApiState) -> impl Filter<Extract = (impl Reply,), Error = I
         clerk_webhook_secret: state.clerk_webhook_secret.clone(),
     };
     ops_routes(state.clone())
+        .or(crate::portal::routes(state.clone()))
         .or(crate::inbound::routes(inbound))
         .or(router::api_routes(state))
         .recover(|rej: warp::Rejection| async move {

@@ -30,7 +30,7 @@ use super::reply::{reference, Answer, Document};
 use super::request::{FromBody, FromPath, FromQuery, Input, NoBody, NoQuery};
 use super::route::{Access, Route};
 use super::wire::Empty;
-use super::{deliveries, event_types, events, queue, webhooks, ApiState};
+use super::{deliveries, event_types, events, portal, queue, webhooks, ApiState};
 use crate::web::body::MAX_BODY;
 use crate::web::ApiError;
 
@@ -102,6 +102,7 @@ pub fn with_handler<'a, V: Visit<'a>>(route: Route, v: V) -> V::Out {
         Route::WebhookTest => v.visit(deliveries::test_send),
         Route::WebhookStats => v.visit(deliveries::stats),
         Route::EventPublish => v.visit(events::publish),
+        Route::PortalSessionCreate => v.visit(portal::create),
     }
 }
 

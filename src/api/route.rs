@@ -103,6 +103,8 @@ routes! {
     WebhookStats,
     /// `POST /api/events`
     EventPublish,
+    /// `POST /api/portal/sessions`
+    PortalSessionCreate,
 }
 
 const fn spec(
@@ -233,6 +235,12 @@ impl Route {
                 "Publish an event for the caller",
             )
             .errors(&[("413", "Request body or event payload over 1 MiB")]),
+            Route::PortalSessionCreate => spec(
+                "POST",
+                "/api/portal/sessions",
+                Admin,
+                "A single-use link that opens the web portal for one owner",
+            ),
         }
     }
 }

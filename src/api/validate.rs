@@ -501,6 +501,35 @@ pub fn recent_deliveries_schema() -> ArrayBuilder {
         .items(utoipa::openapi::Ref::from_schema_name("Delivery"))
         .max_items(Some(RECENT_DELIVERIES as usize))
 }
+/// `ownerId` of a portal link: a token's `sub` rule.
+pub fn portal_owner_schema() -> ObjectBuilder {
+    string()
+        .min_length(Some(1))
+        .max_length(Some(crate::api::auth::MAX_SUB_LEN))
+        .pattern(Some(NO_NUL))
+        .description(Some("the owner whose portal the link opens"))
+}
+
+/// `ttlSeconds` of a portal link.
+pub fn portal_ttl_schema() -> ObjectBuilder {
+    integer(
+        crate::portal::LINK_TTL_SECONDS,
+        crate::portal::DEFAULT_LINK_TTL_SECONDS,
+    )
+    .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+    .description(Some(
+        "seconds the link can be opened (once); absent or null: 900",
+    ))
+}
+
+/// `admin` of a portal link.
+pub fn portal_admin_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Boolean, Type::Null]))
+        .default(Some(json!(false)))
+        .description(Some("open the operator view too; absent or null: false"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

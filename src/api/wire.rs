@@ -402,3 +402,28 @@ pub struct EventTypeUpdate {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Empty {}
+
+/// `POST /api/portal/sessions`: whose portal a link opens, for how long.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PortalSessionRequest {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::portal_owner_schema, required = true)]
+    pub owner_id: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::portal_ttl_schema)]
+    pub ttl_seconds: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::portal_admin_schema)]
+    pub admin: Field,
+}
+
+/// A single-use portal link.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PortalLink {
+    /// Opens the owner's portal once; a second opening is refused.
+    pub url: String,
+    /// After this the link opens nothing.
+    pub expires_at: DateTime<Utc>,
+}

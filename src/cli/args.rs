@@ -11,7 +11,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use postbox::config::DispatchConfig;
 use postbox::config::MaintenanceConfig;
-use postbox::config::{defaults, parse_duration, ApiConfig, DbConfig, Schedule, ServeConfig};
+use postbox::config::{
+    defaults, parse_duration, ApiConfig, DbConfig, PortalConfig, Schedule, ServeConfig,
+};
 use postbox::error::AppError;
 
 #[derive(Debug, Parser)]
@@ -58,6 +60,8 @@ pub enum Command {
     Publish(PublishArgs),
     /// Mint an API token signed with POSTBOX_JWT_SECRET
     Token(TokenArgs),
+    /// Mint a single-use link that opens the web portal for one owner
+    PortalLink(PortalLinkArgs),
     /// Run the maintenance jobs once and exit
     Maintain(MaintainArgs),
     /// A development receiver: prints each delivery and whether its signature verifies
@@ -166,6 +170,26 @@ pub struct ApiArgs {
     /// Secret of POST /api/webhooks/clerk (whsec_...); unset: that route answers 503
     #[arg(long, env = "CLERK_WEBHOOK_SECRET", hide_env_values = true)]
     pub clerk_webhook_secret: Option<String>,
+    /// Public URL the portal's links start with (https:// makes its cookie Secure); unset: http://POSTBOX_LISTEN
+    #[arg(long, env = "POSTBOX_PORTAL_BASE_URL")]
+    pub portal_base_url: Option<String>,
+    /// Origins that may embed the portal in a frame, space-separated ('self', https://app.example.com)
+    #[arg(long, env = "POSTBOX_PORTAL_FRAME_ANCESTORS", default_value = defaults::PORTAL_FRAME_ANCESTORS)]
+    pub portal_frame_ancestors: String,
+    /// How long a portal session lasts after its link is opened
+    #[arg(long, env = "POSTBOX_PORTAL_SESSION_TTL", default_value = defaults::PORTAL_SESSION_TTL, value_parser = parse_duration)]
+    pub portal_session_ttl: Duration,
+}
+
+impl ApiArgs {
+    /// The portal's checked settings.
+    pub fn portal_config(&self) -> Result<PortalConfig, AppError> {
+        PortalConfig::new(
+            self.portal_base_url.as_deref(),
+            &self.portal_frame_ancestors,
+            self.portal_session_ttl,
+        )
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -259,6 +283,7 @@ impl ServeArgs {
             maintenance: (!self.no_maintenance).then_some(maintenance),
             metrics_listen: self.metrics_listen,
             migrate: !self.no_migrate,
+            portal: self.api.portal_config()?,
         })
     }
 }
@@ -277,6 +302,27 @@ pub struct PublishArgs {
     /// Idempotency key: a second publish with the same owner and key adds nothing
     #[arg(long, env = "POSTBOX_IDEMPOTENCY_KEY")]
     pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PortalLinkArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The owner whose portal the link opens
+    #[arg(long, env = "POSTBOX_PORTAL_SUB")]
+    pub sub: String,
+    /// Open the operator view too (queue, catalogue, troubled webhooks)
+    #[arg(long, env = "POSTBOX_PORTAL_ADMIN")]
+    pub admin: bool,
+    /// How long the link can be opened (once)
+    #[arg(long, env = "POSTBOX_PORTAL_LINK_TTL", default_value = defaults::PORTAL_LINK_TTL, value_parser = parse_duration)]
+    pub ttl: Duration,
+    /// Public URL the link starts with; unset: http://POSTBOX_LISTEN
+    #[arg(long, env = "POSTBOX_PORTAL_BASE_URL")]
+    pub base_url: Option<String>,
+    /// The API's address, for the default base URL
+    #[arg(long, env = "POSTBOX_LISTEN", default_value = defaults::LISTEN)]
+    pub listen: SocketAddr,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -153,7 +153,23 @@ async fn run_on(
     let token =
         postbox::api::auth::mint(&jwt_secret, DEMO_OWNER, false, TOKEN_TTL, now.timestamp())
             .map_err(|e| AppError::Config(e.to_string()))?;
-    say(&next_steps(&url, api_addr, &hook, &token, &secret_file));
+    let portal = postbox::portal::LinkRequest::new(
+        DEMO_OWNER,
+        false,
+        postbox::config::defaults::duration(postbox::config::defaults::PORTAL_LINK_TTL),
+    )
+    .map_err(|e| AppError::Config(e.to_string()))?;
+    let portal = postbox::portal::mint_link(&store, &portal, now, &format!("http://{api_addr}"))
+        .await?
+        .url;
+    say(&next_steps(
+        &url,
+        api_addr,
+        &hook,
+        &token,
+        &secret_file,
+        &portal,
+    ));
 
     let settings = receive::Settings::from_args(&ReceiveArgs {
         port: config.receiver_port,
@@ -208,7 +224,14 @@ fn serve_config(url: &str, jwt_secret: &str) -> Result<ServeConfig, AppError> {
 }
 
 /// What the user reads first: the database URL and what to run next.
-fn next_steps(url: &str, api: SocketAddr, hook: &str, token: &str, secret_file: &Path) -> String {
+fn next_steps(
+    url: &str,
+    api: SocketAddr,
+    hook: &str,
+    token: &str,
+    secret_file: &Path,
+    portal: &str,
+) -> String {
     let bin = std::env::current_exe()
         .ok()
         .map_or("postbox".to_string(), |p| p.display().to_string());
@@ -222,6 +245,10 @@ fn next_steps(url: &str, api: SocketAddr, hook: &str, token: &str, secret_file: 
          \x20 curl -H \"Authorization: Bearer {token}\" http://{api}/api/webhooks\n\
          Mint another token:\n\
          \x20 {bin} token --sub {DEMO_OWNER} --jwt-secret \"$(cat {secret})\"\n\
+         Open the web portal as owner {DEMO_OWNER} (this link opens once, within 15 minutes):\n\
+         \x20 {portal}\n\
+         Mint another portal link:\n\
+         \x20 {bin} portal-link --sub {DEMO_OWNER} --database-url \"{url}\" --listen {api}\n\
          Stop with ctrl-c: PostgreSQL stops, its data stays for the next `postbox dev`.\n",
         secret = secret_file.display(),
     )

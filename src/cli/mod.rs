@@ -74,6 +74,28 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             // The token is the last line of stdout: scripts take it from there.
             println!("{token}");
         }
+        Command::PortalLink(args) => {
+            let store = Store::connect(&args.db.database_url, 2)?;
+            store.schema_check(false).await?;
+            let (clock, _) = postbox::app::database_clock(&store, clock).await;
+            let base = postbox::config::PortalConfig::new(
+                args.base_url.as_deref(),
+                postbox::config::defaults::PORTAL_FRAME_ANCESTORS,
+                postbox::config::defaults::duration(postbox::config::defaults::PORTAL_SESSION_TTL),
+            )?
+            .base_url;
+            let base = if base.is_empty() {
+                format!("http://{}", args.listen)
+            } else {
+                base
+            };
+            let request = postbox::portal::LinkRequest::new(&args.sub, args.admin, args.ttl)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let link = postbox::portal::mint_link(&store, &request, clock.now(), &base).await?;
+            // The link is the last line of stdout: scripts take it from there.
+            eprintln!("opens once, until {}", link.expires_at.to_rfc3339());
+            println!("{}", link.url);
+        }
         Command::Maintain(args) => {
             let config = args.maintenance.to_config()?;
             let store = Store::connect(&args.db.database_url, 2)?;
@@ -99,6 +121,7 @@ pub fn database_url(command: &Command) -> Option<String> {
         Command::Publish(args) => &args.db,
         Command::Maintain(args) => &args.db,
         Command::Bench(args) => &args.db,
+        Command::PortalLink(args) => &args.db,
         Command::Token(_) | Command::Receive(_) | Command::Dev(_) => return None,
     };
     Some(db.database_url.clone())

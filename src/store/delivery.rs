@@ -355,3 +355,130 @@ impl Store {
         Ok(row.map(|r| claimed_from_row(&r, r.get("attempts"), r.get("active"))))
     }
 }
+
+/// One row of a delivery log window: the delivery (without its response
+/// body) and whether it passes the filters (`delivery_page_by_webhook`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryWindowRow {
+    pub delivery: DeliveryRow,
+    pub matches: bool,
+}
+
+/// A row of `postbox.delivery_attempts`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRow {
+    /// 1 for the first attempt.
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i32,
+    pub response_code: Option<i32>,
+    /// The first 16 KiB of the answer.
+    pub response_body: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// Where a delivery log window starts and what it keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryWindow<'a> {
+    /// Rows strictly older than this `(created_at, id)` key.
+    pub before: (DateTime<Utc>, Uuid),
+    /// Rows created at or after this time only.
+    pub since: Option<DateTime<Utc>>,
+    /// Rows read at most (index entries and heap rows alike).
+    pub size: i64,
+    pub status: Option<DeliveryStatus>,
+    pub event_type: Option<&'a str>,
+}
+
+impl Store {
+    /// A window of the owner's webhook's deliveries, newest first, each
+    /// marked with whether it passes the filters (see
+    /// `sql/delivery_page_by_webhook.sql`): empty for another owner's webhook.
+    pub async fn delivery_page_by_webhook(
+        &self,
+        webhook_id: Uuid,
+        owner: &str,
+        w: &DeliveryWindow<'_>,
+    ) -> Result<Vec<DeliveryWindowRow>, StoreError> {
+        let rows = self
+            .rows(
+                statement!("delivery_page_by_webhook"),
+                &[
+                    &webhook_id,
+                    &owner,
+                    &w.before.0,
+                    &w.before.1,
+                    &w.since,
+                    &w.size,
+                    &w.status,
+                    &w.event_type,
+                ],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| DeliveryWindowRow {
+                delivery: DeliveryRow::from_row(r),
+                matches: r.get("matches"),
+            })
+            .collect())
+    }
+
+    /// The newest `limit` attempts of one delivery of the owner's webhook,
+    /// newest first; empty for another owner's delivery.
+    pub async fn delivery_attempt_list(
+        &self,
+        id: Uuid,
+        webhook_id: Uuid,
+        owner: &str,
+        limit: i64,
+    ) -> Result<Vec<AttemptRow>, StoreError> {
+        let rows = self
+            .rows(
+                statement!("delivery_attempt_list"),
+                &[&id, &webhook_id, &owner, &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| AttemptRow {
+                attempt: r.get("attempt"),
+                started_at: r.get("started_at"),
+                duration_ms: r.get("duration_ms"),
+                response_code: r.get("response_code"),
+                response_body: r.get("response_body"),
+                error_message: r.get("error_message"),
+            })
+            .collect())
+    }
+
+    /// The owner's deliveries among `ids`, without response bodies, in no
+    /// particular order.
+    pub async fn delivery_get_many(
+        &self,
+        ids: &[Uuid],
+        owner: &str,
+    ) -> Result<Vec<DeliveryRow>, StoreError> {
+        let rows = self
+            .rows(statement!("delivery_get_many"), &[&ids, &owner])
+            .await?;
+        Ok(rows.iter().map(DeliveryRow::from_row).collect())
+    }
+
+    /// Up to `limit` of the owner's deliveries created at or after `since`,
+    /// newest first, across its webhooks, without response bodies.
+    pub async fn delivery_list_recent_by_owner(
+        &self,
+        owner: &str,
+        since: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<DeliveryRow>, StoreError> {
+        let rows = self
+            .rows(
+                statement!("delivery_list_recent_by_owner"),
+                &[&owner, &since, &limit],
+            )
+            .await?;
+        Ok(rows.iter().map(DeliveryRow::from_row).collect())
+    }
+}

@@ -100,3 +100,27 @@ impl Store {
         Ok(result)
     }
 }
+
+/// A stored event, as the portal's delivery page shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub id: Uuid,
+    pub event_type: String,
+    pub payload: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// The owner's event `id`; `None` for another owner's or a deleted one.
+    pub async fn event_get(&self, id: Uuid, owner: &str) -> Result<Option<EventRow>, StoreError> {
+        let row = self
+            .row_opt(statement!("event_get"), &[&id, &owner])
+            .await?;
+        Ok(row.map(|r| EventRow {
+            id: r.get("id"),
+            event_type: r.get("event_type"),
+            payload: r.get("payload"),
+            created_at: r.get("created_at"),
+        }))
+    }
+}

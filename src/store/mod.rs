@@ -9,16 +9,22 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-pub use delivery::{DeliveryRow, QueueDepth, RetryOutcome};
-pub use event::{Published, EVENT_PUBLISH_SQL};
+pub use delivery::{
+    AttemptRow, DeliveryRow, DeliveryWindow, DeliveryWindowRow, QueueDepth, RetryOutcome,
+};
+pub use event::{EventRow, Published, EVENT_PUBLISH_SQL};
 pub use event_type::EventType;
 pub use maintenance::{DeletedBatch, MaintenanceLock, Retention};
+pub use portal::{NewPortalSession, PortalSessionRow, PORTAL_TAIL_CHANNEL};
 pub use queue::QueueStatsRow;
 pub use types::{
     ClaimLimits, ClaimedDelivery, CompleteReport, Completion, DeliveryStatus, FanoutResult,
     FANOUT_MAX_DELIVERIES,
 };
-pub use webhook::{NewWebhook, WebhookPatch, WebhookRow, WebhookStatsRow};
+pub use webhook::{
+    HourlyRow, NewWebhook, TroubledWebhookRow, WebhookHealthRow, WebhookPatch, WebhookRow,
+    WebhookStatsRow,
+};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -178,6 +184,7 @@ mod event;
 mod event_type;
 mod inbox;
 mod maintenance;
+mod portal;
 mod queue;
 pub mod schema;
 pub mod tls;

@@ -286,3 +286,145 @@ impl Store {
             .await
     }
 }
+
+/// A webhook's health at a glance (`sql/webhook_health_many.sql`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookHealthRow {
+    pub webhook_id: Uuid,
+    pub total: i64,
+    pub success: i64,
+    pub failed: i64,
+    pub pending: i64,
+    pub retrying: i64,
+    /// Percent of finished deliveries that succeeded; null before any finished.
+    pub success_rate: Option<f64>,
+    pub last_delivery_at: Option<DateTime<Utc>>,
+    /// As of the latest maintenance roll-up.
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_failure_at: Option<DateTime<Utc>>,
+    /// The first failed attempt since the last success; `None` when none.
+    pub failing_since: Option<DateTime<Utc>>,
+    pub consecutive_failures: i64,
+}
+
+/// One hour of a webhook's chart data (`sql/webhook_hourly_stats.sql`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum HourlyRow {
+    /// Deliveries created in `hour` that are now in `status`.
+    Count {
+        hour: DateTime<Utc>,
+        status: String,
+        n: i64,
+    },
+    /// Attempts started in `hour` (of the 1,000 newest deliveries).
+    Latency {
+        hour: DateTime<Utc>,
+        attempts: i64,
+        mean_ms: f64,
+        max_ms: i32,
+    },
+}
+
+/// A disabled or failing webhook of any owner (the operator view).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TroubledWebhookRow {
+    pub id: Uuid,
+    pub owner_id: String,
+    pub name: String,
+    pub url: String,
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub disabled_reason: Option<String>,
+    pub failing_since: Option<DateTime<Utc>>,
+    pub consecutive_failures: i64,
+    pub last_failure_at: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// Health at a glance of the owner's webhooks among `ids` (another
+    /// owner's are left out), in no particular order.
+    pub async fn webhook_health_many(
+        &self,
+        ids: &[Uuid],
+        owner: &str,
+    ) -> Result<Vec<WebhookHealthRow>, StoreError> {
+        let rows = self
+            .rows(statement!("webhook_health_many"), &[&ids, &owner])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| WebhookHealthRow {
+                webhook_id: r.get("webhook_id"),
+                total: r.get("total"),
+                success: r.get("success"),
+                failed: r.get("failed"),
+                pending: r.get("pending"),
+                retrying: r.get("retrying"),
+                success_rate: r.get("success_rate"),
+                last_delivery_at: r.get("last_delivery_at"),
+                last_success_at: r.get("last_success_at"),
+                last_failure_at: r.get("last_failure_at"),
+                failing_since: r.get("failing_since"),
+                consecutive_failures: r.get("consecutive_failures"),
+            })
+            .collect())
+    }
+
+    /// The owner's webhook's deliveries per hour and status, and its
+    /// attempts' latency per hour, since `since`, oldest first; empty for
+    /// another owner's webhook.
+    pub async fn webhook_hourly_stats(
+        &self,
+        id: Uuid,
+        owner: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<HourlyRow>, StoreError> {
+        let rows = self
+            .rows(statement!("webhook_hourly_stats"), &[&id, &owner, &since])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let hour = r.get("hour");
+                if r.get::<_, &str>("kind") == "count" {
+                    HourlyRow::Count {
+                        hour,
+                        status: r.get("status"),
+                        n: r.get("n"),
+                    }
+                } else {
+                    HourlyRow::Latency {
+                        hour,
+                        attempts: r.get("n"),
+                        mean_ms: r.get("mean_ms"),
+                        max_ms: r.get("max_ms"),
+                    }
+                }
+            })
+            .collect())
+    }
+
+    /// Up to `limit` disabled or failing webhooks of every owner, the
+    /// longest-troubled first (admin only: the caller checks).
+    pub async fn webhook_list_troubled(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<TroubledWebhookRow>, StoreError> {
+        let rows = self
+            .rows(statement!("webhook_list_troubled"), &[&limit])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| TroubledWebhookRow {
+                id: r.get("id"),
+                owner_id: r.get("owner_id"),
+                name: r.get("name"),
+                url: r.get("url"),
+                disabled_at: r.get("disabled_at"),
+                disabled_reason: r.get("disabled_reason"),
+                failing_since: r.get("failing_since"),
+                consecutive_failures: r.get("consecutive_failures"),
+                last_failure_at: r.get("last_failure_at"),
+            })
+            .collect())
+    }
+}

@@ -30,9 +30,13 @@ impl Api {
     }
 
     /// Serves `state` (built on `db`'s store) over real HTTP.
-    pub async fn serve(db: TestDb, state: api::ApiState) -> Api {
+    pub async fn serve(db: TestDb, mut state: api::ApiState) -> Api {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        // Portal links point at this server (as `app::serve` does).
+        if state.portal.base_url == postbox::config::PortalConfig::default().base_url {
+            state.portal.base_url = format!("http://{addr}");
+        }
         tokio::spawn(warp::serve(api::routes(state)).incoming(listener).run());
         Api {
             db,

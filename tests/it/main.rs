@@ -32,6 +32,11 @@ mod maintenance;
 mod ops_docs;
 mod pipeline;
 mod plans;
+mod portal;
+mod portal_browser;
+mod portal_scale;
+#[allow(dead_code)]
+mod portal_support;
 mod publish;
 mod readme;
 mod receive;

@@ -204,7 +204,7 @@ fn readme_commands_parse_as_the_cli_defines_them() {
     let names: BTreeSet<&str> = commands.iter().map(|c| c[1].as_str()).collect();
     assert_eq!(
         names,
-        BTreeSet::from(["bench", "dev", "receive", "serve"]),
+        BTreeSet::from(["bench", "dev", "portal-link", "receive", "serve"]),
         "{commands:?}"
     );
     for args in &commands {

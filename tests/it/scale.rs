@@ -369,7 +369,7 @@ async fn pages_match(c: &tokio_postgres::Client, store: &Store, w: Uuid) {
 /// them (half successes, half dead letters), ten others share 40 % (3:1),
 /// webhook 11 is a slow endpoint with a due backlog of 10 %. One event and
 /// (finished rows) one attempt per delivery, spread over six days.
-const FILL: &str = "
+pub(crate) const FILL: &str = "
 ALTER TABLE postbox.events DISABLE TRIGGER events_before_insert;
 INSERT INTO postbox.webhooks (id, owner_id, url, event_types, created_at, updated_at)
 SELECT ('00000000-0000-0000-0000-0000000000' || lpad(g::text, 2, '0'))::uuid, 'owner_' || g,
@@ -432,6 +432,41 @@ async fn measure(c: &tokio_postgres::Client, sql: &str, args: &str) -> (Duration
         .collect();
     c.batch_execute("ROLLBACK; DEALLOCATE q").await.unwrap();
     (best, plan.join("\n"))
+}
+
+/// Runs each statement of `cases` with its arguments in custom and generic
+/// plans, prints the best time and plan of each, and fails on any
+/// sequential scan of deliveries, events or attempts.
+pub(crate) async fn assert_on_indexes(
+    c: &tokio_postgres::Client,
+    cases: &[((&str, &str), String)],
+) {
+    let mut scans = Vec::new();
+    for mode in ["auto", "force_generic_plan"] {
+        c.batch_execute(&format!("SET plan_cache_mode = {mode}"))
+            .await
+            .unwrap();
+        for ((name, sql), args) in cases {
+            let (best, plan) = measure(c, sql, args).await;
+            if mode == "auto" {
+                println!(
+                    "=== {name}({args}): best of 3 {:.2} ms\n{plan}\n",
+                    best.as_secs_f64() * 1e3
+                );
+            }
+            for table in ["deliveries", "events", "delivery_attempts"] {
+                if plan.contains(&format!("Seq Scan on {table}")) {
+                    scans.push(format!("{name}({args}) [{mode}] scans {table}:\n{plan}"));
+                }
+            }
+        }
+    }
+    assert!(
+        scans.is_empty(),
+        "sequential scans of history:\n{}",
+        scans.join("\n\n")
+    );
+    c.batch_execute("SET plan_cache_mode = auto").await.unwrap();
 }
 
 #[tokio::test]
@@ -517,31 +552,7 @@ async fn history_reads_and_maintenance_stay_on_indexes() {
             "'-infinity', now() - interval '1 day', 5000".into(),
         ),
     ];
-    let mut scans = Vec::new();
-    for mode in ["auto", "force_generic_plan"] {
-        c.batch_execute(&format!("SET plan_cache_mode = {mode}"))
-            .await
-            .unwrap();
-        for ((name, sql), args) in &cases {
-            let (best, plan) = measure(&c, sql, args).await;
-            if mode == "auto" {
-                println!(
-                    "=== {name}({args}): best of 3 {:.2} ms\n{plan}\n",
-                    best.as_secs_f64() * 1e3
-                );
-            }
-            for table in ["deliveries", "events", "delivery_attempts"] {
-                if plan.contains(&format!("Seq Scan on {table}")) {
-                    scans.push(format!("{name}({args}) [{mode}] scans {table}:\n{plan}"));
-                }
-            }
-        }
-    }
-    assert!(
-        scans.is_empty(),
-        "sequential scans of history:\n{}",
-        scans.join("\n\n")
-    );
+    assert_on_indexes(&c, &cases).await;
 
     // A maintenance run with little to delete (the windows moved past
     // everything once), as `postbox maintain` runs it.

@@ -27,7 +27,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 
 /// A CA (`ca.pem`) and a server certificate it signed for `db.example`
 /// (`server.pem`, `server.key`, mode 0600 as PostgreSQL requires).
-fn certificates(dir: &Path) {
+pub(crate) fn certificates(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     let ec = [
         "-newkey",

@@ -156,6 +156,7 @@ pub fn api_state(store: Store, jwt_secret: &str, allow_private: bool) -> postbox
         clock,
         new_secret: postbox::api::system_secrets(),
         test_lease: Duration::from_secs(60),
+        portal: postbox::config::PortalConfig::default(),
     }
 }
 
