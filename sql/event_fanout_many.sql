@@ -82,7 +82,7 @@ WITH batch AS MATERIALIZED (
     SELECT b.id AS event_id, b.event_type, b.payload, b.created_at AS event_created_at,
            w.id AS webhook_id, w.url, w.secret,
            CASE WHEN w.previous_secret_expires_at > $2 THEN w.previous_secret END AS previous_secret,
-           w.headers, w.max_retries, w.retry_delay_seconds, w.active,
+           w.headers, w.max_retries, w.retry_delay_seconds, w.active, w.batch_max_wait_ms,
            row_number() OVER (PARTITION BY b.id ORDER BY w.id) AS rank_in_event
     FROM batch b
     LEFT JOIN seen s ON s.event_id = b.id
@@ -90,13 +90,15 @@ WITH batch AS MATERIALIZED (
         SELECT w.*
         FROM (
             SELECT w.id, w.owner_id, w.active, w.event_types, w.url, w.secret, w.previous_secret,
-                   w.previous_secret_expires_at, w.headers, w.max_retries, w.retry_delay_seconds
+                   w.previous_secret_expires_at, w.headers, w.max_retries, w.retry_delay_seconds,
+                   w.filter_contains, w.filter_path, w.batch_max_wait_ms
             FROM postbox.webhooks w
             WHERE w.owner_id = b.owner_id AND w.id > b.after
             UNION ALL
             -- Webhooks that were the owner's when the event committed.
             SELECT w.id, w.owner_id, w.active, w.event_types, w.url, w.secret, w.previous_secret,
-                   w.previous_secret_expires_at, w.headers, w.max_retries, w.retry_delay_seconds
+                   w.previous_secret_expires_at, w.headers, w.max_retries, w.retry_delay_seconds,
+                   w.filter_contains, w.filter_path, w.batch_max_wait_ms
             FROM postbox.webhooks w
             WHERE w.id = ANY (s.webhooks) AND w.owner_id <> b.owner_id AND w.id > b.after
         ) w
@@ -114,6 +116,12 @@ WITH batch AS MATERIALIZED (
                    ELSE was.prior_owner_id = b.owner_id AND was.prior_active
                         AND was.prior_event_types && b.patterns
               END
+          -- The webhook's payload filter (V9; its current one): containment
+          -- and a path predicate, both optional. `@@` answers NULL (no
+          -- match), never an error, for a payload the path cannot judge, so
+          -- one odd event cannot stop the fan-out.
+          AND (w.filter_contains IS NULL OR b.payload @> w.filter_contains)
+          AND (w.filter_path IS NULL OR coalesce(b.payload @@ w.filter_path, false))
         ORDER BY w.id
         LIMIT (SELECT per_event + 1 FROM share)
     ) w
@@ -179,7 +187,9 @@ WITH batch AS MATERIALIZED (
            (mt.active
             AND NOT (SELECT paused FROM postbox.queue_state)
             AND mt.rank_in_batch <= $3::bigint
-            AND mt.rank_in_webhook <= coalesce(b.room, $6::bigint)) AS claim
+            AND mt.rank_in_webhook <= coalesce(b.room, $6::bigint)
+            -- A batched webhook's deliveries wait for its batch claim.
+            AND mt.batch_max_wait_ms IS NULL) AS claim
     FROM matched mt
     LEFT JOIN busy b ON b.webhook_id = mt.webhook_id
 ), inserted AS (
@@ -188,7 +198,9 @@ WITH batch AS MATERIALIZED (
     SELECT d.id, d.webhook_id, d.event_id, d.event_type,
            CASE WHEN d.claim THEN 'sending'::postbox.delivery_status ELSE 'pending' END,
            CASE WHEN d.claim THEN 1 ELSE 0 END,
-           $2,
+           -- A batched webhook's delivery is due when its batch must go at
+           -- the latest: maxWaitMs after the fan-out (sooner if it fills).
+           $2 + make_interval(secs => coalesce(d.batch_max_wait_ms, 0) / 1000.0),
            -- The lease starts when the row is written: time the statement
            -- waited (a lock) does not eat it.
            CASE WHEN d.claim THEN $2 + (clock_timestamp() - statement_timestamp()) + make_interval(secs => $5) END,
@@ -211,7 +223,8 @@ SELECT (SELECT count(*) FROM marked) AS events,
 FROM (SELECT 1) AS one
 LEFT JOIN (
     SELECT i.id, i.webhook_id, i.event_id, i.lease_expires_at, d.event_type, d.payload::text AS payload, d.event_created_at,
-           d.url, d.secret, d.previous_secret, d.headers, d.max_retries, d.retry_delay_seconds
+           d.url, d.secret, d.previous_secret, d.headers, d.max_retries, d.retry_delay_seconds,
+           (SELECT tw.template FROM postbox.webhooks tw WHERE tw.id = i.webhook_id) AS template
     FROM inserted i
     JOIN decided d ON d.id = i.id
     WHERE i.status = 'sending'

@@ -15,8 +15,8 @@ pub use event_type::EventType;
 pub use maintenance::{DeletedBatch, MaintenanceLock, Retention};
 pub use queue::QueueStatsRow;
 pub use types::{
-    ClaimLimits, ClaimedDelivery, CompleteReport, Completion, DeliveryStatus, FanoutResult,
-    FANOUT_MAX_DELIVERIES,
+    BatchMember, ClaimLimits, ClaimedBatch, ClaimedDelivery, CompleteReport, Completion,
+    DeliveryStatus, FanoutResult, FANOUT_MAX_DELIVERIES,
 };
 pub use webhook::{NewWebhook, WebhookPatch, WebhookRow, WebhookStatsRow};
 
