@@ -35,6 +35,7 @@ pub mod reply;
 pub mod request;
 pub mod route;
 pub mod router;
+pub mod shaping;
 pub mod validate;
 mod webhooks;
 pub mod wire;

@@ -13,6 +13,7 @@ use utoipa::{PartialSchema, ToSchema};
 use uuid::Uuid;
 
 use super::request::{present, Field};
+use super::shaping;
 use super::validate as v;
 use crate::store;
 
@@ -39,6 +40,15 @@ pub struct Webhook {
     pub disabled_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The payload filter; null: every event of the subscribed types.
+    #[schema(schema_with = shaping::filter_schema, required = true)]
+    pub filter: Option<serde_json::Value>,
+    /// The body template; null: the standard body.
+    #[schema(schema_with = shaping::template_schema, required = true)]
+    pub template: Option<serde_json::Value>,
+    /// The batch settings; null: one request per event.
+    #[schema(schema_with = shaping::batch_schema, required = true)]
+    pub batch: Option<serde_json::Value>,
 }
 
 impl From<store::WebhookRow> for Webhook {
@@ -58,6 +68,9 @@ impl From<store::WebhookRow> for Webhook {
             disabled_reason: r.disabled_reason,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            filter: r.filter,
+            template: r.template,
+            batch: r.batch,
         }
     }
 }
@@ -318,6 +331,15 @@ pub struct WebhookBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = v::active_schema)]
     pub active: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = shaping::filter_schema)]
+    pub filter: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = shaping::template_schema)]
+    pub template: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = shaping::batch_schema)]
+    pub batch: Field,
 }
 
 /// The fields of a new webhook: `WebhookBody` with name, url and events
@@ -402,3 +424,41 @@ pub struct EventTypeUpdate {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Empty {}
+
+/// A filter to try on a sample payload.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FilterTestRequest {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = shaping::filter_schema, required = true)]
+    pub filter: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::payload_schema, required = true)]
+    pub data: Field,
+}
+
+/// Whether the sample payload matches the filter.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FilterTestResult {
+    /// True when an event with this payload would get a delivery.
+    pub matches: bool,
+}
+
+/// A template to render for a sample event.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplatePreviewRequest {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = shaping::template_schema, required = true)]
+    pub template: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = shaping::sample_event_schema, required = true)]
+    pub event: Field,
+}
+
+/// The body the template renders for the sample event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TemplatePreview {
+    /// Exactly the bytes that would be signed and sent, as text.
+    pub body: String,
+}

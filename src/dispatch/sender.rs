@@ -103,8 +103,13 @@ pub fn event_body(d: &ClaimedDelivery) -> Bytes {
     ))
 }
 
-/// SPEC section 4's body, the payload embedded verbatim.
-fn standard_body(id: Uuid, event_type: &str, created_at: DateTime<Utc>, payload: &str) -> String {
+/// SPEC section 4's body, the payload (JSON text) embedded verbatim.
+pub fn standard_body(
+    id: Uuid,
+    event_type: &str,
+    created_at: DateTime<Utc>,
+    payload: &str,
+) -> String {
     let ts = created_at.format("%Y-%m-%dT%H:%M:%S%.3fZ");
     let ty = serde_json::to_string(event_type).expect("a string serializes");
     format!("{{\"id\":\"{id}\",\"type\":{ty},\"timestamp\":\"{ts}\",\"data\":{payload}}}")
