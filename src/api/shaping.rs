@@ -248,7 +248,11 @@ pub async fn filter_test(
     req: Input<(), AnyQuery, Json<FilterTestRequest>>,
 ) -> Result<Success<FilterTestResult>, ApiError> {
     let Json(b) = req.body;
-    let filter = filter(state, "filter", required("filter", b.filter)?).await?;
+    // Present, and null means no filter (every payload matches).
+    let raw = b
+        .filter
+        .ok_or_else(|| ApiError::validation("filter", "is required"))?;
+    let filter = filter(state, "filter", raw).await?;
     let data = required("data", b.data)?;
     if !data.is_object() {
         return Err(ApiError::validation("data", "must be a JSON object"));

@@ -25,6 +25,7 @@ mod docs;
 mod endpoint_cap;
 mod fanout;
 mod faults;
+mod filters;
 mod hardening;
 mod image;
 mod inbound;
