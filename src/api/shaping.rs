@@ -272,7 +272,11 @@ pub async fn template_preview(
 ) -> Result<Success<TemplatePreview>, ApiError> {
     let _ = state;
     let Json(b) = req.body;
-    let template = template("template", required("template", b.template)?)?;
+    // Present, and null means the standard body.
+    let raw = b
+        .template
+        .ok_or_else(|| ApiError::validation("template", "is required"))?;
+    let template = template("template", raw)?;
     let event = required("event", b.event)?;
     let Value::Object(event) = event else {
         return Err(ApiError::validation(

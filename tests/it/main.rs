@@ -38,6 +38,7 @@ mod receive;
 mod retention_bench;
 mod scale;
 mod startup;
+mod templates;
 mod tls;
 mod two_phase;
 mod verify12;
