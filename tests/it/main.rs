@@ -15,6 +15,7 @@ mod api_hostile;
 mod api_openapi;
 #[allow(dead_code)]
 mod api_support;
+mod batches;
 mod bench_database;
 mod claim;
 mod compose;
