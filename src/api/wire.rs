@@ -140,6 +140,10 @@ pub struct Delivery {
     pub updated_at: DateTime<Utc>,
     #[schema(required = true)]
     pub completed_at: Option<DateTime<Utc>>,
+    /// The batch (its request's `webhook-id`) this delivery was last sent
+    /// in; null when its webhook does not batch.
+    #[schema(required = true)]
+    pub batch_id: Option<Uuid>,
 }
 
 impl From<store::DeliveryRow> for Delivery {
@@ -158,6 +162,7 @@ impl From<store::DeliveryRow> for Delivery {
             created_at: r.created_at,
             updated_at: r.updated_at,
             completed_at: r.completed_at,
+            batch_id: r.batch_id,
         }
     }
 }

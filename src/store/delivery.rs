@@ -31,6 +31,8 @@ pub struct DeliveryRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// The batch this delivery was last sent in (V9); `None` if never batched.
+    pub batch_id: Option<Uuid>,
 }
 
 impl DeliveryRow {
@@ -49,6 +51,7 @@ impl DeliveryRow {
             created_at: r.get("created_at"),
             updated_at: r.get("updated_at"),
             completed_at: r.get("completed_at"),
+            batch_id: r.get("batch_id"),
         }
     }
 }

@@ -119,6 +119,14 @@ async fn a_full_batch_goes_as_one_signed_request() {
         rows(&c, hook).await,
         vec![("success".to_string(), 1, Some(batch)); 3]
     );
+    // The history shows it too.
+    let (history, _) = db
+        .store()
+        .delivery_list_by_webhook(hook, "fleet", None, 10, 0)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 3);
+    assert!(history.iter().all(|d| d.batch_id == Some(batch)));
 }
 
 #[tokio::test]
