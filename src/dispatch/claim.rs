@@ -54,6 +54,8 @@ pub struct Round {
     pub claimed: usize,
     /// The second statement, when it ran.
     pub rest: Option<Rest>,
+    /// The round's `now` (what `fan.next_due` is compared with).
+    pub now: Option<DateTime<Utc>>,
 }
 
 /// Runs one round at `now`. `busy` reports the webhooks in flight (asked
@@ -122,5 +124,10 @@ pub async fn fan_out_then_claim(
         });
         claimed += taken;
     }
-    Ok(Round { fan, claimed, rest })
+    Ok(Round {
+        fan,
+        claimed,
+        rest,
+        now: Some(now),
+    })
 }
