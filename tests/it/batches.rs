@@ -196,6 +196,7 @@ async fn max_events_splits_a_backlog_and_filters_still_apply() {
     let rows = rows(&c, hook).await;
     assert_eq!(rows.len(), 10, "odd events got no delivery row");
     let mut batches: Vec<Uuid> = rows.iter().map(|r| r.2.unwrap()).collect();
+    batches.sort();
     batches.dedup();
     assert_eq!(batches.len(), 3);
 }
@@ -307,4 +308,56 @@ async fn the_api_takes_batch_settings_and_refuses_bad_ones() {
         .await;
     assert_eq!(s, 200, "{j}");
     assert_eq!(j["data"]["batch"], Value::Null);
+}
+
+#[tokio::test]
+async fn one_claim_takes_several_full_batches_but_never_more_than_asked() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let (hook, _) = batched(
+        &c,
+        "http://127.0.0.1:9/".into(),
+        json!({"maxEvents": 5, "maxWaitMs": 60000}),
+        60,
+    )
+    .await;
+    publish_n(&c, 1, 23).await;
+    let store = db.store();
+    let limits = |limit| postbox::store::ClaimLimits {
+        limit,
+        busy_webhooks: &[],
+        busy_room: &[],
+        lease: Duration::from_secs(60),
+        per_webhook: 32,
+    };
+    // Fan out only (claims nothing): the rows wait for their batch.
+    store
+        .event_fanout_many(100, chrono::Utc::now(), limits(0))
+        .await
+        .unwrap();
+    let first = store
+        .delivery_claim_batch_many(chrono::Utc::now(), limits(2))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 2, "asked for two batches");
+    let rest = store
+        .delivery_claim_batch_many(chrono::Utc::now(), limits(10))
+        .await
+        .unwrap();
+    // 23 rows: two batches taken, two more full ones, and 3 rows that are
+    // neither a full batch nor due: they wait.
+    assert_eq!(rest.len(), 2);
+    for claim in first.iter().chain(&rest) {
+        let batch = claim.batch.as_ref().expect("a batch claim");
+        assert_eq!(batch.members.len(), 5);
+        assert_eq!(claim.webhook_id, hook);
+    }
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM postbox.deliveries WHERE status = 'pending' AND batch_id IS NULL"
+        )
+        .await,
+        3
+    );
 }
