@@ -1,8 +1,8 @@
 -- delivery_claim_batch_many: claims up to $1 batches of batched webhooks
 -- (postbox.webhooks.batch, V9), at most as many per webhook as it has room
--- for requests ($5[i] for the webhook $4[i] that already has requests in
--- flight in this dispatcher, $6 for any other), and commits their rows as 'sending'
--- under a lease of $3 seconds before any request is made. $2 = now. Returns
+-- for requests ($6[i] for the webhook $3[i] that already has requests in
+-- flight in this dispatcher, $5 for any other), and commits their rows as 'sending'
+-- under a lease of $4 seconds before any request is made. $2 = now. Returns
 -- one row per delivery, with its batch_id: the caller groups them.
 --
 -- Which batch, per webhook:
@@ -27,9 +27,9 @@
 WITH batched AS MATERIALIZED (
     SELECT w.id AS webhook_id, w.batch_max_events AS max_events,
            least(coalesce((SELECT b.room
-                           FROM unnest($4::uuid[], $5::bigint[]) AS b(webhook_id, room)
+                           FROM unnest($3::uuid[], $6::bigint[]) AS b(webhook_id, room)
                            WHERE b.webhook_id = w.id
-                           LIMIT 1), $6::bigint), $1::bigint) AS room
+                           LIMIT 1), $5::bigint), $1::bigint) AS room
     FROM postbox.webhooks w
     WHERE w.batch IS NOT NULL
       AND w.batch_max_events IS NOT NULL
@@ -120,7 +120,7 @@ UPDATE postbox.deliveries d
 SET status = CASE WHEN c.sendable THEN 'sending'::postbox.delivery_status ELSE 'failed' END,
     attempts = d.attempts + CASE WHEN c.sendable THEN 1 ELSE 0 END,
     -- The lease starts when the row is written (see delivery_claim).
-    lease_expires_at = CASE WHEN c.sendable THEN $2 + (clock_timestamp() - statement_timestamp()) + make_interval(secs => $3) END,
+    lease_expires_at = CASE WHEN c.sendable THEN $2 + (clock_timestamp() - statement_timestamp()) + make_interval(secs => $4) END,
     error_message = CASE WHEN c.sendable THEN d.error_message
                          ELSE 'event ' || d.event_id || ' no longer exists: not sent' END,
     completed_at = CASE WHEN c.sendable THEN NULL ELSE $2 END,

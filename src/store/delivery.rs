@@ -153,10 +153,29 @@ impl Store {
         now: DateTime<Utc>,
         claim: ClaimLimits<'_>,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        let lease_secs = claim.lease.as_secs_f64();
         let rows = self
+            .claim_rows(statement!("delivery_claim"), now, claim)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| claimed_from_row(r, r.get("attempts"), r.get("active")))
+            .collect())
+    }
+
+    /// Runs a claim statement (`delivery_claim` or
+    /// `delivery_claim_batch_many`: the same parameters, the same columns).
+    /// A row without a payload lost its event: the statement made it a dead
+    /// letter instead of a claim, so it is left out.
+    async fn claim_rows(
+        &self,
+        st: super::Statement,
+        now: DateTime<Utc>,
+        claim: ClaimLimits<'_>,
+    ) -> Result<Vec<Row>, StoreError> {
+        let lease_secs = claim.lease.as_secs_f64();
+        let mut rows = self
             .rows(
-                statement!("delivery_claim"),
+                st,
                 &[
                     &claim.limit,
                     &now,
@@ -167,13 +186,8 @@ impl Store {
                 ],
             )
             .await?;
-        // A row without a payload lost its event: the statement made it a
-        // dead letter instead of a claim.
-        Ok(rows
-            .iter()
-            .filter(|r| r.get::<_, Option<&str>>("payload").is_some())
-            .map(|r| claimed_from_row(r, r.get("attempts"), r.get("active")))
-            .collect())
+        rows.retain(|r| r.get::<_, Option<&str>>("payload").is_some());
+        Ok(rows)
     }
 
     /// Claims up to `claim.limit` batches of batched webhooks
@@ -185,26 +199,11 @@ impl Store {
         now: DateTime<Utc>,
         claim: ClaimLimits<'_>,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        let lease_secs = claim.lease.as_secs_f64();
         let rows = self
-            .rows(
-                statement!("delivery_claim_batch_many"),
-                &[
-                    &claim.limit,
-                    &now,
-                    &lease_secs,
-                    &claim.busy_webhooks,
-                    &claim.busy_room,
-                    &claim.per_webhook,
-                ],
-            )
+            .claim_rows(statement!("delivery_claim_batch_many"), now, claim)
             .await?;
         let mut batches: Vec<(Uuid, Vec<&Row>)> = Vec::new();
-        // A row without a payload lost its event: made a dead letter.
-        for r in rows
-            .iter()
-            .filter(|r| r.get::<_, Option<&str>>("payload").is_some())
-        {
+        for r in &rows {
             let id: Uuid = r.get("batch_id");
             match batches.iter_mut().find(|(b, _)| *b == id) {
                 Some((_, members)) => members.push(r),

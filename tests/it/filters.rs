@@ -12,17 +12,6 @@ use uuid::Uuid;
 use crate::api_support::Api;
 use crate::support::*;
 
-async fn with_filter(c: &tokio_postgres::Client, url: String, filter: Value) -> Uuid {
-    let (id, _) = NewWebhook::new("shop", url, &["*"]).insert(c).await;
-    c.execute(
-        "UPDATE postbox.webhooks SET filter = $2 WHERE id = $1",
-        &[&id, &filter],
-    )
-    .await
-    .unwrap();
-    id
-}
-
 /// The `n` of each event that has a delivery row for `webhook`, sorted.
 async fn delivered(c: &tokio_postgres::Client, webhook: Uuid) -> Vec<i64> {
     let rows = c
@@ -43,19 +32,27 @@ async fn only_matching_events_get_a_delivery_row() {
     let c = db.client().await;
     let rx = Receiver::ok().await;
     let (plain, _) = NewWebhook::new("shop", rx.url(), &["*"]).insert(&c).await;
-    let project = with_filter(&c, rx.url(), json!({"contains": {"projectId": 42}})).await;
-    let big_eur = with_filter(
-        &c,
-        rx.url(),
-        json!({"path": "$.amount > 1000 && $.currency == \"EUR\""}),
-    )
-    .await;
-    let both = with_filter(
-        &c,
-        rx.url(),
-        json!({"contains": {"projectId": 42}, "path": "$.amount > 1000"}),
-    )
-    .await;
+    let project = NewWebhook {
+        filter: Some(json!({"contains": {"projectId": 42}})),
+        ..NewWebhook::new("shop", rx.url(), &["*"])
+    }
+    .insert(&c)
+    .await
+    .0;
+    let big_eur = NewWebhook {
+        filter: Some(json!({"path": "$.amount > 1000 && $.currency == \"EUR\""})),
+        ..NewWebhook::new("shop", rx.url(), &["*"])
+    }
+    .insert(&c)
+    .await
+    .0;
+    let both = NewWebhook {
+        filter: Some(json!({"contains": {"projectId": 42}, "path": "$.amount > 1000"})),
+        ..NewWebhook::new("shop", rx.url(), &["*"])
+    }
+    .insert(&c)
+    .await
+    .0;
     let events = [
         json!({"n": 1, "projectId": 42, "amount": 5}),
         json!({"n": 2, "projectId": 7, "amount": 5000, "currency": "EUR"}),

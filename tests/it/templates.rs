@@ -7,48 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postbox::dispatch::Dispatcher;
-use postbox::signing::{verify, SigningKey};
 use serde_json::{json, Value};
-use uuid::Uuid;
 
 use crate::api_support::Api;
-use crate::support::receiver::Received;
 use crate::support::*;
-
-async fn with_template(
-    c: &tokio_postgres::Client,
-    url: String,
-    template: Value,
-    retry_delay: i32,
-) -> (Uuid, String) {
-    let (id, secret) = NewWebhook {
-        retry_delay_seconds: retry_delay,
-        ..NewWebhook::new("team", url, &["*"])
-    }
-    .insert(c)
-    .await;
-    c.execute(
-        "UPDATE postbox.webhooks SET template = $2 WHERE id = $1",
-        &[&id, &template],
-    )
-    .await
-    .unwrap();
-    (id, secret)
-}
-
-fn verified(r: &Received, secret: &str) -> bool {
-    let key = SigningKey::from_secret(secret).unwrap();
-    verify(
-        &key,
-        Some(r.header("webhook-id")),
-        Some(r.header("webhook-timestamp")),
-        Some(r.header("webhook-signature")),
-        &r.body,
-        chrono::Utc::now().timestamp(),
-        300,
-    )
-    .is_ok()
-}
 
 #[tokio::test]
 async fn each_chat_template_sends_its_tools_shape_signed() {
@@ -57,9 +19,27 @@ async fn each_chat_template_sends_its_tools_shape_signed() {
     let slack_rx = Receiver::ok().await;
     let discord_rx = Receiver::ok().await;
     let teams_rx = Receiver::ok().await;
-    let (_, slack_secret) = with_template(&c, slack_rx.url(), json!("slack"), 60).await;
-    let (_, discord_secret) = with_template(&c, discord_rx.url(), json!("discord"), 60).await;
-    let (_, teams_secret) = with_template(&c, teams_rx.url(), json!("teams"), 60).await;
+    let (_, slack_secret) = NewWebhook {
+        template: Some(json!("slack")),
+        retry_delay_seconds: 60,
+        ..NewWebhook::new("team", slack_rx.url(), &["*"])
+    }
+    .insert(&c)
+    .await;
+    let (_, discord_secret) = NewWebhook {
+        template: Some(json!("discord")),
+        retry_delay_seconds: 60,
+        ..NewWebhook::new("team", discord_rx.url(), &["*"])
+    }
+    .insert(&c)
+    .await;
+    let (_, teams_secret) = NewWebhook {
+        template: Some(json!("teams")),
+        retry_delay_seconds: 60,
+        ..NewWebhook::new("team", teams_rx.url(), &["*"])
+    }
+    .insert(&c)
+    .await;
     let event = publish(
         &c,
         "payment.succeeded",
@@ -72,7 +52,7 @@ async fn each_chat_template_sends_its_tools_shape_signed() {
 
     // Slack incoming webhook: {"text": "..."} (mrkdwn).
     let slack = &slack_rx.wait_for(1, Duration::from_secs(10)).await[0];
-    assert!(verified(slack, &slack_secret));
+    assert!(slack.verifies(&slack_secret));
     assert_eq!(slack.header("webhook-id"), event.to_string());
     assert_eq!(slack.header("content-type"), "application/json");
     let body = slack.json();
@@ -84,7 +64,7 @@ async fn each_chat_template_sends_its_tools_shape_signed() {
 
     // Discord webhook: {"content": "..."} of at most 2000 characters, no pings.
     let discord = &discord_rx.wait_for(1, Duration::from_secs(10)).await[0];
-    assert!(verified(discord, &discord_secret));
+    assert!(discord.verifies(&discord_secret));
     let body = discord.json();
     let content = body["content"].as_str().unwrap();
     assert!(content.starts_with("**payment.succeeded**"), "{content}");
@@ -93,7 +73,7 @@ async fn each_chat_template_sends_its_tools_shape_signed() {
 
     // Teams (Workflows): a message with one Adaptive Card attachment.
     let teams = &teams_rx.wait_for(1, Duration::from_secs(10)).await[0];
-    assert!(verified(teams, &teams_secret));
+    assert!(teams.verifies(&teams_secret));
     let body = teams.json();
     assert_eq!(body["type"], "message");
     let attachments = body["attachments"].as_array().unwrap();
@@ -120,12 +100,12 @@ async fn a_custom_body_is_signed_and_identical_on_every_attempt() {
     let c = db.client().await;
     // Fails first, then succeeds.
     let rx = Receiver::start(Arc::new(|n| Answer::status(if n == 0 { 500 } else { 200 }))).await;
-    let (hook, secret) = with_template(
-        &c,
-        rx.url(),
-        json!({"body": "{\"event\": {{ type | tojson }}, \"who\": {{ data.user.name | tojson }}, \"at\": \"{{ timestamp }}\", \"id\": \"{{ id }}\"}"}),
-        0,
-    )
+    let (hook, secret) = NewWebhook {
+        template: Some(json!({"body": "{\"event\": {{ type | tojson }}, \"who\": {{ data.user.name | tojson }}, \"at\": \"{{ timestamp }}\", \"id\": \"{{ id }}\"}"})),
+        retry_delay_seconds: 0,
+        ..NewWebhook::new("team", rx.url(), &["*"])
+    }
+    .insert(&c)
     .await;
     let event = publish(
         &c,
@@ -141,7 +121,7 @@ async fn a_custom_body_is_signed_and_identical_on_every_attempt() {
     d.run_once().await.unwrap();
     let got = rx.wait_for(2, Duration::from_secs(10)).await;
     assert_eq!(got[0].body, got[1].body, "byte-identical on every attempt");
-    assert!(verified(&got[0], &secret) && verified(&got[1], &secret));
+    assert!(got[0].verifies(&secret) && got[1].verifies(&secret));
     assert_eq!(got[1].header("x-webhook-attempt"), "2");
     let body = got[1].json();
     assert_eq!(body["event"], "user.created");
