@@ -19,6 +19,8 @@ use super::ApiState;
 use crate::template::{EventView, Template};
 use crate::web::ApiError;
 
+/// How many of a webhook's newest deliveries `filter-test` looks at.
+pub const FILTER_TEST_RECENT: i64 = 20;
 /// Longest filter `path`, in bytes.
 pub const FILTER_PATH_MAX: usize = 4096;
 /// `batch.maxEvents`: the range accepted, inclusive.
@@ -242,7 +244,8 @@ pub fn sample_event_schema() -> ObjectBuilder {
 }
 
 /// `POST /api/webhooks/filter-test`: whether `data` matches `filter`, as
-/// the fan-out would decide it. Sends nothing.
+/// the fan-out would decide it, and with `webhookId`, which of the events of
+/// that webhook's newest deliveries it matches. Sends nothing.
 pub async fn filter_test(
     state: &ApiState,
     req: Input<(), AnyQuery, Json<FilterTestRequest>>,
@@ -253,15 +256,49 @@ pub async fn filter_test(
         .filter
         .ok_or_else(|| ApiError::validation("filter", "is required"))?;
     let filter = filter(state, "filter", raw).await?;
-    let data = required("data", b.data)?;
-    if !data.is_object() {
-        return Err(ApiError::validation("data", "must be a JSON object"));
-    }
-    let matches = match filter {
-        None => true,
-        Some(f) => state.store.webhook_filter_test(&f, &data).await?,
+    let webhook = match b.webhook_id {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(parse_uuid("webhookId", &s)?),
+        Some(_) => return Err(ApiError::validation("webhookId", "must be a UUID")),
     };
-    Ok(Success::new(FilterTestResult { matches }))
+    let data = match b.data {
+        None | Some(Value::Null) if webhook.is_some() => None,
+        None | Some(Value::Null) => {
+            return Err(ApiError::validation(
+                "data",
+                "is required (or give webhookId to test its recent events)",
+            ))
+        }
+        Some(d) if d.is_object() => Some(d),
+        Some(_) => return Err(ApiError::validation("data", "must be a JSON object")),
+    };
+    let matches = match (&filter, &data) {
+        (_, None) => None,
+        (None, Some(_)) => Some(true),
+        (Some(f), Some(d)) => Some(state.store.webhook_filter_test(f, d).await?),
+    };
+    let mut recent = Vec::new();
+    if let Some(id) = webhook {
+        // Not the owner's: 404, as every route that takes a webhook id.
+        if state
+            .store
+            .webhook_get(id, &req.caller.owner)
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::not_found("webhook"));
+        }
+        // No filter: every event matches.
+        let f = filter.clone().unwrap_or_else(|| json!({}));
+        recent = state
+            .store
+            .webhook_filter_test_recent(&f, id, &req.caller.owner, FILTER_TEST_RECENT)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect();
+    }
+    Ok(Success::new(FilterTestResult { matches, recent }))
 }
 
 /// `POST /api/webhooks/template-preview`: the body `template` renders for

@@ -437,16 +437,47 @@ pub struct FilterTestRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = shaping::filter_schema, required = true)]
     pub filter: Field,
+    /// A sample payload; required unless `webhookId` is given.
     #[serde(default, deserialize_with = "present")]
-    #[schema(schema_with = v::payload_schema, required = true)]
+    #[schema(schema_with = v::payload_schema)]
     pub data: Field,
+    /// Also test the events of this webhook's 20 newest deliveries.
+    #[serde(default, deserialize_with = "present", rename = "webhookId")]
+    #[schema(value_type = Option<Uuid>)]
+    pub webhook_id: Field,
 }
 
-/// Whether the sample payload matches the filter.
+/// Whether the sample payload, and each recent event, matches the filter.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FilterTestResult {
-    /// True when an event with this payload would get a delivery.
+    /// True when an event with `data` as its payload would get a delivery;
+    /// null when no `data` was given.
+    #[schema(required = true)]
+    pub matches: Option<bool>,
+    /// With `webhookId`: the events of its newest deliveries, newest first.
+    pub recent: Vec<FilterMatch>,
+}
+
+/// A recent event of the webhook and whether the filter matches it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FilterMatch {
+    pub event_id: Uuid,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub created_at: DateTime<Utc>,
     pub matches: bool,
+}
+
+impl From<store::FilterMatch> for FilterMatch {
+    fn from(m: store::FilterMatch) -> FilterMatch {
+        FilterMatch {
+            event_id: m.event_id,
+            event_type: m.event_type,
+            created_at: m.created_at,
+            matches: m.matches,
+        }
+    }
 }
 
 /// A template to render for a sample event.

@@ -18,7 +18,7 @@ pub use types::{
     BatchMember, ClaimLimits, ClaimedBatch, ClaimedDelivery, CompleteReport, Completion,
     DeliveryStatus, FanoutResult, FANOUT_MAX_DELIVERIES,
 };
-pub use webhook::{NewWebhook, WebhookPatch, WebhookRow, WebhookStatsRow};
+pub use webhook::{FilterMatch, NewWebhook, WebhookPatch, WebhookRow, WebhookStatsRow};
 
 mod embedded {
     refinery::embed_migrations!("migrations");

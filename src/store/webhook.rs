@@ -96,6 +96,15 @@ pub struct WebhookPatch {
     pub batch: Option<Option<serde_json::Value>>,
 }
 
+/// A stored event and whether a filter matches its payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterMatch {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub created_at: DateTime<Utc>,
+    pub matches: bool,
+}
+
 /// Per-webhook totals (view `postbox.webhook_stats`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookStatsRow {
@@ -230,6 +239,33 @@ impl Store {
             .row(statement!("webhook_filter_test"), &[filter, payload])
             .await?
             .get(0))
+    }
+
+    /// The events of the webhook's `limit` newest deliveries, newest first,
+    /// each with whether it matches `filter` (a valid one); empty when the
+    /// owner has no such webhook or it has no deliveries.
+    pub async fn webhook_filter_test_recent(
+        &self,
+        filter: &serde_json::Value,
+        webhook_id: Uuid,
+        owner: &str,
+        limit: i64,
+    ) -> Result<Vec<FilterMatch>, StoreError> {
+        let rows = self
+            .rows(
+                statement!("webhook_filter_test_recent"),
+                &[filter, &webhook_id, &owner, &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| FilterMatch {
+                event_id: r.get("event_id"),
+                event_type: r.get("event_type"),
+                created_at: r.get("created_at"),
+                matches: r.get("matches"),
+            })
+            .collect())
     }
 
     /// True when the owner's webhook existed and is gone.
