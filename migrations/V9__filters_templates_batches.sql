@@ -85,8 +85,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     END
 $$;
 
--- Raises the first problem of a webhook's filter, template or batch (or of
--- a template and a batch together) as a
+-- Raises the first problem of a webhook's filter, template or batch as a
 -- check violation (23514) that says what is wrong: what SQL writers see.
 CREATE FUNCTION postbox.webhook_settings_check(filter jsonb, template jsonb, batch jsonb) RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
@@ -104,12 +103,6 @@ BEGIN
     problem := postbox.webhook_batch_problem(batch);
     IF problem IS NOT NULL THEN
         RAISE EXCEPTION 'postbox: webhook batch %', problem USING ERRCODE = 'check_violation';
-    END IF;
-    -- A batch request has one body for many events: the standard events
-    -- in a batch envelope, not a template's rendering of one event.
-    IF coalesce(template, 'null'::jsonb) <> 'null'::jsonb AND coalesce(batch, 'null'::jsonb) <> 'null'::jsonb THEN
-        RAISE EXCEPTION 'postbox: webhook template and batch cannot be combined: a batch carries the standard event bodies'
-            USING ERRCODE = 'check_violation';
     END IF;
     RETURN true;
 END

@@ -191,7 +191,8 @@ impl Route {
                 "/api/webhooks/filter-test",
                 User,
                 "Whether a payload matches a filter (sends nothing)",
-            ),
+            )
+            .errors(&[("404", "webhookId is not one of the caller's webhooks")]),
             Route::TemplatePreview => spec(
                 "POST",
                 "/api/webhooks/template-preview",

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::reply::Success;
 use super::request::{parse_uuid, AnyQuery, Input, Json};
-use super::validate::required;
+use super::validate::{required, NO_NUL};
 use super::wire::{FilterTestRequest, FilterTestResult, TemplatePreview, TemplatePreviewRequest};
 use super::ApiState;
 use crate::template::{EventView, Template};
@@ -132,6 +132,16 @@ pub fn batch(v: Value) -> Result<Option<Value>, ApiError> {
     ))
 }
 
+/// Whether a key or a string anywhere in `v` holds NUL.
+fn holds_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(holds_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
+}
+
 fn nullable_object() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
 }
@@ -143,6 +153,11 @@ pub fn filter_schema() -> ObjectBuilder {
             "contains",
             ObjectBuilder::new()
                 .schema_type(Type::Object)
+                .property_names(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some(NO_NUL)),
+                ))
                 .additional_properties(Some(Ref::from_schema_name("JsonValue")))
                 .description(Some("JSON containment: the payload must contain this object (payload @> contains)")),
         )
@@ -151,6 +166,7 @@ pub fn filter_schema() -> ObjectBuilder {
             ObjectBuilder::new()
                 .schema_type(Type::String)
                 .max_length(Some(FILTER_PATH_MAX))
+                .pattern(Some(NO_NUL))
                 .description(Some(
                     "a SQL/JSON path predicate on the payload, e.g. $.amount > 1000 && $.currency == \"EUR\"",
                 )),
@@ -170,7 +186,11 @@ pub fn template_schema() -> RefOr<Schema> {
             "body",
             ObjectBuilder::new()
                 .schema_type(Type::String)
-                .max_length(Some(crate::template::SOURCE_MAX)),
+                .max_length(Some(crate::template::SOURCE_MAX))
+                .pattern(Some(NO_NUL))
+                .description(Some(
+                    "a Jinja template (minijinja) over id, type, timestamp and data; it must parse",
+                )),
         )
         .required("body")
         .additional_properties(Some(AdditionalProperties::FreeForm(false)));
@@ -342,6 +362,13 @@ pub async fn template_preview(
     let data = required("event.data", event.get("data").cloned())?;
     if !data.is_object() {
         return Err(ApiError::validation("event.data", "must be a JSON object"));
+    }
+    // What an event may hold (Postgres jsonb refuses NUL).
+    if holds_nul(&data) {
+        return Err(ApiError::validation(
+            "event.data",
+            "must not contain NUL (U+0000) in a key or a string",
+        ));
     }
     let id = match event.get("id") {
         None | Some(Value::Null) => Uuid::nil(),

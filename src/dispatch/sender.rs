@@ -115,7 +115,8 @@ pub fn standard_body(
     format!("{{\"id\":\"{id}\",\"type\":{ty},\"timestamp\":\"{ts}\",\"data\":{payload}}}")
 }
 
-/// The body of one claim: a batch's body, the webhook's template rendered
+/// The body of one claim: a batch's body (standard event bodies, whatever
+/// the template), the webhook's template rendered
 /// from the event, or the standard body. Deterministic: the same bytes on
 /// every attempt (of the same batch; of the same event and template). Fails
 /// only when the template cannot render, with the reason.

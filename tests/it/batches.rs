@@ -104,6 +104,8 @@ async fn a_batch_that_is_not_full_goes_after_max_wait() {
     let rx = Receiver::ok().await;
     let (hook, _) = NewWebhook {
         batch: Some(json!({"maxEvents": 100, "maxWaitMs": 30000})),
+        // A batch carries the standard bodies, whatever the template.
+        template: Some(json!("slack")),
         retry_delay_seconds: 60,
         ..NewWebhook::new("fleet", rx.url(), &["*"])
     }
@@ -119,7 +121,10 @@ async fn a_batch_that_is_not_full_goes_after_max_wait() {
     let got = rx.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].header("x-webhook-batch-size"), "5");
-    assert_eq!(got[0].json()["data"].as_array().unwrap().len(), 5);
+    let data = got[0].json()["data"].clone();
+    assert_eq!(data.as_array().unwrap().len(), 5);
+    assert_eq!(data[0]["type"], "agent.connected");
+    assert_eq!(data[0]["data"], json!({"n": 1}));
     assert!(rows(&c, hook).await.iter().all(|r| r.0 == "success"));
 }
 
