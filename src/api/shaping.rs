@@ -89,6 +89,9 @@ pub async fn filter(state: &ApiState, field: &str, v: Value) -> Result<Option<Va
 /// `{"body": "<jinja>"}` that parses.
 pub fn template(field: &str, v: Value) -> Result<Option<Value>, ApiError> {
     let t = Template::parse(&v).map_err(|e| ApiError::validation(field, e.to_string()))?;
+    if holds_nul(&v) {
+        return Err(ApiError::validation(field, "must not contain NUL (U+0000)"));
+    }
     match t {
         None => Ok(None),
         Some(t) => {
