@@ -11,6 +11,10 @@
 -- the caller checks what is left, since a wait after it, such as a foreign-key
 -- check, still can).
 --
+-- Filtered (V9): a webhook whose current `filter` the payload does not
+-- match gets no row. A batched webhook's rows are never claimed here: they
+-- are queued 'pending', due maxWaitMs later, for delivery_claim_batch_many.
+--
 -- Subscribed as of commit: webhook W of the event's owner, active, whose
 -- event_types hold the type, 'group.*' or '*', in the state W had before the
 -- earliest recorded change of W that the event committed before (its txid
