@@ -458,6 +458,46 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_body_wraps_each_event_body_and_takes_its_time_from_the_batch_id() {
+        use crate::store::BatchMember;
+        let at = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 28, 19, 47, 22)
+            .unwrap();
+        let member = |n: u128, payload: &str| BatchMember {
+            delivery_id: Uuid::from_u128(100 + n),
+            event_id: Uuid::from_u128(n),
+            event_type: "project.updated".into(),
+            attempt: 1,
+            payload: payload.into(),
+            event_created_at: at,
+        };
+        // A UUIDv7 of 2026-11-28T19:47:23.456Z.
+        let ts = uuid::Timestamp::from_unix(uuid::NoContext, 1_795_895_243, 456_000_000);
+        let batch = ClaimedBatch {
+            id: Uuid::new_v7(ts),
+            members: vec![member(1, r#"{"a": 1}"#), member(2, r#"{"b": [2]}"#)],
+        };
+        let body = batch_body(&batch);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["id"], batch.id.to_string());
+        assert_eq!(v["type"], "batch");
+        assert_eq!(v["timestamp"], "2026-11-28T19:47:23.456Z");
+        assert_eq!(v["data"][0]["id"], Uuid::from_u128(1).to_string());
+        assert_eq!(v["data"][1]["data"], serde_json::json!({"b": [2]}));
+        assert_eq!(batch_body(&batch), body, "the same bytes every time");
+        let d = ClaimedDelivery {
+            batch: Some(batch),
+            template: Some(serde_json::json!("slack")),
+            ..ClaimedDelivery::sample()
+        };
+        assert_eq!(
+            request_body(&d).unwrap(),
+            body,
+            "a batch ignores the template"
+        );
+    }
+
+    #[test]
     fn stored_text_has_no_nul_and_is_utf8() {
         assert_eq!(storable_text(b"a\0b\xff"), "a\u{FFFD}b\u{FFFD}");
     }
