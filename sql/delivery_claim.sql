@@ -58,6 +58,9 @@ WITH RECURSIVE queued AS (
       AND r.room > 0
       AND head.due <= $2
       AND NOT (SELECT paused FROM postbox.queue_state)
+      -- A batched webhook's rows go by sql/delivery_claim_batch_many.sql.
+      AND NOT EXISTS (SELECT 1 FROM postbox.webhooks bw
+                      WHERE bw.id = q.webhook_id AND bw.batch IS NOT NULL)
     ORDER BY head.due
     LIMIT $1::bigint
 ), picked AS MATERIALIZED (
@@ -96,4 +99,4 @@ RETURNING d.id, d.webhook_id, d.event_id, d.event_type, d.attempts, d.lease_expi
           c.payload, c.event_created_at,
           w.url, w.secret,
           CASE WHEN w.previous_secret_expires_at > $2 THEN w.previous_secret END AS previous_secret,
-          w.headers, w.max_retries, w.retry_delay_seconds, w.active
+          w.headers, w.max_retries, w.retry_delay_seconds, w.active, w.template

@@ -11,6 +11,10 @@
 -- the caller checks what is left, since a wait after it, such as a foreign-key
 -- check, still can).
 --
+-- Filtered (V9): a webhook whose current `filter` the payload does not
+-- match gets no row. A batched webhook's rows are never claimed here: they
+-- are queued 'pending', due maxWaitMs later, for delivery_claim_batch_many.
+--
 -- Subscribed as of commit: webhook W of the event's owner, active, whose
 -- event_types hold the type, 'group.*' or '*', in the state W had before the
 -- earliest recorded change of W that the event committed before (its txid
@@ -55,7 +59,7 @@
 -- (= ANY of an array), a plan that does not depend on statistics. The unique
 -- key (event_id, webhook_id) makes a repeated fan-out add nothing.
 WITH batch AS MATERIALIZED (
-    SELECT e.id, e.event_type, e.owner_id, e.created_at, e.txid,
+    SELECT e.id, e.event_type, e.owner_id, e.payload, e.created_at, e.txid,
            coalesce(e.fanout_cursor, '00000000-0000-0000-0000-000000000000') AS after,
            ARRAY[e.event_type, split_part(e.event_type, '.', 1) || '.*', '*'] AS patterns
     FROM postbox.events e
@@ -87,19 +91,21 @@ WITH batch AS MATERIALIZED (
     -- Up to per_event + 1 subscribed webhooks per event after its cursor
     -- (the extra one only says that more remain).
     SELECT b.id AS event_id, b.event_type, b.created_at AS event_created_at,
-           w.id AS webhook_id, w.active,
+           w.id AS webhook_id, w.active, w.batch_max_wait_ms,
            row_number() OVER (PARTITION BY b.id ORDER BY w.id) AS rank_in_event
     FROM batch b
     LEFT JOIN seen s ON s.event_id = b.id
     CROSS JOIN LATERAL (
         SELECT w.*
         FROM (
-            SELECT w.id, w.owner_id, w.active, w.event_types
+            SELECT w.id, w.owner_id, w.active, w.event_types,
+                   w.filter_contains, w.filter_path, w.batch_max_wait_ms
             FROM postbox.webhooks w
             WHERE w.owner_id = b.owner_id AND w.id > b.after
             UNION ALL
             -- Webhooks that were the owner's when the event committed.
-            SELECT w.id, w.owner_id, w.active, w.event_types
+            SELECT w.id, w.owner_id, w.active, w.event_types,
+                   w.filter_contains, w.filter_path, w.batch_max_wait_ms
             FROM postbox.webhooks w
             WHERE w.id = ANY (s.webhooks) AND w.owner_id <> b.owner_id AND w.id > b.after
         ) w
@@ -117,6 +123,12 @@ WITH batch AS MATERIALIZED (
                    ELSE was.prior_owner_id = b.owner_id AND was.prior_active
                         AND was.prior_event_types && b.patterns
               END
+          -- The webhook's payload filter (V9; its current one): containment
+          -- and a path predicate, both optional. `@@` answers NULL (no
+          -- match), never an error, for a payload the path cannot judge, so
+          -- one odd event cannot stop the fan-out.
+          AND (w.filter_contains IS NULL OR b.payload @> w.filter_contains)
+          AND (w.filter_path IS NULL OR coalesce(b.payload @@ w.filter_path, false))
         ORDER BY w.id
         LIMIT (SELECT per_event + 1 FROM share)
     ) w
@@ -182,7 +194,9 @@ WITH batch AS MATERIALIZED (
            (mt.active
             AND NOT (SELECT paused FROM postbox.queue_state)
             AND mt.rank_in_batch <= $3::bigint
-            AND mt.rank_in_webhook <= coalesce(b.room, $6::bigint)) AS claim
+            AND mt.rank_in_webhook <= coalesce(b.room, $6::bigint)
+            -- A batched webhook's deliveries wait for its batch claim.
+            AND mt.batch_max_wait_ms IS NULL) AS claim
     FROM matched mt
     LEFT JOIN busy b ON b.webhook_id = mt.webhook_id
 ), inserted AS (
@@ -191,7 +205,9 @@ WITH batch AS MATERIALIZED (
     SELECT d.id, d.webhook_id, d.event_id, d.event_type,
            CASE WHEN d.claim THEN 'sending'::postbox.delivery_status ELSE 'pending' END,
            CASE WHEN d.claim THEN 1 ELSE 0 END,
-           $2,
+           -- A batched webhook's delivery is due when its batch must go at
+           -- the latest: maxWaitMs after the fan-out (sooner if it fills).
+           $2::timestamptz + make_interval(secs => coalesce(d.batch_max_wait_ms, 0) / 1000.0),
            -- The lease starts when the row is written: time the statement
            -- waited (a lock) does not eat it.
            CASE WHEN d.claim THEN $2::timestamptz + (clock_timestamp() - statement_timestamp()) + make_interval(secs => $5) END,
@@ -216,7 +232,7 @@ LEFT JOIN (
     SELECT i.id, i.webhook_id, i.event_id, i.lease_expires_at, e.event_type, e.payload::text AS payload,
            e.created_at AS event_created_at, w.url, w.secret,
            CASE WHEN w.previous_secret_expires_at > $2 THEN w.previous_secret END AS previous_secret,
-           w.headers, w.max_retries, w.retry_delay_seconds
+           w.headers, w.max_retries, w.retry_delay_seconds, w.template
     FROM inserted i
     JOIN postbox.events e ON e.id = i.event_id
     JOIN postbox.webhooks w ON w.id = i.webhook_id

@@ -39,4 +39,5 @@ pub mod signing;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod template;
 pub mod web;

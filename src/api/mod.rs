@@ -36,6 +36,7 @@ pub mod reply;
 pub mod request;
 pub mod route;
 pub mod router;
+pub mod shaping;
 pub mod validate;
 pub(crate) mod webhooks;
 pub mod wire;

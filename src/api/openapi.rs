@@ -30,7 +30,7 @@ use super::reply::{reference, Answer, Document};
 use super::request::{FromBody, FromPath, FromQuery, Input, NoBody, NoQuery};
 use super::route::{Access, Route};
 use super::wire::Empty;
-use super::{deliveries, event_types, events, portal, queue, webhooks, ApiState};
+use super::{deliveries, event_types, events, portal, queue, shaping, webhooks, ApiState};
 use crate::web::body::MAX_BODY;
 use crate::web::ApiError;
 
@@ -93,6 +93,8 @@ pub fn with_handler<'a, V: Visit<'a>>(route: Route, v: V) -> V::Out {
         Route::QueueRetryFailed => v.visit(queue::retry_failed),
         Route::WebhookCreate => v.visit(webhooks::create),
         Route::WebhookList => v.visit(webhooks::list),
+        Route::FilterTest => v.visit(shaping::filter_test),
+        Route::TemplatePreview => v.visit(shaping::template_preview),
         Route::WebhookGet => v.visit(webhooks::get),
         Route::WebhookUpdate => v.visit(webhooks::update),
         Route::WebhookDelete => v.visit(webhooks::delete),

@@ -85,6 +85,10 @@ routes! {
     WebhookCreate,
     /// `GET /api/webhooks`
     WebhookList,
+    /// `POST /api/webhooks/filter-test`
+    FilterTest,
+    /// `POST /api/webhooks/template-preview`
+    TemplatePreview,
     /// `GET /api/webhooks/{id}`
     WebhookGet,
     /// `PUT /api/webhooks/{id}`
@@ -184,6 +188,19 @@ impl Route {
             ),
             Route::WebhookCreate => spec("POST", "/api/webhooks", User, "Create a webhook"),
             Route::WebhookList => spec("GET", "/api/webhooks", User, "The caller's webhooks"),
+            Route::FilterTest => spec(
+                "POST",
+                "/api/webhooks/filter-test",
+                User,
+                "Whether a payload matches a filter (sends nothing)",
+            )
+            .errors(&[("404", "webhookId is not one of the caller's webhooks")]),
+            Route::TemplatePreview => spec(
+                "POST",
+                "/api/webhooks/template-preview",
+                User,
+                "The body a template renders for an event (sends nothing)",
+            ),
             Route::WebhookGet => spec(
                 "GET",
                 "/api/webhooks/{id}",

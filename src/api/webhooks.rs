@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::reply::{Created, Listed, Success};
 use super::request::{AnyQuery, Input, Json, NoBody, NoQuery, Page, WebhookId};
+use super::shaping;
 use super::validate::{self as v, required};
 use super::wire::{
     Deleted, Delivery, EventType, RotateRequest, RotateResult, Webhook, WebhookBody, WebhookCreate,
@@ -37,6 +38,14 @@ async fn patch(state: &ApiState, b: WebhookBody) -> Result<WebhookPatch, ApiErro
         .map(|x| v::int("retryDelay", x, v::RETRY_DELAY))
         .transpose()?;
     p.active = b.active.map(|x| v::boolean("active", x)).transpose()?;
+    p.template = b
+        .template
+        .map(|x| shaping::template("template", x))
+        .transpose()?;
+    p.batch = b.batch.map(shaping::batch).transpose()?;
+    if let Some(filter) = b.filter {
+        p.filter = Some(shaping::filter(state, "filter", filter).await?);
+    }
     if let Some(url) = b.url {
         p.url = Some(v::url(state, url).await?);
     }
@@ -66,6 +75,9 @@ pub async fn create(
         max_retries: p.max_retries.unwrap_or(v::DEFAULT_MAX_RETRIES),
         retry_delay_seconds: p.retry_delay_seconds.unwrap_or(v::DEFAULT_RETRY_DELAY),
         active: p.active.unwrap_or(true),
+        filter: p.filter.flatten(),
+        template: p.template.flatten(),
+        batch: p.batch.flatten(),
     };
     let webhook = state.store.webhook_insert(&new).await?.into();
     Ok(Created::new(WebhookWithSecret { webhook, secret }))

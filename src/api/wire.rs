@@ -13,6 +13,7 @@ use utoipa::{PartialSchema, ToSchema};
 use uuid::Uuid;
 
 use super::request::{present, Field};
+use super::shaping;
 use super::validate as v;
 use crate::store;
 
@@ -39,6 +40,15 @@ pub struct Webhook {
     pub disabled_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The payload filter; null: every event of the subscribed types.
+    #[schema(schema_with = shaping::filter_schema, required = true)]
+    pub filter: Option<serde_json::Value>,
+    /// The body template; null: the standard body.
+    #[schema(schema_with = shaping::template_schema, required = true)]
+    pub template: Option<serde_json::Value>,
+    /// The batch settings; null: one request per event.
+    #[schema(schema_with = shaping::batch_schema, required = true)]
+    pub batch: Option<serde_json::Value>,
 }
 
 impl From<store::WebhookRow> for Webhook {
@@ -58,6 +68,9 @@ impl From<store::WebhookRow> for Webhook {
             disabled_reason: r.disabled_reason,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            filter: r.filter,
+            template: r.template,
+            batch: r.batch,
         }
     }
 }
@@ -127,6 +140,10 @@ pub struct Delivery {
     pub updated_at: DateTime<Utc>,
     #[schema(required = true)]
     pub completed_at: Option<DateTime<Utc>>,
+    /// The batch (its request's `webhook-id`) this delivery was last sent
+    /// in; null when its webhook does not batch.
+    #[schema(required = true)]
+    pub batch_id: Option<Uuid>,
 }
 
 impl From<store::DeliveryRow> for Delivery {
@@ -145,6 +162,7 @@ impl From<store::DeliveryRow> for Delivery {
             created_at: r.created_at,
             updated_at: r.updated_at,
             completed_at: r.completed_at,
+            batch_id: r.batch_id,
         }
     }
 }
@@ -318,6 +336,15 @@ pub struct WebhookBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = v::active_schema)]
     pub active: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = shaping::filter_schema)]
+    pub filter: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = shaping::template_schema)]
+    pub template: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = shaping::batch_schema)]
+    pub batch: Field,
 }
 
 /// The fields of a new webhook: `WebhookBody` with name, url and events
@@ -426,4 +453,73 @@ pub struct PortalLink {
     pub url: String,
     /// After this the link opens nothing.
     pub expires_at: DateTime<Utc>,
+}
+
+/// A filter to try on a sample payload.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FilterTestRequest {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = shaping::filter_schema, required = true)]
+    pub filter: Field,
+    /// A sample payload; required unless `webhookId` is given.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::payload_schema)]
+    pub data: Field,
+    /// Also test the events of this webhook's 20 newest deliveries.
+    #[serde(default, deserialize_with = "present", rename = "webhookId")]
+    #[schema(value_type = Option<Uuid>)]
+    pub webhook_id: Field,
+}
+
+/// Whether the sample payload, and each recent event, matches the filter.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FilterTestResult {
+    /// True when an event with `data` as its payload would get a delivery;
+    /// null when no `data` was given.
+    #[schema(required = true)]
+    pub matches: Option<bool>,
+    /// With `webhookId`: the events of its newest deliveries, newest first.
+    pub recent: Vec<FilterMatch>,
+}
+
+/// A recent event of the webhook and whether the filter matches it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FilterMatch {
+    pub event_id: Uuid,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub created_at: DateTime<Utc>,
+    pub matches: bool,
+}
+
+impl From<store::FilterMatch> for FilterMatch {
+    fn from(m: store::FilterMatch) -> FilterMatch {
+        FilterMatch {
+            event_id: m.event_id,
+            event_type: m.event_type,
+            created_at: m.created_at,
+            matches: m.matches,
+        }
+    }
+}
+
+/// A template to render for a sample event.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplatePreviewRequest {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = shaping::template_schema, required = true)]
+    pub template: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = shaping::sample_event_schema, required = true)]
+    pub event: Field,
+}
+
+/// The body the template renders for the sample event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TemplatePreview {
+    /// Exactly the bytes that would be signed and sent, as text.
+    pub body: String,
 }

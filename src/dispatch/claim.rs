@@ -6,7 +6,9 @@
 //! fill the room left. Every claim is handed to `start` as soon as its
 //! statement returns, so the fan-out's requests begin before the second
 //! statement runs. Claims never exceed `ClaimPlan::limit`, and the second
-//! statement sees the fan-out's claims in the per-webhook caps.
+//! statement sees the fan-out's claims in the per-webhook caps. A third
+//! statement then claims the due batches of batched webhooks (one claim, one
+//! request, per batch), which the first two leave alone.
 
 use std::time::Duration;
 
@@ -52,6 +54,8 @@ pub struct Round {
     pub claimed: usize,
     /// The second statement, when it ran.
     pub rest: Option<Rest>,
+    /// The round's `now` (what `fan.next_due` is compared with).
+    pub now: Option<DateTime<Utc>>,
 }
 
 /// Runs one round at `now`. `busy` reports the webhooks in flight (asked
@@ -95,12 +99,35 @@ pub async fn fan_out_then_claim(
                 },
             )
             .await?;
+        let mut taken = rows.len();
+        rows.into_iter().for_each(&mut start);
+        // Batched webhooks' due batches, one claim (one request) each.
+        if room > taken {
+            let after = busy();
+            let batches = store
+                .delivery_claim_batch_many(
+                    now,
+                    ClaimLimits {
+                        limit: (room - taken) as i64,
+                        busy_webhooks: &after.webhooks,
+                        busy_room: &after.room,
+                        ..limits
+                    },
+                )
+                .await?;
+            taken += batches.len();
+            batches.into_iter().for_each(&mut start);
+        }
         rest = Some(Rest {
             room,
-            claimed: rows.len(),
+            claimed: taken,
         });
-        claimed += rows.len();
-        rows.into_iter().for_each(start);
+        claimed += taken;
     }
-    Ok(Round { fan, claimed, rest })
+    Ok(Round {
+        fan,
+        claimed,
+        rest,
+        now: Some(now),
+    })
 }

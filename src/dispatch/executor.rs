@@ -143,6 +143,24 @@ impl Executor {
     }
 }
 
+/// The completions one claim's outcome writes: its own, or for a batch one
+/// per member (the same outcome, each fenced by its own attempt number), so
+/// a failed batch is retried as a whole.
+pub(super) fn spread(d: &ClaimedDelivery, c: Completion) -> Vec<Completion> {
+    match &d.batch {
+        None => vec![c],
+        Some(batch) => batch
+            .members
+            .iter()
+            .map(|m| Completion {
+                delivery_id: m.delivery_id,
+                attempt: m.attempt,
+                ..c.clone()
+            })
+            .collect(),
+    }
+}
+
 /// 410 Gone: the endpoint wants no more deliveries, so its webhook is
 /// disabled (docs/WEBHOOKS.md), after a delivery or a test send alike.
 pub async fn disable_gone(store: &Store, webhook_id: uuid::Uuid, now: DateTime<Utc>) {
@@ -160,7 +178,8 @@ pub async fn disable_gone(store: &Store, webhook_id: uuid::Uuid, now: DateTime<U
 
 fn record_metrics(d: &ClaimedDelivery, attempt: &Attempt, c: &Completion, now: DateTime<Utc>) {
     let outcome = c.status.as_str();
-    metrics::counter!("postbox_deliveries_total", "outcome" => outcome).increment(1);
+    let deliveries = d.batch.as_ref().map_or(1, |b| b.members.len() as u64);
+    metrics::counter!("postbox_deliveries_total", "outcome" => outcome).increment(deliveries);
     metrics::histogram!("postbox_attempt_duration_seconds")
         .record(f64::from(attempt.duration_ms) / 1000.0);
     if c.status == DeliveryStatus::Success {

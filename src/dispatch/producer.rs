@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::cap::Answer;
 use super::claim::{fan_out_then_claim, ClaimPlan};
 use super::completer::{run_completer, HeldIds, Outcome};
-use super::executor::Executor;
+use super::executor::{spread, Executor};
 use super::idle::{IdleState, RESCUE_EVERY};
 use super::inflight::InFlight;
 use super::signals::TestSignals;
@@ -381,11 +381,13 @@ async fn run_attempt(
     // Hand the outcome over before freeing the slot, so that shutdown's
     // flush sees every finished attempt. The completer drains the channel
     // even while it cannot write, so this does not wait for the database.
-    let outcome = Outcome {
-        completion,
-        lease_ends,
-    };
-    let _ = handover.completions.send(outcome).await;
+    for completion in spread(&d, completion) {
+        let outcome = Outcome {
+            completion,
+            lease_ends,
+        };
+        let _ = handover.completions.send(outcome).await;
+    }
     shared.inflight.untrack(&d, answer);
     drop(permit);
     shared.slot_freed.notify_one();

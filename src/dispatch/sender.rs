@@ -20,7 +20,9 @@ use crate::config::DispatchConfig;
 use crate::dispatch::retry::{parse_retry_after, Attempt};
 use crate::net;
 use crate::signing::{signature_header, SigningKey};
-use crate::store::ClaimedDelivery;
+use crate::store::{ClaimedBatch, ClaimedDelivery};
+use crate::template::{self, EventView};
+use uuid::Uuid;
 
 /// How much of a response body is kept.
 pub const MAX_RESPONSE_BODY: usize = 16 * 1024;
@@ -40,6 +42,7 @@ pub const RESERVED_HEADERS: &[&str] = &[
     "x-webhook-event",
     "x-webhook-delivery",
     "x-webhook-attempt",
+    "x-webhook-batch-size",
 ];
 
 /// The User-Agent of every request: `postbox/<version>`.
@@ -92,12 +95,82 @@ pub struct Prepared {
 
 /// The request body: byte-identical on every attempt of an event.
 pub fn event_body(d: &ClaimedDelivery) -> Bytes {
-    let ts = d.event_created_at.format("%Y-%m-%dT%H:%M:%S%.3fZ");
-    let ty = serde_json::to_string(&d.event_type).expect("a string serializes");
-    Bytes::from(format!(
-        "{{\"id\":\"{}\",\"type\":{},\"timestamp\":\"{}\",\"data\":{}}}",
-        d.event_id, ty, ts, d.payload
+    Bytes::from(standard_body(
+        d.event_id,
+        &d.event_type,
+        d.event_created_at,
+        &d.payload,
     ))
+}
+
+/// SPEC section 4's body, the payload (JSON text) embedded verbatim.
+pub fn standard_body(
+    id: Uuid,
+    event_type: &str,
+    created_at: DateTime<Utc>,
+    payload: &str,
+) -> String {
+    let ts = created_at.format("%Y-%m-%dT%H:%M:%S%.3fZ");
+    let ty = serde_json::to_string(event_type).expect("a string serializes");
+    format!("{{\"id\":\"{id}\",\"type\":{ty},\"timestamp\":\"{ts}\",\"data\":{payload}}}")
+}
+
+/// The body of one claim: a batch's body (standard event bodies, whatever
+/// the template), the webhook's template rendered
+/// from the event, or the standard body. Deterministic: the same bytes on
+/// every attempt (of the same batch; of the same event and template). Fails
+/// only when the template cannot render, with the reason.
+pub fn request_body(d: &ClaimedDelivery) -> Result<Bytes, String> {
+    if let Some(batch) = &d.batch {
+        return Ok(batch_body(batch));
+    }
+    let Some(template) = d.template.as_ref().filter(|t| !t.is_null()) else {
+        return Ok(event_body(d));
+    };
+    let event = EventView {
+        id: d.event_id,
+        event_type: &d.event_type,
+        created_at: d.event_created_at,
+        payload: &d.payload,
+    };
+    match template::render(template, &event) {
+        Ok(Some(body)) => Ok(Bytes::from(body)),
+        Ok(None) => Ok(event_body(d)),
+        Err(e) => Err(format!("template: {e}: not sent")),
+    }
+}
+
+/// A batch request's body (SPEC 7.3): `{"id": <batch id>, "type": "batch",
+/// "timestamp": <the batch id's UUIDv7 time>, "data": [<each event's
+/// standard body>]}`, in event order; the same bytes on every retry.
+pub fn batch_body(batch: &ClaimedBatch) -> Bytes {
+    let millis = batch
+        .id
+        .get_timestamp()
+        .map(|t| {
+            let (secs, nanos) = t.to_unix();
+            secs as i64 * 1000 + i64::from(nanos / 1_000_000)
+        })
+        .unwrap_or(0);
+    let at = DateTime::<Utc>::from_timestamp_millis(millis).unwrap_or_default();
+    let mut out = format!(
+        "{{\"id\":\"{}\",\"type\":\"batch\",\"timestamp\":\"{}\",\"data\":[",
+        batch.id,
+        at.format("%Y-%m-%dT%H:%M:%S%.3fZ")
+    );
+    for (i, m) in batch.members.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&standard_body(
+            m.event_id,
+            &m.event_type,
+            m.event_created_at,
+            &m.payload,
+        ));
+    }
+    out.push_str("]}");
+    Bytes::from(out)
 }
 
 /// Text safe to store in Postgres: valid UTF-8 without NUL characters.
@@ -177,7 +250,7 @@ impl Sender {
                 .as_deref()
                 .and_then(|s| SigningKey::from_secret(s).ok()),
         );
-        let body = event_body(d);
+        let body = request_body(d)?;
         let headers = self.headers(d, &keys, &body, started_at.timestamp());
         Ok(Prepared {
             url,
@@ -210,7 +283,8 @@ impl Sender {
                 }
             }
         }
-        let msg_id = d.event_id.to_string();
+        // A batch is one message: its id is the batch's.
+        let msg_id = d.batch.as_ref().map_or(d.event_id, |b| b.id).to_string();
         let sig = signature_header(keys, &msg_id, timestamp, body);
         let set = |h: &mut HeaderMap, name: &'static str, value: String| {
             if let Ok(v) = HeaderValue::from_str(&value) {
@@ -222,8 +296,20 @@ impl Sender {
         set(&mut h, "webhook-timestamp", timestamp.to_string());
         set(&mut h, "webhook-signature", sig);
         set(&mut h, "user-agent", USER_AGENT.into());
-        set(&mut h, "x-webhook-event", d.event_type.clone());
-        set(&mut h, "x-webhook-delivery", d.id.to_string());
+        match &d.batch {
+            None => {
+                set(&mut h, "x-webhook-event", d.event_type.clone());
+                set(&mut h, "x-webhook-delivery", d.id.to_string());
+            }
+            Some(batch) => {
+                set(&mut h, "x-webhook-event", "batch".into());
+                set(
+                    &mut h,
+                    "x-webhook-batch-size",
+                    batch.members.len().to_string(),
+                );
+            }
+        }
         set(&mut h, "x-webhook-attempt", d.attempt.to_string());
         h
     }
@@ -350,7 +436,6 @@ fn describe(e: &reqwest::Error) -> String {
 mod tests {
     use super::*;
     use chrono::TimeZone;
-    use uuid::Uuid;
 
     #[test]
     fn body_embeds_the_payload_verbatim() {
@@ -370,6 +455,46 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["data"]["id"], 42);
+    }
+
+    #[test]
+    fn a_batch_body_wraps_each_event_body_and_takes_its_time_from_the_batch_id() {
+        use crate::store::BatchMember;
+        let at = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 28, 19, 47, 22)
+            .unwrap();
+        let member = |n: u128, payload: &str| BatchMember {
+            delivery_id: Uuid::from_u128(100 + n),
+            event_id: Uuid::from_u128(n),
+            event_type: "project.updated".into(),
+            attempt: 1,
+            payload: payload.into(),
+            event_created_at: at,
+        };
+        // A UUIDv7 of 2026-11-28T19:47:23.456Z.
+        let ts = uuid::Timestamp::from_unix(uuid::NoContext, 1_795_895_243, 456_000_000);
+        let batch = ClaimedBatch {
+            id: Uuid::new_v7(ts),
+            members: vec![member(1, r#"{"a": 1}"#), member(2, r#"{"b": [2]}"#)],
+        };
+        let body = batch_body(&batch);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["id"], batch.id.to_string());
+        assert_eq!(v["type"], "batch");
+        assert_eq!(v["timestamp"], "2026-11-28T19:47:23.456Z");
+        assert_eq!(v["data"][0]["id"], Uuid::from_u128(1).to_string());
+        assert_eq!(v["data"][1]["data"], serde_json::json!({"b": [2]}));
+        assert_eq!(batch_body(&batch), body, "the same bytes every time");
+        let d = ClaimedDelivery {
+            batch: Some(batch),
+            template: Some(serde_json::json!("slack")),
+            ..ClaimedDelivery::sample()
+        };
+        assert_eq!(
+            request_body(&d).unwrap(),
+            body,
+            "a batch ignores the template"
+        );
     }
 
     #[test]

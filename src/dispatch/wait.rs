@@ -156,8 +156,14 @@ impl LoopState {
         if let Some(rest) = round.rest {
             self.last_claim = Instant::now();
             // Due but nothing claimable (webhooks at their cap, rows locked
-            // by another dispatcher): wait for a change.
-            self.idle.due_unclaimable = rest.claimed == 0;
+            // by another dispatcher): wait for a change. Not when the
+            // earliest queued work is not due yet (a batch waiting for
+            // maxWaitMs): the wait for it ends when it comes due.
+            let only_later = round
+                .now
+                .zip(round.fan.next_due)
+                .is_some_and(|(now, due)| due > now);
+            self.idle.due_unclaimable = rest.claimed == 0 && !only_later;
             self.claim_wanted = rest.claimed == rest.room;
         }
         self.limiter.take(round.claimed);
@@ -237,6 +243,7 @@ mod tests {
             },
             claimed,
             rest,
+            now: None,
         }
     }
 
@@ -423,5 +430,31 @@ mod tests {
             idle(true, None)
         );
         assert!(s.idle.due_unclaimable);
+    }
+
+    #[test]
+    fn a_claim_that_finds_only_later_work_sleeps_until_it_is_due() {
+        let mut s = state();
+        s.idle.flag = Some(true);
+        let due = now() + chrono::Duration::milliseconds(300);
+        let mut r = round(
+            0,
+            0,
+            Some(Rest {
+                room: 5,
+                claimed: 0,
+            }),
+        );
+        r.fan.next_due = Some(due);
+        r.now = Some(now());
+        let pass = s.claimed(&r, 5, true);
+        assert!(!s.idle.due_unclaimable, "nothing due was left unclaimed");
+        assert_eq!(
+            s.next_wait(&pass, now()),
+            Wait::Idle {
+                sleep: Duration::from_millis(300),
+                safe: true
+            }
+        );
     }
 }

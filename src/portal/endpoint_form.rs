@@ -94,6 +94,11 @@ impl FormValues {
             max_retries: number(&self.max_retries),
             retry_delay: number(&self.retry_delay),
             active: Some(Value::Bool(self.active)),
+            // Not on the portal's form: left as they are (issue 17's
+            // settings are set through the API or SQL).
+            filter: None,
+            template: None,
+            batch: None,
         })
     }
 }

@@ -61,6 +61,20 @@ impl Store {
         Ok(row.get(0))
     }
 
+    /// Sets the filter and the batch settings of the webhooks `ids`.
+    pub async fn bench_webhook_shape_many(
+        &self,
+        ids: &[Uuid],
+        filter: Option<&serde_json::Value>,
+        batch: Option<&serde_json::Value>,
+    ) -> Result<u64, StoreError> {
+        self.exec(
+            statement!("bench_webhook_shape_many"),
+            &[&ids, &filter, &batch],
+        )
+        .await
+    }
+
     /// Commits `count` events of about 340 bytes each for the owners
     /// `owner_prefix0..owners-1` in one statement; returns the rows inserted.
     pub async fn bench_events_insert_many(

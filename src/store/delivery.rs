@@ -11,7 +11,8 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{
-    ClaimLimits, ClaimedDelivery, CompleteReport, Completion, DeliveryStatus, Store, StoreError,
+    BatchMember, ClaimLimits, ClaimedBatch, ClaimedDelivery, CompleteReport, Completion,
+    DeliveryStatus, Store, StoreError,
 };
 
 /// A row of `postbox.deliveries` with its event's type, as the history shows it.
@@ -30,6 +31,8 @@ pub struct DeliveryRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// The batch this delivery was last sent in (V9); `None` if never batched.
+    pub batch_id: Option<Uuid>,
 }
 
 impl DeliveryRow {
@@ -48,6 +51,7 @@ impl DeliveryRow {
             created_at: r.get("created_at"),
             updated_at: r.get("updated_at"),
             completed_at: r.get("completed_at"),
+            batch_id: r.get("batch_id"),
         }
     }
 }
@@ -105,7 +109,40 @@ pub(super) fn claimed_from_row(r: &Row, attempt: i32, webhook_active: bool) -> C
         retry_delay_seconds: r.get("retry_delay_seconds"),
         webhook_active,
         lease_expires_at: r.get("lease_expires_at"),
+        template: r.get("template"),
+        batch: None,
     }
+}
+
+/// One batch claim from its rows (at least one): the members in event
+/// order; the claim is the first member's, with the highest attempt of all
+/// and the earliest lease.
+fn batch_from_rows(id: Uuid, rows: Vec<&Row>) -> ClaimedDelivery {
+    let mut members: Vec<BatchMember> = rows
+        .iter()
+        .map(|r| BatchMember {
+            delivery_id: r.get("id"),
+            event_id: r.get("event_id"),
+            event_type: r.get("event_type"),
+            attempt: r.get("attempts"),
+            payload: r.get("payload"),
+            event_created_at: r.get("event_created_at"),
+        })
+        .collect();
+    members.sort_by_key(|m| (m.event_created_at, m.event_id));
+    let first = rows
+        .iter()
+        .find(|r| r.get::<_, Uuid>("id") == members[0].delivery_id)
+        .expect("the first member is one of the rows");
+    let mut claim = claimed_from_row(first, members[0].attempt, first.get("active"));
+    claim.attempt = members.iter().map(|m| m.attempt).max().unwrap_or(1);
+    claim.lease_expires_at = rows
+        .iter()
+        .map(|r| r.get::<_, DateTime<Utc>>("lease_expires_at"))
+        .min()
+        .unwrap_or(claim.lease_expires_at);
+    claim.batch = Some(ClaimedBatch { id, members });
+    claim
 }
 
 impl Store {
@@ -116,10 +153,29 @@ impl Store {
         now: DateTime<Utc>,
         claim: ClaimLimits<'_>,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        let lease_secs = claim.lease.as_secs_f64();
         let rows = self
+            .claim_rows(statement!("delivery_claim"), now, claim)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| claimed_from_row(r, r.get("attempts"), r.get("active")))
+            .collect())
+    }
+
+    /// Runs a claim statement (`delivery_claim` or
+    /// `delivery_claim_batch_many`: the same parameters, the same columns).
+    /// A row without a payload lost its event: the statement made it a dead
+    /// letter instead of a claim, so it is left out.
+    async fn claim_rows(
+        &self,
+        st: super::Statement,
+        now: DateTime<Utc>,
+        claim: ClaimLimits<'_>,
+    ) -> Result<Vec<Row>, StoreError> {
+        let lease_secs = claim.lease.as_secs_f64();
+        let mut rows = self
             .rows(
-                statement!("delivery_claim"),
+                st,
                 &[
                     &claim.limit,
                     &now,
@@ -130,12 +186,33 @@ impl Store {
                 ],
             )
             .await?;
-        // A row without a payload lost its event: the statement made it a
-        // dead letter instead of a claim.
-        Ok(rows
-            .iter()
-            .filter(|r| r.get::<_, Option<&str>>("payload").is_some())
-            .map(|r| claimed_from_row(r, r.get("attempts"), r.get("active")))
+        rows.retain(|r| r.get::<_, Option<&str>>("payload").is_some());
+        Ok(rows)
+    }
+
+    /// Claims up to `claim.limit` batches of batched webhooks
+    /// (`sql/delivery_claim_batch_many.sql`), each committed as `sending`
+    /// under a lease before this returns; each batch is one claim (one
+    /// request), its members in event order.
+    pub async fn delivery_claim_batch_many(
+        &self,
+        now: DateTime<Utc>,
+        claim: ClaimLimits<'_>,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let rows = self
+            .claim_rows(statement!("delivery_claim_batch_many"), now, claim)
+            .await?;
+        let mut batches: Vec<(Uuid, Vec<&Row>)> = Vec::new();
+        for r in &rows {
+            let id: Uuid = r.get("batch_id");
+            match batches.iter_mut().find(|(b, _)| *b == id) {
+                Some((_, members)) => members.push(r),
+                None => batches.push((id, vec![r])),
+            }
+        }
+        Ok(batches
+            .into_iter()
+            .map(|(id, rows)| batch_from_rows(id, rows))
             .collect())
     }
 

@@ -18,12 +18,12 @@ pub use maintenance::{DeletedBatch, MaintenanceLock, Retention};
 pub use portal::{NewPortalSession, PortalSessionRow, PORTAL_TAIL_CHANNEL};
 pub use queue::QueueStatsRow;
 pub use types::{
-    ClaimLimits, ClaimedDelivery, CompleteReport, Completion, DeliveryStatus, FanoutResult,
-    FANOUT_MAX_DELIVERIES,
+    BatchMember, ClaimLimits, ClaimedBatch, ClaimedDelivery, CompleteReport, Completion,
+    DeliveryStatus, FanoutResult, FANOUT_MAX_DELIVERIES,
 };
 pub use webhook::{
-    HourlyRow, NewWebhook, TroubledWebhookRow, WebhookHealthRow, WebhookPatch, WebhookRow,
-    WebhookStatsRow,
+    FilterMatch, HourlyRow, NewWebhook, TroubledWebhookRow, WebhookHealthRow, WebhookPatch,
+    WebhookRow, WebhookStatsRow,
 };
 
 mod embedded {

@@ -83,6 +83,37 @@ pub struct ClaimedDelivery {
     /// When the claim's lease runs out, as written in the database (the
     /// claim's `now` plus the lease plus any time its statement waited).
     pub lease_expires_at: DateTime<Utc>,
+    /// The webhook's body template (`postbox.webhooks.template`): `"slack"`,
+    /// `"discord"`, `"teams"` or `{"body": "<jinja>"}`; `None` for the
+    /// standard body.
+    pub template: Option<serde_json::Value>,
+    /// Set when this claim is a batch request: its events, the first of
+    /// which is the claim's own (`id`, `event_id`, ... above; `attempt` is
+    /// the highest of the members').
+    pub batch: Option<ClaimedBatch>,
+}
+
+/// The deliveries one batch request carries (SPEC 7.3), in event order
+/// (created_at, then id).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedBatch {
+    /// The batch id: the request's `webhook-id`, kept on every retry of the
+    /// same batch (a UUIDv7; its time is the body's `timestamp`).
+    pub id: Uuid,
+    pub members: Vec<BatchMember>,
+}
+
+/// One delivery of a batch, with its event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchMember {
+    pub delivery_id: Uuid,
+    pub event_id: Uuid,
+    pub event_type: String,
+    /// This delivery's attempt number: its own fencing token.
+    pub attempt: i32,
+    /// The event's payload as stored, as JSON text.
+    pub payload: String,
+    pub event_created_at: DateTime<Utc>,
 }
 
 #[cfg(test)]
@@ -105,6 +136,8 @@ impl ClaimedDelivery {
             retry_delay_seconds: 60,
             webhook_active: true,
             lease_expires_at: DateTime::UNIX_EPOCH,
+            template: None,
+            batch: None,
         }
     }
 }

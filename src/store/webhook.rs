@@ -27,6 +27,12 @@ pub struct WebhookRow {
     pub disabled_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The payload filter (`{"contains", "path"}`), if any.
+    pub filter: Option<serde_json::Value>,
+    /// The body template, if any.
+    pub template: Option<serde_json::Value>,
+    /// The batch settings (`{"maxEvents", "maxWaitMs"}`), if any.
+    pub batch: Option<serde_json::Value>,
 }
 
 impl WebhookRow {
@@ -46,6 +52,9 @@ impl WebhookRow {
             disabled_reason: r.get("disabled_reason"),
             created_at: r.get("created_at"),
             updated_at: r.get("updated_at"),
+            filter: r.get("filter"),
+            template: r.get("template"),
+            batch: r.get("batch"),
         }
     }
 }
@@ -63,6 +72,10 @@ pub struct NewWebhook {
     pub max_retries: i32,
     pub retry_delay_seconds: i32,
     pub active: bool,
+    /// Checked by the caller (`api::validate`); the table's CHECK again.
+    pub filter: Option<serde_json::Value>,
+    pub template: Option<serde_json::Value>,
+    pub batch: Option<serde_json::Value>,
 }
 
 /// A partial update: `None` keeps the stored value.
@@ -77,6 +90,19 @@ pub struct WebhookPatch {
     pub max_retries: Option<i32>,
     pub retry_delay_seconds: Option<i32>,
     pub active: Option<bool>,
+    /// `Some(None)` clears the filter; likewise `template` and `batch`.
+    pub filter: Option<Option<serde_json::Value>>,
+    pub template: Option<Option<serde_json::Value>>,
+    pub batch: Option<Option<serde_json::Value>>,
+}
+
+/// A stored event and whether a filter matches its payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterMatch {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub created_at: DateTime<Utc>,
+    pub matches: bool,
 }
 
 /// Per-webhook totals (view `postbox.webhook_stats`).
@@ -110,6 +136,9 @@ impl Store {
                     &w.max_retries,
                     &w.retry_delay_seconds,
                     &w.active,
+                    &w.filter,
+                    &w.template,
+                    &w.batch,
                 ],
             )
             .await?;
@@ -155,6 +184,10 @@ impl Store {
     ) -> Result<Option<WebhookRow>, StoreError> {
         let description_given = p.description.is_some();
         let description = p.description.clone().flatten();
+        let given = |f: &Option<Option<serde_json::Value>>| (f.is_some(), f.clone().flatten());
+        let (filter_given, filter) = given(&p.filter);
+        let (template_given, template) = given(&p.template);
+        let (batch_given, batch) = given(&p.batch);
         let row = self
             .row_opt(
                 statement!("webhook_update"),
@@ -170,10 +203,69 @@ impl Store {
                     &p.max_retries,
                     &p.retry_delay_seconds,
                     &p.active,
+                    &filter_given,
+                    &filter,
+                    &template_given,
+                    &template,
+                    &batch_given,
+                    &batch,
                 ],
             )
             .await?;
         Ok(row.as_ref().map(WebhookRow::from_row))
+    }
+
+    /// Why `filter` is not a valid webhook filter, or `None` when it is
+    /// (`postbox.webhook_filter_problem`: shape, path syntax, path is a
+    /// predicate; Postgres parses the path, as the fan-out will).
+    pub async fn webhook_filter_problem(
+        &self,
+        filter: &serde_json::Value,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .row(statement!("webhook_filter_problem"), &[filter])
+            .await?
+            .get(0))
+    }
+
+    /// Whether `payload` matches `filter` (a valid one), exactly as the
+    /// fan-out decides it.
+    pub async fn webhook_filter_test(
+        &self,
+        filter: &serde_json::Value,
+        payload: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .row(statement!("webhook_filter_test"), &[filter, payload])
+            .await?
+            .get(0))
+    }
+
+    /// The events of the webhook's `limit` newest deliveries, newest first,
+    /// each with whether it matches `filter` (a valid one); empty when the
+    /// owner has no such webhook or it has no deliveries.
+    pub async fn webhook_filter_test_recent(
+        &self,
+        filter: &serde_json::Value,
+        webhook_id: Uuid,
+        owner: &str,
+        limit: i64,
+    ) -> Result<Vec<FilterMatch>, StoreError> {
+        let rows = self
+            .rows(
+                statement!("webhook_filter_test_recent"),
+                &[filter, &webhook_id, &owner, &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| FilterMatch {
+                event_id: r.get("event_id"),
+                event_type: r.get("event_type"),
+                created_at: r.get("created_at"),
+                matches: r.get("matches"),
+            })
+            .collect())
     }
 
     /// True when the owner's webhook existed and is gone.

@@ -158,6 +158,8 @@ fn claimed(url: String) -> ClaimedDelivery {
         max_retries: 3,
         retry_delay_seconds: 60,
         webhook_active: true,
+        template: None,
+        batch: None,
         lease_expires_at: chrono::Utc::now() + chrono::Duration::seconds(60),
     }
 }

@@ -28,6 +28,8 @@ pub struct Part {
     /// Count the row writes per delivery (waits for the statistics: about
     /// 11 s per run).
     pub count_writes: bool,
+    /// The healthy webhooks batch up to this many events per request.
+    pub batch: Option<i32>,
 }
 
 /// What every drain run needs.
@@ -56,6 +58,12 @@ impl Bench<'_> {
             false,
         )
         .await?;
+        if let Some(max_events) = part.batch {
+            let batch = serde_json::json!({"maxEvents": max_events, "maxWaitMs": 1000});
+            store
+                .bench_webhook_shape_many(&healthy, None, Some(&batch))
+                .await?;
+        }
         let healthy_events = if part.hang {
             part.events / 2
         } else {

@@ -12,6 +12,7 @@ mod load;
 mod pgcpu;
 mod receiver;
 mod report;
+mod shaping;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -118,6 +119,19 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
         }
     };
 
+    // The fan-out with and without filters first, with no dispatcher
+    // running and no other event waiting (the statement alone is timed).
+    if wants(args, "fanout") {
+        say("fan-out: 100 webhooks of one owner, unfiltered and filtered");
+        let events = if args.quick { 200 } else { 1000 };
+        report.fanout =
+            Some(shaping::fanout(&store, &receiver, &secret, events, drain::RUNS).await?);
+    }
+    if wants(args, "templates") {
+        say("templates: body build time per delivery");
+        report.templates = Some(shaping::templates(if args.quick { 2_000 } else { 20_000 }));
+    }
+
     // Ceilings first, with no dispatcher running.
     if wants(args, "ceilings") {
         say("ceiling: receiver alone");
@@ -191,6 +205,7 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
         events: sizes.events,
         hang: false,
         count_writes: false,
+        batch: None,
     };
     let one = Part {
         prefix: "one",
@@ -198,6 +213,15 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
         events: sizes.events_one,
         hang: false,
         count_writes: true,
+        batch: None,
+    };
+    let batched = Part {
+        prefix: "batch",
+        endpoints: 1,
+        events: sizes.events_one,
+        hang: false,
+        count_writes: false,
+        batch: Some(100),
     };
     let iso = Part {
         prefix: "iso",
@@ -205,11 +229,13 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
         events: sizes.events,
         hang: true,
         count_writes: false,
+        batch: None,
     };
     let parts: Vec<Part> = [
         (wants_drain(args, "drain10"), ten),
         (wants_drain(args, "drain1"), one),
         (wants(args, "isolation"), iso),
+        (wants_drain(args, "batched"), batched),
     ]
     .into_iter()
     .filter_map(|(wanted, p)| wanted.then_some(p))
@@ -238,6 +264,8 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
         let r = Some(DrainRuns::new(part.endpoints, figures));
         if part.hang {
             report.isolation = r;
+        } else if part.batch.is_some() {
+            report.drain_batched = r;
         } else if part.endpoints == 1 {
             report.drain_one = r;
         } else {

@@ -1,6 +1,7 @@
 //! The benchmark's receiver: answers 200 at once on `/ok/<n>`, never answers
 //! on `/hang/<n>` (the isolation test's dead endpoint), records when each
-//! event arrived, and verifies a sample of signatures.
+//! event arrived, and verifies a sample of signatures. `ok` counts events:
+//! a batch request counts its `x-webhook-batch-size`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -51,7 +52,13 @@ impl BenchReceiver {
             .and(warp::body::bytes())
             .map(move |_n: u32, headers: HeaderMap, body: Bytes| {
                 let now = Instant::now();
-                let n = c.ok.fetch_add(1, Ordering::Relaxed);
+                // A batch request counts each event it carries.
+                let events = headers
+                    .get("x-webhook-batch-size")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(1);
+                let n = c.ok.fetch_add(events, Ordering::Relaxed);
                 let id = headers
                     .get("webhook-id")
                     .and_then(|v| v.to_str().ok())
@@ -63,7 +70,7 @@ impl BenchReceiver {
                         .entry(id.to_string())
                         .or_insert(now);
                 }
-                if n % 100 == 0 {
+                if n % 100 < events {
                     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
                     let result = verify(
                         &key,

@@ -109,6 +109,46 @@ pub fn median(mut v: Vec<f64>) -> Option<f64> {
     })
 }
 
+/// The fan-out with and without a (matching) filter on each of its webhooks.
+#[derive(Debug, Serialize)]
+pub struct FanoutFigures {
+    pub webhooks: usize,
+    pub events: usize,
+    pub runs: usize,
+    /// Medians of the runs: fan-out statement time per event.
+    pub unfiltered_us_per_event: f64,
+    pub filtered_us_per_event: f64,
+    /// Filtered over unfiltered (target: at most 2).
+    pub ratio: f64,
+}
+
+/// Microseconds to build one delivery's body, per kind of body.
+#[derive(Debug, Serialize)]
+pub struct TemplateFigures {
+    pub renders: usize,
+    pub standard_us: f64,
+    pub slack_us: f64,
+    pub discord_us: f64,
+    pub teams_us: f64,
+    /// A custom `{"body": ...}` Jinja template, parsed and rendered.
+    pub custom_us: f64,
+}
+
+impl TemplateFigures {
+    /// The costliest template's extra time over the standard body.
+    pub fn worst_extra_us(&self) -> f64 {
+        [
+            self.slack_us,
+            self.discord_us,
+            self.teams_us,
+            self.custom_us,
+        ]
+        .into_iter()
+        .fold(0f64, f64::max)
+            - self.standard_us
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct SteadyFigures {
     pub rate: u32,
@@ -169,6 +209,11 @@ pub struct Report {
     pub producer: Option<ProducerFigures>,
     pub scale: Option<ScaleFigures>,
     pub isolation: Option<DrainRuns>,
+    /// Fan-out with a filter on each of 100 webhooks vs without.
+    pub fanout: Option<FanoutFigures>,
+    /// One endpoint, `maxEvents = 100`: compare with `drain_one`.
+    pub drain_batched: Option<DrainRuns>,
+    pub templates: Option<TemplateFigures>,
     pub dispatcher: DispatcherFigures,
     pub signatures_verified: u64,
     pub signatures_bad: u64,
@@ -192,6 +237,9 @@ impl Report {
             producer: None,
             scale: None,
             isolation: None,
+            fanout: None,
+            drain_batched: None,
+            templates: None,
             dispatcher: DispatcherFigures::default(),
             signatures_verified: 0,
             signatures_bad: 0,
@@ -273,6 +321,34 @@ impl Report {
                 ">= 90 % of drain",
                 format!("{:.0} %", r * 100.0),
                 r >= 0.9,
+            ));
+        }
+        if let Some(f) = &self.fanout {
+            checks.push(check(
+                "filtered fan-out",
+                "<= 2x unfiltered per event",
+                format!("{:.2}x", f.ratio),
+                f.ratio <= 2.0,
+            ));
+        }
+        if let (Some(b), Some(one)) = (&self.drain_batched, &self.drain_one) {
+            let r = b.median_per_second / one.median_per_second;
+            checks.push(check(
+                "batched drain",
+                ">= 3x unbatched (1 endpt)",
+                format!("{r:.1}x"),
+                r >= 3.0,
+            ));
+        }
+        if let (Some(t), true) = (&self.templates, self.dispatcher.deliveries > 0) {
+            // The dispatcher's CPU per delivery, in microseconds.
+            let per_delivery = self.dispatcher.cpu_seconds_per_10k * 100.0;
+            let share = t.worst_extra_us() / per_delivery;
+            checks.push(check(
+                "template CPU",
+                "<= 20 % of CPU per delivery",
+                format!("{:.0} %", share * 100.0),
+                share <= 0.2,
             ));
         }
         let rss = self.dispatcher.peak_rss_mib;
@@ -359,6 +435,27 @@ impl Report {
                 "              healthy endpoints while one never answers ({} requests to it){}\n",
                 i.runs.iter().map(|r| r.dead_endpoint_requests).sum::<u64>(),
                 of_drain(i.median_per_second)
+            );
+        }
+        if let Some(f) = &self.fanout {
+            out += &format!(
+                "fan-out       {} webhooks of one owner, {} events x {} runs: {:.1} us/event unfiltered, {:.1} us/event with a filter on each ({:.2}x)\n",
+                f.webhooks, f.events, f.runs, f.unfiltered_us_per_event, f.filtered_us_per_event, f.ratio
+            );
+        }
+        if let Some(b) = &self.drain_batched {
+            out += &b.line("batched (1)", None);
+            if let Some(one) = &self.drain_one {
+                out += &format!(
+                    "              maxEvents = 100: {:.1}x the unbatched drain (1)\n",
+                    b.median_per_second / one.median_per_second
+                );
+            }
+        }
+        if let Some(t) = &self.templates {
+            out += &format!(
+                "templates     us per body: standard {:.2}, slack {:.2}, discord {:.2}, teams {:.2}, custom Jinja {:.2} ({} renders each)\n",
+                t.standard_us, t.slack_us, t.discord_us, t.teams_us, t.custom_us, t.renders
             );
         }
         out += &format!(

@@ -30,6 +30,10 @@ pub struct NewWebhook<'a> {
     pub max_retries: i32,
     pub retry_delay_seconds: i32,
     pub active: bool,
+    /// The `filter`, `template` and `batch` columns (V9); `None`: NULL.
+    pub filter: Option<serde_json::Value>,
+    pub template: Option<serde_json::Value>,
+    pub batch: Option<serde_json::Value>,
 }
 
 impl<'a> NewWebhook<'a> {
@@ -41,6 +45,9 @@ impl<'a> NewWebhook<'a> {
             max_retries: 3,
             retry_delay_seconds: 60,
             active: true,
+            filter: None,
+            template: None,
+            batch: None,
         }
     }
 
@@ -49,9 +56,11 @@ impl<'a> NewWebhook<'a> {
         let events: Vec<String> = self.events.iter().map(|s| s.to_string()).collect();
         let row = client
             .query_one(
-                "INSERT INTO postbox.webhooks (owner_id, name, url, event_types, max_retries, retry_delay_seconds, active)
-                 VALUES ($1, 'test', $2, $3, $4, $5, $6) RETURNING id, secret",
-                &[&self.owner, &self.url, &events, &self.max_retries, &self.retry_delay_seconds, &self.active],
+                "INSERT INTO postbox.webhooks (owner_id, name, url, event_types, max_retries, retry_delay_seconds, active,
+                                               filter, template, batch)
+                 VALUES ($1, 'test', $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id, secret",
+                &[&self.owner, &self.url, &events, &self.max_retries, &self.retry_delay_seconds, &self.active,
+                  &self.filter, &self.template, &self.batch],
             )
             .await
             .unwrap();

@@ -27,6 +27,22 @@ impl Received {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).expect("body is JSON")
     }
+
+    /// Whether the Standard Webhooks headers verify against the body with
+    /// `secret`, now.
+    pub fn verifies(&self, secret: &str) -> bool {
+        let key = postbox::signing::SigningKey::from_secret(secret).expect("a whsec_ secret");
+        postbox::signing::verify(
+            &key,
+            Some(self.header("webhook-id")),
+            Some(self.header("webhook-timestamp")),
+            Some(self.header("webhook-signature")),
+            &self.body,
+            chrono::Utc::now().timestamp(),
+            300,
+        )
+        .is_ok()
+    }
 }
 
 /// How the receiver answers the n-th request (0-based).
