@@ -82,7 +82,7 @@ WITH batch AS MATERIALIZED (
     SELECT b.id AS event_id, b.event_type, b.payload, b.created_at AS event_created_at,
            w.id AS webhook_id, w.url, w.secret,
            CASE WHEN w.previous_secret_expires_at > $2 THEN w.previous_secret END AS previous_secret,
-           w.headers, w.max_retries, w.retry_delay_seconds, w.active,
+           w.headers, w.max_retries, w.retry_delay_seconds, w.active, w.retry_schedule, w.gated,
            row_number() OVER (PARTITION BY b.id ORDER BY w.id) AS rank_in_event
     FROM batch b
     LEFT JOIN seen s ON s.event_id = b.id
@@ -90,13 +90,15 @@ WITH batch AS MATERIALIZED (
         SELECT w.*
         FROM (
             SELECT w.id, w.owner_id, w.active, w.event_types, w.url, w.secret, w.previous_secret,
-                   w.previous_secret_expires_at, w.headers, w.max_retries, w.retry_delay_seconds
+                   w.previous_secret_expires_at, w.headers, w.max_retries, w.retry_delay_seconds,
+                   w.retry_schedule, w.paused OR w.rate_limit IS NOT NULL OR w.max_in_flight IS NOT NULL AS gated
             FROM postbox.webhooks w
             WHERE w.owner_id = b.owner_id AND w.id > b.after
             UNION ALL
             -- Webhooks that were the owner's when the event committed.
             SELECT w.id, w.owner_id, w.active, w.event_types, w.url, w.secret, w.previous_secret,
-                   w.previous_secret_expires_at, w.headers, w.max_retries, w.retry_delay_seconds
+                   w.previous_secret_expires_at, w.headers, w.max_retries, w.retry_delay_seconds,
+                   w.retry_schedule, w.paused OR w.rate_limit IS NOT NULL OR w.max_in_flight IS NOT NULL AS gated
             FROM postbox.webhooks w
             WHERE w.id = ANY (s.webhooks) AND w.owner_id <> b.owner_id AND w.id > b.after
         ) w
@@ -179,7 +181,14 @@ WITH batch AS MATERIALIZED (
            (mt.active
             AND NOT (SELECT paused FROM postbox.queue_state)
             AND mt.rank_in_batch <= $3::bigint
-            AND mt.rank_in_webhook <= coalesce(b.room, $6::bigint)) AS claim
+            AND mt.rank_in_webhook <= coalesce(b.room, $6::bigint)
+            -- issue 15: a paused or limited webhook, or one whose breaker is
+            -- not closed or that a Retry-After throttles, is left to
+            -- delivery_claim, which applies its gates.
+            AND NOT mt.gated
+            AND NOT EXISTS (SELECT 1 FROM postbox.webhook_state s
+                            WHERE s.webhook_id = mt.webhook_id
+                              AND (s.breaker_state <> 'closed' OR s.throttled_until > $2))) AS claim
     FROM matched mt
     LEFT JOIN busy b ON b.webhook_id = mt.webhook_id
 ), inserted AS (
@@ -211,7 +220,7 @@ SELECT (SELECT count(*) FROM marked) AS events,
 FROM (SELECT 1) AS one
 LEFT JOIN (
     SELECT i.id, i.webhook_id, i.event_id, i.lease_expires_at, d.event_type, d.payload::text AS payload, d.event_created_at,
-           d.url, d.secret, d.previous_secret, d.headers, d.max_retries, d.retry_delay_seconds
+           d.url, d.secret, d.previous_secret, d.headers, d.max_retries, d.retry_delay_seconds, d.retry_schedule
     FROM inserted i
     JOIN decided d ON d.id = i.id
     WHERE i.status = 'sending'

@@ -33,6 +33,14 @@ pub const DEFAULT_MAX_RETRIES: i32 = 3;
 pub const RETRY_DELAY: (i64, i64) = (10, 3600);
 /// `retryDelay` in seconds when a create leaves it out.
 pub const DEFAULT_RETRY_DELAY: i32 = 60;
+/// `rateLimit` (requests per second): the range accepted, inclusive.
+pub const RATE_LIMIT: (i64, i64) = (1, 10_000);
+/// `maxInFlight`: the range accepted, inclusive.
+pub const MAX_IN_FLIGHT: (i64, i64) = (1, 10_000);
+/// `retrySchedule`: how many entries, inclusive.
+pub const RETRY_SCHEDULE_LEN: (usize, usize) = (1, 20);
+/// `retrySchedule`: seconds of one entry, inclusive (up to 7 days).
+pub const RETRY_SCHEDULE_SECS: (i64, i64) = (1, 604_800);
 /// Longest rotation grace period: 7 days.
 pub const GRACE_MAX: i64 = 7 * 86400;
 /// Longest idempotency key of `POST /api/events`, in characters.
@@ -196,6 +204,37 @@ pub fn exact_integer(text: &str) -> Option<i64> {
     let zeros = usize::try_from(point).ok()? - digits.len();
     let whole: i128 = format!("{digits}{}", "0".repeat(zeros)).parse().ok()?;
     i64::try_from(if negative { -whole } else { whole }).ok()
+}
+
+/// `null` (no limit) or an integer in `range`.
+pub fn optional_int(field: &str, v: Value, range: (i64, i64)) -> Result<Option<i32>, ApiError> {
+    match v {
+        Value::Null => Ok(None),
+        v => int(field, v, range).map(Some),
+    }
+}
+
+/// `retrySchedule`: `null` (clear) or 1-20 integers of 1-604800 seconds.
+pub fn retry_schedule(v: Value) -> Result<Option<Vec<i32>>, ApiError> {
+    let (min_len, max_len) = RETRY_SCHEDULE_LEN;
+    let (lo, hi) = RETRY_SCHEDULE_SECS;
+    let rule = format!(
+        "must be null or an array of {min_len} to {max_len} integers from {lo} to {hi} (seconds before each retry)"
+    );
+    let items = match v {
+        Value::Null => return Ok(None),
+        Value::Array(items) => items,
+        _ => return Err(ApiError::validation("retrySchedule", rule)),
+    };
+    if !(min_len..=max_len).contains(&items.len()) {
+        return Err(ApiError::validation("retrySchedule", rule));
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, x)| int(&format!("retrySchedule[{i}]"), x, RETRY_SCHEDULE_SECS))
+        .collect::<Result<Vec<i32>, ApiError>>()
+        .map(Some)
 }
 
 /// A JSON boolean.
@@ -424,6 +463,56 @@ pub fn retry_delay_schema() -> ObjectBuilder {
 /// `active`.
 pub fn active_schema() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::Boolean)
+}
+
+/// `paused`.
+pub fn paused_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Boolean)
+        .description(Some(
+            "true holds the webhook's deliveries (not sent, retry budget kept) until false",
+        ))
+}
+
+fn optional_integer((min, max): (i64, i64), description: &'static str) -> ObjectBuilder {
+    nullable(Type::Integer)
+        .minimum(Some(min))
+        .maximum(Some(max))
+        .description(Some(description))
+}
+
+/// `rateLimit`.
+pub fn rate_limit_schema() -> ObjectBuilder {
+    optional_integer(
+        RATE_LIMIT,
+        "requests per second to this webhook across all dispatchers; null: no limit",
+    )
+}
+
+/// `maxInFlight`.
+pub fn max_in_flight_schema() -> ObjectBuilder {
+    optional_integer(
+        MAX_IN_FLIGHT,
+        "requests in flight to this webhook across all dispatchers; null: the server's per-endpoint default",
+    )
+}
+
+/// `retrySchedule`: what [`retry_schedule`] accepts.
+pub fn retry_schedule_schema() -> ArrayBuilder {
+    let (lo, hi) = RETRY_SCHEDULE_SECS;
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(lo))
+                .maximum(Some(hi)),
+        )
+        .min_items(Some(RETRY_SCHEDULE_LEN.0))
+        .max_items(Some(RETRY_SCHEDULE_LEN.1))
+        .description(Some(
+            "seconds to wait before each retry; when set it replaces maxRetries and retryDelay; null clears it",
+        ))
 }
 
 /// `graceSeconds` of a rotation.

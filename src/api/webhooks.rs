@@ -8,8 +8,8 @@ use super::reply::{Created, Listed, Success};
 use super::request::{AnyQuery, Input, Json, NoBody, NoQuery, Page, WebhookId};
 use super::validate::{self as v, required};
 use super::wire::{
-    Deleted, Delivery, EventType, RotateRequest, RotateResult, Webhook, WebhookBody, WebhookCreate,
-    WebhookDetail, WebhookWithSecret,
+    Deleted, Delivery, Empty, EventType, RotateRequest, RotateResult, Webhook, WebhookBody,
+    WebhookCreate, WebhookDetail, WebhookWithSecret,
 };
 use super::ApiState;
 use crate::store::{NewWebhook, WebhookPatch};
@@ -37,6 +37,16 @@ async fn patch(state: &ApiState, b: WebhookBody) -> Result<WebhookPatch, ApiErro
         .map(|x| v::int("retryDelay", x, v::RETRY_DELAY))
         .transpose()?;
     p.active = b.active.map(|x| v::boolean("active", x)).transpose()?;
+    p.paused = b.paused.map(|x| v::boolean("paused", x)).transpose()?;
+    p.rate_limit = b
+        .rate_limit
+        .map(|x| v::optional_int("rateLimit", x, v::RATE_LIMIT))
+        .transpose()?;
+    p.max_in_flight = b
+        .max_in_flight
+        .map(|x| v::optional_int("maxInFlight", x, v::MAX_IN_FLIGHT))
+        .transpose()?;
+    p.retry_schedule = b.retry_schedule.map(v::retry_schedule).transpose()?;
     if let Some(url) = b.url {
         p.url = Some(v::url(state, url).await?);
     }
@@ -66,6 +76,10 @@ pub async fn create(
         max_retries: p.max_retries.unwrap_or(v::DEFAULT_MAX_RETRIES),
         retry_delay_seconds: p.retry_delay_seconds.unwrap_or(v::DEFAULT_RETRY_DELAY),
         active: p.active.unwrap_or(true),
+        paused: p.paused.unwrap_or(false),
+        rate_limit: p.rate_limit.flatten(),
+        max_in_flight: p.max_in_flight.flatten(),
+        retry_schedule: p.retry_schedule.flatten(),
     };
     let webhook = state.store.webhook_insert(&new).await?.into();
     Ok(Created::new(WebhookWithSecret { webhook, secret }))
@@ -119,6 +133,38 @@ pub async fn update(
     let w = state
         .store
         .webhook_update(req.path.0, &req.caller.owner, &p)
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook"))?;
+    Ok(Success::new(w.into()))
+}
+
+/// `POST /api/webhooks/{id}/pause`: holds the webhook's deliveries.
+pub async fn pause(
+    state: &ApiState,
+    req: Input<WebhookId, AnyQuery, Option<Json<Empty>>>,
+) -> Result<Success<Webhook>, ApiError> {
+    set_paused(state, req.path.0, &req.caller.owner, true).await
+}
+
+/// `POST /api/webhooks/{id}/resume`: releases them, in order of due time.
+pub async fn resume(
+    state: &ApiState,
+    req: Input<WebhookId, AnyQuery, Option<Json<Empty>>>,
+) -> Result<Success<Webhook>, ApiError> {
+    let answer = set_paused(state, req.path.0, &req.caller.owner, false).await?;
+    super::deliveries::wake(state).await;
+    Ok(answer)
+}
+
+async fn set_paused(
+    state: &ApiState,
+    id: uuid::Uuid,
+    owner: &str,
+    paused: bool,
+) -> Result<Success<Webhook>, ApiError> {
+    let w = state
+        .store
+        .webhook_pause(id, owner, paused)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook"))?;
     Ok(Success::new(w.into()))

@@ -39,6 +39,59 @@ pub struct Webhook {
     pub disabled_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// True holds this webhook's deliveries (not sent, retry budget kept).
+    pub paused: bool,
+    /// Requests per second across all dispatchers; null: no limit.
+    #[schema(required = true)]
+    pub rate_limit: Option<i32>,
+    /// Requests in flight across all dispatchers; null: the server's
+    /// per-endpoint default (`POSTBOX_ENDPOINT_CONCURRENCY` per dispatcher).
+    #[schema(required = true)]
+    pub max_in_flight: Option<i32>,
+    /// Seconds before each retry; when set it replaces `maxRetries` and
+    /// `retryDelay`.
+    #[schema(required = true)]
+    pub retry_schedule: Option<Vec<i32>>,
+    /// The circuit breaker (read only).
+    pub breaker: Breaker,
+}
+
+/// A webhook's circuit breaker: `closed` (deliveries flow), `open` (held
+/// after repeated failures; one probe at growing intervals) or `half_open`
+/// (a probe is in flight).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Breaker {
+    pub state: BreakerState,
+    /// When it entered this state; null while it never opened.
+    #[schema(required = true)]
+    pub since: Option<DateTime<Utc>>,
+    /// Why it opened (the last failure); null while it never opened.
+    #[schema(required = true)]
+    pub reason: Option<String>,
+}
+
+/// The three states of a circuit breaker.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl From<store::BreakerRow> for Breaker {
+    fn from(r: store::BreakerRow) -> Breaker {
+        Breaker {
+            state: match r.state.as_str() {
+                "open" => BreakerState::Open,
+                "half_open" => BreakerState::HalfOpen,
+                _ => BreakerState::Closed,
+            },
+            since: r.since,
+            reason: r.reason,
+        }
+    }
 }
 
 impl From<store::WebhookRow> for Webhook {
@@ -58,6 +111,11 @@ impl From<store::WebhookRow> for Webhook {
             disabled_reason: r.disabled_reason,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            paused: r.paused,
+            rate_limit: r.rate_limit,
+            max_in_flight: r.max_in_flight,
+            retry_schedule: r.retry_schedule,
+            breaker: r.breaker.into(),
         }
     }
 }
@@ -145,6 +203,39 @@ impl From<store::DeliveryRow> for Delivery {
             created_at: r.created_at,
             updated_at: r.updated_at,
             completed_at: r.completed_at,
+        }
+    }
+}
+
+/// One attempt of a delivery, as recorded.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryAttempt {
+    /// 1 for the first attempt, then 2, 3, ... (the `x-webhook-attempt` header).
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    /// Milliseconds from the request's start to its outcome.
+    pub duration_ms: i32,
+    /// The response status; null when no response arrived.
+    #[schema(required = true)]
+    pub response_code: Option<i32>,
+    /// The first 16 KiB of the response body.
+    #[schema(required = true)]
+    pub response_body: Option<String>,
+    /// Why the attempt failed (timeout, refused connection, non-2xx, ...).
+    #[schema(required = true)]
+    pub error_message: Option<String>,
+}
+
+impl From<store::AttemptRow> for DeliveryAttempt {
+    fn from(r: store::AttemptRow) -> DeliveryAttempt {
+        DeliveryAttempt {
+            attempt: r.attempt,
+            started_at: r.started_at,
+            duration_ms: r.duration_ms,
+            response_code: r.response_code,
+            response_body: r.response_body,
+            error_message: r.error_message,
         }
     }
 }
@@ -318,6 +409,18 @@ pub struct WebhookBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = v::active_schema)]
     pub active: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::paused_schema)]
+    pub paused: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::rate_limit_schema)]
+    pub rate_limit: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::max_in_flight_schema)]
+    pub max_in_flight: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::retry_schedule_schema)]
+    pub retry_schedule: Field,
 }
 
 /// The fields of a new webhook: `WebhookBody` with name, url and events

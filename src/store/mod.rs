@@ -10,15 +10,16 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 pub use delivery::{DeliveryRow, QueueDepth, RetryOutcome};
+pub use delivery_attempt::AttemptRow;
 pub use event::{Published, EVENT_PUBLISH_SQL};
 pub use event_type::EventType;
 pub use maintenance::{DeletedBatch, MaintenanceLock, Retention};
 pub use queue::QueueStatsRow;
 pub use types::{
-    ClaimLimits, ClaimedDelivery, CompleteReport, Completion, DeliveryStatus, FanoutResult,
-    FANOUT_MAX_DELIVERIES,
+    BreakerRule, ClaimLimits, ClaimedDelivery, CompleteReport, Completion, DeliveryStatus,
+    FanoutResult, FANOUT_MAX_DELIVERIES,
 };
-pub use webhook::{NewWebhook, WebhookPatch, WebhookRow, WebhookStatsRow};
+pub use webhook::{BreakerRow, NewWebhook, WebhookPatch, WebhookRow, WebhookStatsRow};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -174,6 +175,7 @@ impl Statement {
 /// The benchmark's statements (`postbox bench`).
 pub mod bench;
 mod delivery;
+mod delivery_attempt;
 mod event;
 mod event_type;
 mod inbox;

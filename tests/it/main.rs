@@ -38,5 +38,6 @@ mod retention_bench;
 mod scale;
 mod startup;
 mod tls;
+mod trouble;
 mod two_phase;
 mod verify12;

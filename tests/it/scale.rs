@@ -175,6 +175,8 @@ async fn dispatcher_rounds(store: Store, rounds: usize, seed: usize) {
                     error_message: None,
                     started_at: now,
                     duration_ms: 5,
+                    throttle_until: None,
+                    endpoint_ok: None,
                 }
             })
             .collect();
