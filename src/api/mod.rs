@@ -31,6 +31,7 @@ mod events;
 pub mod openapi;
 pub mod ops;
 mod queue;
+mod recovery;
 pub mod reply;
 pub mod request;
 pub mod route;

@@ -30,7 +30,7 @@ use super::reply::{reference, Answer, Document};
 use super::request::{FromBody, FromPath, FromQuery, Input, NoBody, NoQuery};
 use super::route::{Access, Route};
 use super::wire::Empty;
-use super::{deliveries, event_types, events, queue, webhooks, ApiState};
+use super::{deliveries, event_types, events, queue, recovery, webhooks, ApiState};
 use crate::web::body::MAX_BODY;
 use crate::web::ApiError;
 
@@ -99,6 +99,8 @@ pub fn with_handler<'a, V: Visit<'a>>(route: Route, v: V) -> V::Out {
         Route::WebhookRotateSecret => v.visit(webhooks::regenerate_secret),
         Route::WebhookPause => v.visit(webhooks::pause),
         Route::WebhookResume => v.visit(webhooks::resume),
+        Route::WebhookRecover => v.visit(recovery::recover),
+        Route::WebhookReplay => v.visit(recovery::replay),
         Route::DeliveryList => v.visit(deliveries::list),
         Route::DeliveryRetry => v.visit(deliveries::retry),
         Route::DeliveryAttempts => v.visit(deliveries::attempts),

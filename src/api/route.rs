@@ -97,6 +97,10 @@ routes! {
     WebhookPause,
     /// `POST /api/webhooks/{id}/resume`
     WebhookResume,
+    /// `POST /api/webhooks/{id}/recover`
+    WebhookRecover,
+    /// `POST /api/webhooks/{id}/replay`
+    WebhookReplay,
     /// `GET /api/webhooks/{id}/deliveries`
     DeliveryList,
     /// `POST /api/webhooks/{id}/deliveries/{deliveryId}/retry`
@@ -218,6 +222,18 @@ impl Route {
                 "/api/webhooks/{id}/resume",
                 User,
                 "Release a paused webhook's deliveries, in order of due time",
+            ),
+            Route::WebhookRecover => spec(
+                "POST",
+                "/api/webhooks/{id}/recover",
+                User,
+                "Requeue this webhook's failed deliveries of events created in [since, until)",
+            ),
+            Route::WebhookReplay => spec(
+                "POST",
+                "/api/webhooks/{id}/replay",
+                User,
+                "Send this webhook again every matching event created in [since, until)",
             ),
             Route::DeliveryList => spec(
                 "GET",

@@ -237,6 +237,20 @@ pub fn retry_schedule(v: Value) -> Result<Option<Vec<i32>>, ApiError> {
         .map(Some)
 }
 
+/// An RFC 3339 timestamp (`2026-11-28T19:47:22Z`, any offset) between
+/// the years 1 and 9999.
+pub fn timestamp(field: &str, v: Value) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    let rule = "must be an RFC 3339 timestamp such as 2026-11-28T19:47:22Z";
+    let Value::String(s) = v else {
+        return Err(ApiError::validation(field, rule));
+    };
+    chrono::DateTime::parse_from_rfc3339(&s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .ok()
+        .filter(|t| (1..=9999).contains(&chrono::Datelike::year(t)))
+        .ok_or_else(|| ApiError::validation(field, rule))
+}
+
 /// A JSON boolean.
 pub fn boolean(field: &str, v: Value) -> Result<bool, ApiError> {
     v.as_bool()
@@ -260,31 +274,37 @@ pub async fn url(state: &ApiState, v: Value) -> Result<String, ApiError> {
 /// Event subscriptions: catalogue types, `group.*` for a catalogue group, or
 /// `*`. Duplicates are dropped, order kept.
 pub fn events(v: Value, catalogue: &[EventType]) -> Result<Vec<String>, ApiError> {
+    event_patterns("events", v, catalogue)
+}
+
+/// As [`events`], for the field `field` (e.g. `eventTypes` of a recover).
+pub fn event_patterns(
+    field: &str,
+    v: Value,
+    catalogue: &[EventType],
+) -> Result<Vec<String>, ApiError> {
     let Value::Array(items) = v else {
         return Err(ApiError::validation(
-            "events",
+            field,
             "must be an array of event types",
         ));
     };
     if items.is_empty() {
         return Err(ApiError::validation(
-            "events",
+            field,
             "must name at least one event type",
         ));
     }
     if items.len() > EVENTS_MAX {
         return Err(ApiError::validation(
-            "events",
+            field,
             format!("must have at most {EVENTS_MAX} entries"),
         ));
     }
     let mut out: Vec<String> = Vec::with_capacity(items.len());
     for item in items {
         let Value::String(s) = item else {
-            return Err(ApiError::validation(
-                "events",
-                "every entry must be a string",
-            ));
+            return Err(ApiError::validation(field, "every entry must be a string"));
         };
         let known = s == "*"
             || catalogue.iter().any(|t| t.name == s)
@@ -296,7 +316,7 @@ pub fn events(v: Value, catalogue: &[EventType]) -> Result<Vec<String>, ApiError
             });
         if !known {
             return Err(ApiError::validation(
-                "events",
+                field,
                 format!(
                     "unknown event type {s:?}: use a type from GET /api/webhooks/events, group.* or *"
                 ),
@@ -513,6 +533,15 @@ pub fn retry_schedule_schema() -> ArrayBuilder {
         .description(Some(
             "seconds to wait before each retry; when set it replaces maxRetries and retryDelay; null clears it",
         ))
+}
+
+/// A timestamp field (`since`, `until`, `backfillSince`).
+pub fn timestamp_schema() -> ObjectBuilder {
+    string()
+        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+            utoipa::openapi::KnownFormat::DateTime,
+        )))
+        .description(Some("an RFC 3339 timestamp"))
 }
 
 /// `graceSeconds` of a rotation.

@@ -12,7 +12,7 @@ use super::wire::{
     WebhookCreate, WebhookDetail, WebhookWithSecret,
 };
 use super::ApiState;
-use crate::store::{NewWebhook, WebhookPatch};
+use crate::store::{JobKind, NewWebhook, WebhookPatch};
 use crate::web::envelope::Pagination;
 use crate::web::ApiError;
 
@@ -63,6 +63,10 @@ pub async fn create(
     b.name = Some(required("name", b.name.take())?);
     b.url = Some(required("url", b.url.take())?);
     b.events = Some(required("events", b.events.take())?);
+    let backfill = match b.backfill_since.take() {
+        None | Some(serde_json::Value::Null) => None,
+        Some(x) => Some(v::timestamp("backfillSince", x)?),
+    };
     let p = patch(state, b).await?;
     let secret = (state.new_secret)();
     let new = NewWebhook {
@@ -81,7 +85,15 @@ pub async fn create(
         max_in_flight: p.max_in_flight.flatten(),
         retry_schedule: p.retry_schedule.flatten(),
     };
-    let webhook = state.store.webhook_insert(&new).await?.into();
+    let owner = new.owner_id.clone();
+    let webhook: Webhook = state.store.webhook_insert(&new).await?.into();
+    if let Some(since) = backfill {
+        let now = state.clock.now();
+        if since < now {
+            let range = super::recovery::backfill_range(since, now);
+            super::recovery::start(state, webhook.id, &owner, JobKind::Replay, range).await?;
+        }
+    }
     Ok(Created::new(WebhookWithSecret { webhook, secret }))
 }
 
@@ -129,6 +141,12 @@ pub async fn update(
     state: &ApiState,
     req: Input<WebhookId, AnyQuery, Json<WebhookBody>>,
 ) -> Result<Success<Webhook>, ApiError> {
+    if req.body.0.backfill_since.is_some() {
+        return Err(ApiError::validation(
+            "backfillSince",
+            "is accepted on create only; use POST /api/webhooks/{id}/replay",
+        ));
+    }
     let p = patch(state, req.body.0).await?;
     let w = state
         .store

@@ -421,6 +421,11 @@ pub struct WebhookBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = v::retry_schedule_schema)]
     pub retry_schedule: Field,
+    /// Create only (an update refuses it): replay the owner's events since
+    /// then to the new webhook.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(ignore)]
+    pub backfill_since: Field,
 }
 
 /// The fields of a new webhook: `WebhookBody` with name, url and events
@@ -438,12 +443,47 @@ impl PartialSchema for WebhookCreate {
             if let Some(RefOr::T(Schema::Object(active))) = o.properties.get_mut("active") {
                 active.default = Some(serde_json::json!(true));
             }
+            let mut backfill = v::timestamp_schema().build();
+            backfill.description = Some(
+                "replay the owner's matching events created since then to the new webhook (a recover/replay job)".into(),
+            );
+            o.properties
+                .insert("backfillSince".into(), RefOr::T(Schema::Object(backfill)));
         }
         schema
     }
 }
 
 impl ToSchema for WebhookCreate {}
+
+/// A recover or replay: the events created in `[since, until)`, of
+/// `eventTypes` when given. Unknown fields are refused.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RangeRequest {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::timestamp_schema, required = true)]
+    pub since: Field,
+    /// Absent or null: now.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::timestamp_schema)]
+    pub until: Field,
+    /// Absent or null: every type; entries as in `events` (a type, group.* or *).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::events_schema)]
+    pub event_types: Field,
+}
+
+/// A recover or replay under way: how many deliveries it requeued or
+/// created so far, and whether it is done. A large range goes on in the
+/// background in bounded batches (`postbox.webhook_jobs`, row `jobId`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobAccepted {
+    pub count: i64,
+    pub job_id: Uuid,
+    pub finished: bool,
+}
 
 /// A secret rotation.
 #[derive(Debug, Default, Deserialize, ToSchema)]

@@ -36,6 +36,8 @@ pub struct RunReport {
     pub deleted_failed: i64,
     /// Events deleted because no delivery needs them.
     pub deleted_events: i64,
+    /// Recover/replay jobs advanced (left unfinished by their API task).
+    pub jobs_advanced: usize,
 }
 
 impl RunReport {
@@ -50,6 +52,10 @@ impl RunReport {
             format!(
                 "lease rescue: {} expired lease(s) returned to the queue",
                 self.rescued
+            ),
+            format!(
+                "recover/replay: {} unfinished job(s) advanced",
+                self.jobs_advanced
             ),
             format!(
                 "auto-disable: {} webhook(s) disabled ({}){}",
@@ -127,6 +133,7 @@ async fn jobs(
         ..RunReport::default()
     };
     report.rescued = rescue(store, now, config.batch_size).await?;
+    report.jobs_advanced = advance_jobs(store, now).await?;
     store.delivery_count_rollup().await?;
     // Auto-disable before retention, so it sees the evidence retention removes
     // (retention also keeps each webhook's newest deleted success).
@@ -137,6 +144,28 @@ async fn jobs(
     report.deleted_events = deleted.events;
     report.pruned_changes = prune_subscription_changes(store, config.batch_size).await?;
     Ok(report)
+}
+
+/// The most recover/replay jobs one run advances, and for how long each.
+const JOBS_PER_RUN: i64 = 10;
+const JOB_TIME_PER_RUN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Advances the recover/replay jobs no API task finished (its process
+/// ended), each in bounded batches for up to `JOB_TIME_PER_RUN`; a job
+/// another caller holds is left to it.
+async fn advance_jobs(store: &Store, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    let jobs = store.webhook_job_list_unfinished(JOBS_PER_RUN).await?;
+    let mut advanced = 0;
+    for (job, kind) in jobs {
+        if store
+            .webhook_job_run(job, kind, JOB_TIME_PER_RUN, || now)
+            .await?
+            .is_some()
+        {
+            advanced += 1;
+        }
+    }
+    Ok(advanced)
 }
 
 /// Drops the recorded webhook subscription changes that no event waiting for

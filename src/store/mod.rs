@@ -20,6 +20,7 @@ pub use types::{
     FanoutResult, FANOUT_MAX_DELIVERIES,
 };
 pub use webhook::{BreakerRow, NewWebhook, WebhookPatch, WebhookRow, WebhookStatsRow};
+pub use webhook_job::{JobKind, JobProgress, JobRange, JOB_BATCH};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -185,6 +186,7 @@ pub mod schema;
 pub mod tls;
 mod types;
 mod webhook;
+mod webhook_job;
 
 /// A handle on the database: a connection pool plus the statements.
 #[derive(Clone)]
