@@ -233,7 +233,7 @@ async fn counters_equal_count_star_after_a_concurrent_mixed_workload() {
         for (kind, batch) in [(Retention::Success, 7), (Retention::Failed, 5)] {
             let cutoff = Utc::now() + TimeDelta::seconds(1);
             store
-                .retention_delete_many(kind, None, cutoff, batch)
+                .retention_delete_many(kind, None, cutoff, cutoff, batch)
                 .await
                 .unwrap();
         }

@@ -665,14 +665,15 @@ async fn notifications_are_consumed_exactly_once_by_concurrent_consumers_and_wak
     )
     .await
     .unwrap();
-    let consume = include_str!("trouble_consume.sql");
+    let consume = documented_consumer();
     let mut tasks = Vec::new();
     for _ in 0..3 {
         let client = db.client().await;
+        let consume = consume.clone();
         tasks.push(tokio::spawn(async move {
             let mut seen: Vec<Uuid> = Vec::new();
             loop {
-                let rows = client.query(consume, &[&"owner_n"]).await.unwrap();
+                let rows = client.query(&consume, &[&"owner_n"]).await.unwrap();
                 if rows.is_empty() {
                     return seen;
                 }
@@ -697,6 +698,20 @@ async fn notifications_are_consumed_exactly_once_by_concurrent_consumers_and_wak
         .await,
         0
     );
+}
+
+/// The consumer statement of docs/INTEGRATION.md ("Operational
+/// notifications"), with the owner as `$1`.
+fn documented_consumer() -> String {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/INTEGRATION.md"))
+        .unwrap();
+    let marker = "<!-- test: notifications-consumer -->";
+    let block = &doc[doc.find(marker).expect("the consumer example") + marker.len()..];
+    let start = block.find("WITH next AS").unwrap();
+    let end = start + block[start..].find(';').unwrap();
+    let sql = block[start..end].replace("'user_7'", "$1");
+    assert!(sql.contains("FOR UPDATE SKIP LOCKED"), "{sql}");
+    sql
 }
 
 #[tokio::test]
