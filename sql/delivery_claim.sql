@@ -65,10 +65,17 @@ WITH RECURSIVE queued AS (
     CROSS JOIN LATERAL (
         SELECT w.paused, w.rate_limit, w.max_in_flight,
                coalesce(s.breaker_state, 'closed') AS breaker_state,
-               s.next_probe_at, s.throttled_until
+               s.next_probe_at, s.throttled_until, s.in_flight,
+               -- The bucket's whole tokens as of this snapshot (gated
+               -- recounts them on the locked row).
+               CASE WHEN w.rate_limit IS NULL OR s.tokens_at IS NULL THEN 1
+                    ELSE s.tokens + least(coalesce(s.effective_rate, w.rate_limit), w.rate_limit)
+                                    * extract(epoch FROM $2 - s.tokens_at)::double precision
+               END AS tokens
         FROM postbox.webhooks w
         LEFT JOIN postbox.webhook_state s ON s.webhook_id = w.id
         WHERE w.id = q.webhook_id
+        LIMIT 1  -- a key probe per webhook, never a scan of webhooks
     ) g
     WHERE q.webhook_id IS NOT NULL
       AND r.room > 0
@@ -78,6 +85,10 @@ WITH RECURSIVE queued AS (
       AND NOT g.paused
       AND (g.throttled_until IS NULL OR g.throttled_until <= $2)
       AND (g.breaker_state = 'closed' OR g.next_probe_at <= $2)
+      -- issue 15: a webhook at its cluster-wide limit as of this snapshot
+      -- takes no place among the $1 webhooks (gated rechecks the others).
+      AND (g.max_in_flight IS NULL OR g.in_flight < g.max_in_flight OR g.breaker_state <> 'closed')
+      AND g.tokens >= 1
     ORDER BY head.due
     LIMIT $1::bigint
 ), gated AS MATERIALIZED (
@@ -105,7 +116,9 @@ WITH RECURSIVE queued AS (
         CROSS JOIN LATERAL (
             SELECT least(coalesce(s.effective_rate, r.rate_limit), r.rate_limit)::double precision AS rate
         ) t
-        WHERE r.gated
+        -- By primary key (= ANY of an array): probes, whatever the plan.
+        WHERE s.webhook_id = ANY (ARRAY(SELECT g.webhook_id FROM ready g WHERE g.gated))
+          AND r.gated
         FOR NO KEY UPDATE OF s SKIP LOCKED
     ) x
 ), allowed AS MATERIALIZED (
@@ -146,7 +159,8 @@ WITH RECURSIVE queued AS (
     FROM gated g
     JOIN (SELECT c.webhook_id, count(*) AS n FROM claimed c WHERE c.sendable GROUP BY c.webhook_id) t
       ON t.webhook_id = g.webhook_id
-    WHERE s.webhook_id = g.webhook_id
+    WHERE s.webhook_id = ANY (ARRAY(SELECT g2.webhook_id FROM gated g2))
+      AND s.webhook_id = g.webhook_id
 )
 UPDATE postbox.deliveries d
 SET status = CASE WHEN c.sendable THEN 'sending'::postbox.delivery_status ELSE 'failed' END,

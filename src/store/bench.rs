@@ -61,6 +61,17 @@ impl Store {
         Ok(row.get(0))
     }
 
+    /// Limits the webhook to `per_second` requests per second.
+    pub async fn bench_webhook_rate_limit(
+        &self,
+        id: Uuid,
+        per_second: i32,
+    ) -> Result<(), StoreError> {
+        self.exec(statement!("bench_webhook_rate_limit"), &[&id, &per_second])
+            .await
+            .map(|_| ())
+    }
+
     /// Commits `count` events of about 340 bytes each for the owners
     /// `owner_prefix0..owners-1` in one statement; returns the rows inserted.
     pub async fn bench_events_insert_many(

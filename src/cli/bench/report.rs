@@ -131,6 +131,14 @@ pub struct ProducerFigures {
     pub ratio: f64,
 }
 
+/// The rate-limit part: what the receiver saw per second.
+#[derive(Debug, Serialize)]
+pub struct RateLimitFigures {
+    pub limit: i32,
+    pub dispatchers: usize,
+    pub per_second: f64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct ScaleFigures {
     pub finished_rows: usize,
@@ -169,6 +177,8 @@ pub struct Report {
     pub producer: Option<ProducerFigures>,
     pub scale: Option<ScaleFigures>,
     pub isolation: Option<DrainRuns>,
+    /// One webhook with a rate limit, several dispatchers.
+    pub rate_limit: Option<RateLimitFigures>,
     pub dispatcher: DispatcherFigures,
     pub signatures_verified: u64,
     pub signatures_bad: u64,
@@ -192,6 +202,7 @@ impl Report {
             producer: None,
             scale: None,
             isolation: None,
+            rate_limit: None,
             dispatcher: DispatcherFigures::default(),
             signatures_verified: 0,
             signatures_bad: 0,
@@ -273,6 +284,15 @@ impl Report {
                 ">= 90 % of drain",
                 format!("{:.0} %", r * 100.0),
                 r >= 0.9,
+            ));
+        }
+        if let Some(r) = &self.rate_limit {
+            let ratio = r.per_second / f64::from(r.limit);
+            checks.push(check(
+                "rate limit",
+                "within 10 % of the limit",
+                format!("{:.1}/s of {}/s", r.per_second, r.limit),
+                (0.9..=1.1).contains(&ratio),
             ));
         }
         let rss = self.dispatcher.peak_rss_mib;
@@ -359,6 +379,12 @@ impl Report {
                 "              healthy endpoints while one never answers ({} requests to it){}\n",
                 i.runs.iter().map(|r| r.dead_endpoint_requests).sum::<u64>(),
                 of_drain(i.median_per_second)
+            );
+        }
+        if let Some(r) = &self.rate_limit {
+            out += &format!(
+                "rate limit    {:.1} requests/s to a webhook limited to {}/s, {} dispatchers\n",
+                r.per_second, r.limit, r.dispatchers
             );
         }
         out += &format!(
