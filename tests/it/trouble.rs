@@ -43,6 +43,27 @@ async fn health(c: &tokio_postgres::Client, hook: Uuid) -> (String, i32, bool) {
     (r.get(0), r.get(1), r.get(2))
 }
 
+/// Deliveries in `status`.
+async fn with_status(c: &tokio_postgres::Client, status: &str) -> i64 {
+    let sql = format!("SELECT count(*) FROM postbox.deliveries WHERE status = '{status}'");
+    count(c, &sql).await
+}
+
+/// A receiver answering 500 while the flag is true (it starts true), 200 after.
+async fn switchable() -> (Arc<AtomicBool>, Receiver) {
+    let down = Arc::new(AtomicBool::new(true));
+    let flag = down.clone();
+    let rx = Receiver::start(Arc::new(move |_| {
+        Answer::status(if flag.load(Ordering::SeqCst) {
+            500
+        } else {
+            200
+        })
+    }))
+    .await;
+    (down, rx)
+}
+
 async fn notifications(c: &tokio_postgres::Client, kind: &str) -> i64 {
     c.query_one(
         "SELECT count(*) FROM postbox.notifications WHERE kind = $1",
@@ -135,16 +156,7 @@ async fn pause_holds_deliveries_with_their_budget_and_resume_sends_them_in_due_o
 async fn a_dead_endpoint_opens_the_breaker_probes_one_at_a_time_and_closes_on_recovery() {
     let db = TestDb::new().await;
     let c = db.client().await;
-    let down = Arc::new(AtomicBool::new(true));
-    let flag = down.clone();
-    let rx = Receiver::start(Arc::new(move |_| {
-        Answer::status(if flag.load(Ordering::SeqCst) {
-            500
-        } else {
-            200
-        })
-    }))
-    .await;
+    let (down, rx) = switchable().await;
     let (hook, _) = NewWebhook {
         max_retries: 10,
         ..NewWebhook::new("owner_b", rx.url(), &["*"])
@@ -201,14 +213,7 @@ async fn a_dead_endpoint_opens_the_breaker_probes_one_at_a_time_and_closes_on_re
         11,
         "the backlog drains"
     );
-    assert_eq!(
-        count(
-            &c,
-            "SELECT count(*) FROM postbox.deliveries WHERE status = 'success'"
-        )
-        .await,
-        12
-    );
+    assert_eq!(with_status(&c, "success").await, 12);
 }
 
 #[tokio::test]
@@ -331,14 +336,7 @@ async fn a_429_with_retry_after_holds_the_whole_webhook_until_then() {
     clock.advance(chrono::Duration::seconds(40));
     assert_eq!(d.run_once().await.unwrap().attempts, 1);
     assert_eq!(rx.count(), 4);
-    assert_eq!(
-        count(
-            &c,
-            "SELECT count(*) FROM postbox.deliveries WHERE status = 'success'"
-        )
-        .await,
-        3
-    );
+    assert_eq!(with_status(&c, "success").await, 3);
 }
 
 #[tokio::test]
@@ -411,16 +409,7 @@ async fn the_attempts_route_lists_every_attempt_newest_first_with_its_answer() {
 #[tokio::test]
 async fn recover_requeues_dead_letters_replay_resends_and_backfill_sends_history() {
     let api = Api::start().await;
-    let down = Arc::new(AtomicBool::new(true));
-    let flag = down.clone();
-    let rx = Receiver::start(Arc::new(move |_| {
-        Answer::status(if flag.load(Ordering::SeqCst) {
-            500
-        } else {
-            200
-        })
-    }))
-    .await;
+    let (down, rx) = switchable().await;
     let hook = api
         .create(
             "owner_r",
@@ -435,14 +424,7 @@ async fn recover_requeues_dead_letters_replay_resends_and_backfill_sends_history
     publish(&c, "user.created", json!({"other": true}), "owner_r").await;
     let d = Dispatcher::new(api.db.store(), dispatch_config(), system_clock()).unwrap();
     assert_eq!(d.run_once().await.unwrap().attempts, 5);
-    assert_eq!(
-        count(
-            &c,
-            "SELECT count(*) FROM postbox.deliveries WHERE status = 'failed'"
-        )
-        .await,
-        5
-    );
+    assert_eq!(with_status(&c, "failed").await, 5);
     assert_eq!(notifications(&c, "delivery.dead_lettered").await, 5);
 
     down.store(false, Ordering::SeqCst);
@@ -460,14 +442,7 @@ async fn recover_requeues_dead_letters_replay_resends_and_backfill_sends_history
     assert_eq!(answer["data"]["count"], 5);
     assert_eq!(answer["data"]["finished"], true);
     assert_eq!(d.run_once().await.unwrap().attempts, 5);
-    assert_eq!(
-        count(
-            &c,
-            "SELECT count(*) FROM postbox.deliveries WHERE status = 'success'"
-        )
-        .await,
-        5
-    );
+    assert_eq!(with_status(&c, "success").await, 5);
     assert_eq!(
         count(&c, "SELECT count(*) FROM postbox.delivery_attempts").await,
         10,
@@ -605,14 +580,7 @@ async fn a_recover_of_many_dead_letters_runs_in_bounded_batches_to_the_end() {
         vec![1000, 2000, 2500],
         "one bounded batch per call"
     );
-    assert_eq!(
-        count(
-            &c,
-            "SELECT count(*) FROM postbox.deliveries WHERE status = 'pending'"
-        )
-        .await,
-        2500
-    );
+    assert_eq!(with_status(&c, "pending").await, 2500);
     // Another owner's webhook id finds nothing.
     assert!(store
         .webhook_job_insert(hook, "someone", postbox::store::JobKind::Recover, &range)
