@@ -25,6 +25,7 @@ WITH job AS MATERIALIZED (
         FROM postbox.deliveries d
         WHERE d.webhook_id = j.webhook_id
           AND d.status = 'failed'
+          AND j.since < j.until  -- an empty range finishes at once
           AND d.created_at >= greatest(j.cursor_at, j.since)
           AND (d.created_at, d.id) > (j.cursor_at, j.cursor_id)
         ORDER BY d.created_at, d.id

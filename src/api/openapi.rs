@@ -125,7 +125,8 @@ pub async fn get(state: &ApiState, _: Input<(), NoQuery, NoBody>) -> Result<Docu
 }
 
 /// `document()` with `types` as the enum of event types (publish) and of
-/// subscriptions (each type, each `group.*`, and `*`).
+/// subscriptions (each type, each `group.*`, and `*`; also a recover's or
+/// replay's `eventTypes`).
 pub fn with_catalogue(mut doc: Value, types: &[String]) -> Value {
     let mut subscriptions: Vec<String> = types.to_vec();
     let mut groups: Vec<String> = types
@@ -141,6 +142,7 @@ pub fn with_catalogue(mut doc: Value, types: &[String]) -> Value {
         schemas[name]["properties"]["events"]["items"]["enum"] = json!(subscriptions);
     }
     schemas["PublishRequest"]["properties"]["type"]["enum"] = json!(types);
+    schemas["RangeRequest"]["properties"]["eventTypes"]["items"]["enum"] = json!(subscriptions);
     doc
 }
 

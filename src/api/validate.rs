@@ -535,13 +535,26 @@ pub fn retry_schedule_schema() -> ArrayBuilder {
         ))
 }
 
-/// A timestamp field (`since`, `until`, `backfillSince`).
+/// A timestamp field (`since`).
 pub fn timestamp_schema() -> ObjectBuilder {
     string()
         .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
             utoipa::openapi::KnownFormat::DateTime,
         )))
         .description(Some("an RFC 3339 timestamp"))
+}
+
+/// An optional timestamp field (`until`, `backfillSince`): null as absent.
+pub fn optional_timestamp_schema() -> ObjectBuilder {
+    timestamp_schema().schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+}
+
+/// `eventTypes` of a recover or replay: what [`event_patterns`] accepts, or
+/// null for every type.
+pub fn event_types_filter_schema() -> ArrayBuilder {
+    events_schema()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .description(Some("types, group.* or *; absent or null: every type"))
 }
 
 /// `graceSeconds` of a rotation.

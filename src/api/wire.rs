@@ -443,7 +443,7 @@ impl PartialSchema for WebhookCreate {
             if let Some(RefOr::T(Schema::Object(active))) = o.properties.get_mut("active") {
                 active.default = Some(serde_json::json!(true));
             }
-            let mut backfill = v::timestamp_schema().build();
+            let mut backfill = v::optional_timestamp_schema().build();
             backfill.description = Some(
                 "replay the owner's matching events created since then to the new webhook (a recover/replay job)".into(),
             );
@@ -464,13 +464,13 @@ pub struct RangeRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = v::timestamp_schema, required = true)]
     pub since: Field,
-    /// Absent or null: now.
+    /// Absent or null: now. Not later than `since`: an empty range.
     #[serde(default, deserialize_with = "present")]
-    #[schema(schema_with = v::timestamp_schema)]
+    #[schema(schema_with = v::optional_timestamp_schema)]
     pub until: Field,
     /// Absent or null: every type; entries as in `events` (a type, group.* or *).
     #[serde(default, deserialize_with = "present")]
-    #[schema(schema_with = v::events_schema)]
+    #[schema(schema_with = v::event_types_filter_schema)]
     pub event_types: Field,
 }
 

@@ -508,11 +508,11 @@ async fn history_reads_and_maintenance_stay_on_indexes() {
         (sql_file!("delivery_count_rollup"), String::new()),
         (
             sql_file!("delivery_delete_success_many"),
-            "'-infinity', now() - interval '1 day', 5000".into(),
+            "'-infinity', now() - interval '1 day', 5000, now() - interval '1 day'".into(),
         ),
         (
             sql_file!("delivery_delete_failed_many"),
-            "'-infinity', now() - interval '7 days', 5000".into(),
+            "'-infinity', now() - interval '7 days', 5000, now() - interval '1 day'".into(),
         ),
         (
             sql_file!("event_delete_unneeded_many"),
