@@ -60,7 +60,8 @@ WITH outcome AS (
     -- in the batch resets the failure count (failures of the same batch are
     -- not counted on top).
     SELECT l.webhook_id,
-           count(*) FILTER (WHERE l.was = 'sending') AS released,
+           -- Requests the claim counted (a test send never is).
+           count(*) FILTER (WHERE l.was = 'sending' AND NOT l.test_send) AS released,
            count(*) FILTER (WHERE o.endpoint_ok) AS successes,
            count(*) FILTER (WHERE NOT o.endpoint_ok) AS failures,
            bool_or(coalesce(o.response_code IN (429, 503), false)) AS slowed,

@@ -31,13 +31,14 @@ WITH expired AS (
         updated_at = $1
     FROM expired
     WHERE d.id = expired.id
-    RETURNING d.id, d.webhook_id, d.attempts, d.error_message
+    RETURNING d.id, d.webhook_id, d.attempts, d.error_message, d.test_send
 ), released AS (
     -- issue 15: a rescued request is no longer in flight (the counter kept
     -- for webhooks with max_in_flight; waits for the row if a claim holds it).
     UPDATE postbox.webhook_state s
     SET in_flight = greatest(s.in_flight - r.n, 0)
-    FROM (SELECT x.webhook_id, count(*)::int AS n FROM rescued x GROUP BY x.webhook_id) r,
+    FROM (SELECT x.webhook_id, count(*)::int AS n FROM rescued x WHERE NOT x.test_send
+          GROUP BY x.webhook_id) r,
          postbox.webhooks w
     WHERE s.webhook_id = r.webhook_id
       AND w.id = r.webhook_id

@@ -679,6 +679,42 @@ mod tests {
     }
 
     #[test]
+    fn retry_schedules_are_1_to_20_entries_of_1_to_604800_seconds() {
+        assert_eq!(retry_schedule(json!(null)).unwrap(), None);
+        assert_eq!(
+            retry_schedule(json!([5, 300, 604800])).unwrap(),
+            Some(vec![5, 300, 604800])
+        );
+        for bad in [
+            json!([]),
+            json!([0]),
+            json!([604801]),
+            json!([1.5]),
+            json!(["5"]),
+            json!([null]),
+            json!(5),
+            json!(vec![1; 21]),
+        ] {
+            assert!(retry_schedule(bad.clone()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_with_any_offset() {
+        let t = timestamp("since", json!("2026-11-28T20:47:22+01:00")).unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-28T19:47:22+00:00");
+        for bad in [
+            json!("2026-11-28"),
+            json!("yesterday"),
+            json!(1764359242),
+            json!(null),
+            json!("2026-11-28T19:47:22"),
+        ] {
+            assert!(timestamp("since", bad.clone()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn ints_are_range_checked() {
         assert_eq!(int("maxRetries", json!(10), MAX_RETRIES).unwrap(), 10);
         for bad in [json!(11), json!(-1), json!(1.5), json!("3"), json!(null)] {

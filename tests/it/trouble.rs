@@ -109,6 +109,13 @@ async fn pause_holds_deliveries_with_their_budget_and_resume_sends_them_in_due_o
         .await;
     assert_eq!(status, 404);
 
+    for (path, status) in [
+        (format!("/api/webhooks/{}/pause", Uuid::new_v4()), 404),
+        ("/api/webhooks/not-a-uuid/resume".to_string(), 400),
+    ] {
+        let (got, answer) = api.call("POST", &path, Some(&token), None).await;
+        assert_eq!(got, status, "{path} -> {answer}");
+    }
     let c = api.db.client().await;
     let mut events = Vec::new();
     for i in 0..3 {
