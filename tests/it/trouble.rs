@@ -789,3 +789,100 @@ async fn rate_limit_holds_across_three_dispatchers() {
         "20 requests at 5/s with a burst of 5 take at least 3 s: {span:?}"
     );
 }
+
+fn claim_limits() -> postbox::store::ClaimLimits<'static> {
+    postbox::store::ClaimLimits {
+        limit: 16,
+        busy_webhooks: &[],
+        busy_room: &[],
+        lease: std::time::Duration::from_secs(60),
+        per_webhook: 16,
+    }
+}
+
+#[tokio::test]
+async fn a_lost_request_frees_its_in_flight_place_and_a_lost_probe_its_turn_after_the_lease() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let (hook, _) = NewWebhook::new("owner_x", "http://127.0.0.1:9/".into(), &["*"])
+        .insert(&c)
+        .await;
+    c.execute(
+        "UPDATE postbox.webhooks SET max_in_flight = 1 WHERE id = $1",
+        &[&hook],
+    )
+    .await
+    .unwrap();
+    for i in 0..3 {
+        publish(&c, "project.created", json!({"i": i}), "owner_x").await;
+    }
+    let store = db.store();
+    let now = chrono::Utc::now();
+    // Fan-out leaves a limited webhook's rows to the claim.
+    let fan = store
+        .event_fanout_many(10, now, claim_limits())
+        .await
+        .unwrap();
+    assert_eq!((fan.deliveries, fan.claimed.len()), (3, 0));
+    // A dispatcher claims one (the limit) and dies without an outcome.
+    let first = store.delivery_claim(now, claim_limits()).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(store
+        .delivery_claim(now, claim_limits())
+        .await
+        .unwrap()
+        .is_empty());
+    // After the lease, the rescue gives the place back.
+    let later = now + chrono::Duration::seconds(120);
+    assert_eq!(store.delivery_rescue_expired(later, 100).await.unwrap(), 1);
+    let in_flight: i32 = c
+        .query_one(
+            "SELECT in_flight FROM postbox.webhook_state WHERE webhook_id = $1",
+            &[&hook],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(in_flight, 0);
+    assert_eq!(
+        store
+            .delivery_claim(later, claim_limits())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // An open breaker: one probe; a probe lost with its dispatcher holds
+    // the webhook only until the probe's lease has passed.
+    c.execute(
+        "UPDATE postbox.webhooks SET max_in_flight = NULL WHERE id = $1",
+        &[&hook],
+    )
+    .await
+    .unwrap();
+    c.execute(
+        "UPDATE postbox.webhook_state SET breaker_state = 'open', next_probe_at = $2 WHERE webhook_id = $1",
+        &[&hook, &later],
+    )
+    .await
+    .unwrap();
+    let probe = store.delivery_claim(later, claim_limits()).await.unwrap();
+    assert_eq!(probe.len(), 1, "one probe");
+    assert_eq!(health(&c, hook).await.0, "half_open");
+    assert!(store
+        .delivery_claim(later, claim_limits())
+        .await
+        .unwrap()
+        .is_empty());
+    let after_lease = later + chrono::Duration::seconds(61);
+    assert_eq!(
+        store
+            .delivery_claim(after_lease, claim_limits())
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "the lost probe's turn passed"
+    );
+}
