@@ -886,3 +886,40 @@ async fn a_lost_request_frees_its_in_flight_place_and_a_lost_probe_its_turn_afte
         "the lost probe's turn passed"
     );
 }
+
+#[tokio::test]
+async fn a_429_halves_the_rate_in_force_and_successes_add_it_back() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let rx = Receiver::start(Arc::new(|n| Answer::status(if n == 0 { 429 } else { 200 }))).await;
+    let (hook, _) = NewWebhook::new("owner_aimd", rx.url(), &["*"])
+        .insert(&c)
+        .await;
+    c.execute(
+        "UPDATE postbox.webhooks SET rate_limit = 50 WHERE id = $1",
+        &[&hook],
+    )
+    .await
+    .unwrap();
+    let rate = || async {
+        c.query_one(
+            "SELECT effective_rate FROM postbox.webhook_health WHERE webhook_id = $1",
+            &[&hook],
+        )
+        .await
+        .unwrap()
+        .get::<_, Option<f64>>(0)
+    };
+    let d = Dispatcher::new(db.store(), one_at_a_time(), system_clock()).unwrap();
+    publish(&c, "project.created", json!({"i": 0}), "owner_aimd").await;
+    assert_eq!(d.run_once().await.unwrap().attempts, 1);
+    assert_eq!(rate().await, Some(25.0), "halved by the 429");
+    publish(&c, "project.created", json!({"i": 1}), "owner_aimd").await;
+    assert_eq!(d.run_once().await.unwrap().attempts, 1);
+    assert_eq!(
+        rate().await,
+        Some(26.0),
+        "one more per second after a success"
+    );
+    assert_eq!(health(&c, hook).await.1, 0, "a 429 is no failure");
+}
