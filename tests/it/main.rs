@@ -39,5 +39,6 @@ mod scale;
 mod startup;
 mod tls;
 mod trouble;
+mod trouble_recovery;
 mod two_phase;
 mod verify12;
