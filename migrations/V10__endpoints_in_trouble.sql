@@ -159,6 +159,8 @@ CREATE TABLE postbox.webhook_jobs (
     finished_at  timestamptz
 );
 CREATE INDEX webhook_jobs_unfinished_idx ON postbox.webhook_jobs (created_at) WHERE finished_at IS NULL;
+-- What retention deletes: finished jobs by age.
+CREATE INDEX webhook_jobs_finished_idx ON postbox.webhook_jobs (finished_at) WHERE finished_at IS NOT NULL;
 
 -- The state of every webhook in one query (SPEC 7.1). last_success_at and
 -- last_failure_at: the newer of the dispatchers' state and the maintenance

@@ -38,6 +38,10 @@ pub struct RunReport {
     pub deleted_events: i64,
     /// Recover/replay jobs advanced (left unfinished by their API task).
     pub jobs_advanced: usize,
+    /// Processed notifications and finished jobs deleted (older than
+    /// `POSTBOX_RETENTION_FAILED`).
+    pub deleted_notifications: i64,
+    pub deleted_jobs: i64,
 }
 
 impl RunReport {
@@ -54,8 +58,11 @@ impl RunReport {
                 self.rescued
             ),
             format!(
-                "recover/replay: {} unfinished job(s) advanced",
-                self.jobs_advanced
+                "recover/replay: {} unfinished job(s) advanced; deleted {} finished job(s) and {} processed notification(s) older than {}",
+                self.jobs_advanced,
+                self.deleted_jobs,
+                self.deleted_notifications,
+                human(config.retention_failed)
             ),
             format!(
                 "auto-disable: {} webhook(s) disabled ({}){}",
@@ -143,6 +150,19 @@ async fn jobs(
     report.deleted_failed = deleted.failed;
     report.deleted_events = deleted.events;
     report.pruned_changes = prune_subscription_changes(store, config.batch_size).await?;
+    let cutoff = now
+        - chrono::Duration::from_std(config.retention_failed)
+            .unwrap_or_else(|_| chrono::Duration::days(36500));
+    loop {
+        let (n, j) = store
+            .notification_delete_processed_many(cutoff, config.batch_size)
+            .await?;
+        report.deleted_notifications += n;
+        report.deleted_jobs += j;
+        if (n < config.batch_size && j < config.batch_size) || shutdown.is_cancelled() {
+            break;
+        }
+    }
     Ok(report)
 }
 

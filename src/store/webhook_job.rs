@@ -100,6 +100,22 @@ impl Store {
         }))
     }
 
+    /// Deletes up to `limit` notifications processed before `cutoff` and up
+    /// to `limit` jobs finished before it; how many of each went.
+    pub async fn notification_delete_processed_many(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<(i64, i64), StoreError> {
+        let r = self
+            .row(
+                statement!("notification_delete_processed_many"),
+                &[&cutoff, &limit],
+            )
+            .await?;
+        Ok((r.get("notifications"), r.get("jobs")))
+    }
+
     /// Up to `limit` unfinished jobs, oldest first.
     pub async fn webhook_job_list_unfinished(
         &self,

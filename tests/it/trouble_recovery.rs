@@ -366,3 +366,49 @@ fn documented_consumer() -> String {
     assert!(sql.contains("FOR UPDATE SKIP LOCKED"), "{sql}");
     sql
 }
+
+#[tokio::test]
+async fn maintenance_deletes_old_processed_notifications_and_finished_jobs_only() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let (hook, _) = NewWebhook::new("owner_m", "http://127.0.0.1:9/".into(), &["*"])
+        .insert(&c)
+        .await;
+    c.batch_execute(&format!(
+        "INSERT INTO postbox.notifications (owner_id, kind, created_at, processed_at) VALUES
+           ('owner_m', 'delivery.dead_lettered', now() - interval '30 days', now() - interval '30 days'),
+           ('owner_m', 'delivery.dead_lettered', now() - interval '30 days', NULL),
+           ('owner_m', 'delivery.dead_lettered', now() - interval '1 day', now() - interval '1 day');
+         INSERT INTO postbox.webhook_jobs (webhook_id, kind, since, until, finished_at, created_at) VALUES
+           ('{hook}', 'recover', now() - interval '40 days', now() - interval '30 days', now() - interval '30 days', now() - interval '30 days'),
+           ('{hook}', 'replay', now() - interval '2 days', now() - interval '1 day', now() - interval '1 day', now() - interval '1 day');"
+    ))
+    .await
+    .unwrap();
+    let report = postbox::maintenance::run_once_at(
+        &db.store(),
+        &postbox::config::MaintenanceConfig::default(),
+        chrono::Utc::now(),
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((report.deleted_notifications, report.deleted_jobs), (1, 1));
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM postbox.notifications WHERE processed_at IS NULL"
+        )
+        .await,
+        1,
+        "an unprocessed notification is the owner's until consumed"
+    );
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM postbox.notifications").await,
+        2
+    );
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM postbox.webhook_jobs").await,
+        1
+    );
+}
