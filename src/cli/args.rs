@@ -378,7 +378,7 @@ pub struct BenchArgs {
     /// Dispatcher concurrency
     #[arg(long, env = "POSTBOX_CONCURRENCY", default_value_t = defaults::CONCURRENCY)]
     pub concurrency: usize,
-    /// Which parts to run (comma-separated): drain (= drain1,drain10),steady,producer,ceilings,scale,isolation,ratelimit
+    /// Which parts to run (comma-separated): drain (= drain1,drain10),steady,producer,ceilings,scale,isolation,ratelimit,recover
     #[arg(long, env = "POSTBOX_BENCH_ONLY", value_delimiter = ',')]
     pub only: Vec<String>,
 }

@@ -61,6 +61,21 @@ impl Store {
         Ok(row.get(0))
     }
 
+    /// Pauses webhook `id` of `owner` and gives it `count` dead letters,
+    /// each with its own event; returns the rows inserted.
+    pub async fn bench_dead_letters_insert_many(
+        &self,
+        id: Uuid,
+        count: i32,
+        owner: &str,
+    ) -> Result<u64, StoreError> {
+        self.exec(
+            statement!("bench_dead_letters_insert_many"),
+            &[&id, &count, &owner],
+        )
+        .await
+    }
+
     /// Limits the webhook to `per_second` requests per second.
     pub async fn bench_webhook_rate_limit(
         &self,

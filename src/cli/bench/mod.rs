@@ -12,6 +12,7 @@ mod load;
 mod pgcpu;
 mod ratelimit;
 mod receiver;
+mod recover;
 mod report;
 
 use std::sync::atomic::Ordering;
@@ -287,6 +288,17 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
             future_rows: sizes.scale_future,
             drain: DrainRuns::new(part.endpoints, figures),
         });
+    }
+    if wants(args, "recover") {
+        let n = if args.quick {
+            recover::DEAD_LETTERS / 10
+        } else {
+            recover::DEAD_LETTERS
+        };
+        say(&format!(
+            "recover: {n} dead letters of one webhook, one job"
+        ));
+        report.recover = Some(recover::run(&store, &receiver, &secret, n).await?);
     }
     if wants(args, "ratelimit") {
         say(&format!(

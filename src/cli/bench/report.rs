@@ -131,6 +131,16 @@ pub struct ProducerFigures {
     pub ratio: f64,
 }
 
+/// The recover part: one job over a webhook's dead letters.
+#[derive(Debug, Serialize)]
+pub struct RecoverFigures {
+    pub dead_letters: i64,
+    pub recovered: i64,
+    pub batches: usize,
+    pub longest_statement_ms: f64,
+    pub total_seconds: f64,
+}
+
 /// The rate-limit part: what the receiver saw per second.
 #[derive(Debug, Serialize)]
 pub struct RateLimitFigures {
@@ -179,6 +189,8 @@ pub struct Report {
     pub isolation: Option<DrainRuns>,
     /// One webhook with a rate limit, several dispatchers.
     pub rate_limit: Option<RateLimitFigures>,
+    /// One webhook's dead letters recovered.
+    pub recover: Option<RecoverFigures>,
     pub dispatcher: DispatcherFigures,
     pub signatures_verified: u64,
     pub signatures_bad: u64,
@@ -203,6 +215,7 @@ impl Report {
             scale: None,
             isolation: None,
             rate_limit: None,
+            recover: None,
             dispatcher: DispatcherFigures::default(),
             signatures_verified: 0,
             signatures_bad: 0,
@@ -295,6 +308,14 @@ impl Report {
                 (0.9..=1.1).contains(&ratio),
             ));
         }
+        if let Some(r) = &self.recover {
+            checks.push(check(
+                "recover",
+                "no statement over 1 s",
+                format!("{:.0} ms", r.longest_statement_ms),
+                r.longest_statement_ms <= 1000.0 && r.recovered == r.dead_letters,
+            ));
+        }
         let rss = self.dispatcher.peak_rss_mib;
         checks.push(check(
             "memory",
@@ -379,6 +400,12 @@ impl Report {
                 "              healthy endpoints while one never answers ({} requests to it){}\n",
                 i.runs.iter().map(|r| r.dead_endpoint_requests).sum::<u64>(),
                 of_drain(i.median_per_second)
+            );
+        }
+        if let Some(r) = &self.recover {
+            out += &format!(
+                "recover       {} of {} dead letters in {} statements, {:.1} s; longest {:.0} ms\n",
+                r.recovered, r.dead_letters, r.batches, r.total_seconds, r.longest_statement_ms
             );
         }
         if let Some(r) = &self.rate_limit {
