@@ -7,6 +7,8 @@
 -- and the batch's events by primary key with a probe of
 -- deliveries_event_webhook_key each; locks only the rows it deletes, SKIP
 -- LOCKED (a concurrent requeue wins).
+-- $4: events created at or after it are kept (POSTBOX_RETENTION_EVENTS:
+-- kept for replays even without a delivery).
 -- Returns the rows deleted and the newest completed_at among them.
 WITH doomed AS MATERIALIZED (
     SELECT d.id, d.event_id
@@ -27,7 +29,7 @@ WITH doomed AS MATERIALIZED (
     DELETE FROM postbox.events e
     WHERE e.id = ANY (ARRAY(SELECT event_id FROM doomed))
       AND NOT e.fanout_pending
-      AND e.created_at < $2
+      AND e.created_at < least($2, $4::timestamptz)
       -- A probe per event (LIMIT 1 keeps it one: no hash of the table).
       AND (SELECT 1 FROM postbox.deliveries x
            WHERE x.event_id = e.id

@@ -20,10 +20,15 @@ WITH counted AS MATERIALIZED (
         (SELECT count(*) FROM postbox.events WHERE fanout_pending) AS fanout_pending,
         (SELECT min(next_attempt_at) FROM postbox.deliveries
          WHERE status IN ('pending', 'retrying') AND next_attempt_at <= $1) AS oldest_due,
-        (SELECT paused FROM postbox.queue_state) AS paused
+        (SELECT paused FROM postbox.queue_state) AS paused,
+        -- issue 15: webhooks in trouble, through webhook_state_breaker_idx
+        -- and webhooks_paused_idx (V10).
+        (SELECT count(*) FROM postbox.webhook_state WHERE breaker_state = 'open') AS breakers_open,
+        (SELECT count(*) FROM postbox.webhook_state WHERE breaker_state = 'half_open') AS breakers_half_open,
+        (SELECT count(*) FROM postbox.webhooks WHERE paused) AS webhooks_paused
 )
 SELECT pending, retrying, sending, failed, fanout_pending,
        success AS success_estimate,
        coalesce(extract(epoch FROM $1 - oldest_due)::float8, 0) AS oldest_due_seconds,
-       paused
+       paused, breakers_open, breakers_half_open, webhooks_paused
 FROM c

@@ -31,7 +31,18 @@ WITH expired AS (
         updated_at = $1
     FROM expired
     WHERE d.id = expired.id
-    RETURNING d.id, d.attempts, d.error_message
+    RETURNING d.id, d.webhook_id, d.attempts, d.error_message, d.test_send
+), released AS (
+    -- issue 15: a rescued request is no longer in flight (the counter kept
+    -- for webhooks with max_in_flight; waits for the row if a claim holds it).
+    UPDATE postbox.webhook_state s
+    SET in_flight = greatest(s.in_flight - r.n, 0)
+    FROM (SELECT x.webhook_id, count(*)::int AS n FROM rescued x WHERE NOT x.test_send
+          GROUP BY x.webhook_id) r,
+         postbox.webhooks w
+    WHERE s.webhook_id = r.webhook_id
+      AND w.id = r.webhook_id
+      AND w.max_in_flight IS NOT NULL
 )
 INSERT INTO postbox.delivery_attempts (delivery_id, attempt, started_at, duration_ms, error_message)
 SELECT r.id, r.attempts, $1, 0, r.error_message

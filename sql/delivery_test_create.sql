@@ -7,7 +7,7 @@
 -- lease expires (sql/delivery_rescue_expired.sql). Locks nothing beyond the
 -- new rows.
 WITH w AS (
-    SELECT id, url, secret, headers, max_retries, retry_delay_seconds, active, template,
+    SELECT id, url, secret, headers, max_retries, retry_delay_seconds, active, template, retry_schedule,
            CASE WHEN previous_secret_expires_at > $4 THEN previous_secret END AS previous_secret
     FROM postbox.webhooks
     WHERE id = $1 AND owner_id = $2
@@ -25,5 +25,5 @@ WITH w AS (
 SELECT d.id, d.lease_expires_at, w.id AS webhook_id, ev.id AS event_id, ev.event_type, d.attempts,
        ev.payload::text AS payload, ev.created_at AS event_created_at,
        w.url, w.secret, w.previous_secret, w.headers, w.max_retries, w.retry_delay_seconds, w.active,
-       w.template
+       w.template, w.retry_schedule
 FROM w, ev, d

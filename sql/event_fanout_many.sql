@@ -91,7 +91,7 @@ WITH batch AS MATERIALIZED (
     -- Up to per_event + 1 subscribed webhooks per event after its cursor
     -- (the extra one only says that more remain).
     SELECT b.id AS event_id, b.event_type, b.created_at AS event_created_at,
-           w.id AS webhook_id, w.active, w.batch_max_wait_ms,
+           w.id AS webhook_id, w.active, w.batch_max_wait_ms, w.gated,
            row_number() OVER (PARTITION BY b.id ORDER BY w.id) AS rank_in_event
     FROM batch b
     LEFT JOIN seen s ON s.event_id = b.id
@@ -99,13 +99,15 @@ WITH batch AS MATERIALIZED (
         SELECT w.*
         FROM (
             SELECT w.id, w.owner_id, w.active, w.event_types,
-                   w.filter_contains, w.filter_path, w.batch_max_wait_ms
+                   w.filter_contains, w.filter_path, w.batch_max_wait_ms,
+                   w.paused OR w.rate_limit IS NOT NULL OR w.max_in_flight IS NOT NULL AS gated
             FROM postbox.webhooks w
             WHERE w.owner_id = b.owner_id AND w.id > b.after
             UNION ALL
             -- Webhooks that were the owner's when the event committed.
             SELECT w.id, w.owner_id, w.active, w.event_types,
-                   w.filter_contains, w.filter_path, w.batch_max_wait_ms
+                   w.filter_contains, w.filter_path, w.batch_max_wait_ms,
+                   w.paused OR w.rate_limit IS NOT NULL OR w.max_in_flight IS NOT NULL AS gated
             FROM postbox.webhooks w
             WHERE w.id = ANY (s.webhooks) AND w.owner_id <> b.owner_id AND w.id > b.after
         ) w
@@ -196,7 +198,14 @@ WITH batch AS MATERIALIZED (
             AND mt.rank_in_batch <= $3::bigint
             AND mt.rank_in_webhook <= coalesce(b.room, $6::bigint)
             -- A batched webhook's deliveries wait for its batch claim.
-            AND mt.batch_max_wait_ms IS NULL) AS claim
+            AND mt.batch_max_wait_ms IS NULL
+            -- issue 15: a paused or limited webhook, or one whose breaker is
+            -- not closed or that a Retry-After throttles, is left to
+            -- delivery_claim, which applies its gates.
+            AND NOT mt.gated
+            AND NOT EXISTS (SELECT 1 FROM postbox.webhook_state s
+                            WHERE s.webhook_id = mt.webhook_id
+                              AND (s.breaker_state <> 'closed' OR s.throttled_until > $2))) AS claim
     FROM matched mt
     LEFT JOIN busy b ON b.webhook_id = mt.webhook_id
 ), inserted AS (
@@ -232,7 +241,7 @@ LEFT JOIN (
     SELECT i.id, i.webhook_id, i.event_id, i.lease_expires_at, e.event_type, e.payload::text AS payload,
            e.created_at AS event_created_at, w.url, w.secret,
            CASE WHEN w.previous_secret_expires_at > $2 THEN w.previous_secret END AS previous_secret,
-           w.headers, w.max_retries, w.retry_delay_seconds, w.template
+           w.headers, w.max_retries, w.retry_delay_seconds, w.template, w.retry_schedule
     FROM inserted i
     JOIN postbox.events e ON e.id = i.event_id
     JOIN postbox.webhooks w ON w.id = i.webhook_id

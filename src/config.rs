@@ -52,6 +52,10 @@ pub mod defaults {
     pub const RETENTION_SUCCESS: &str = "24h";
     /// How long failed deliveries are kept (POSTBOX_RETENTION_FAILED).
     pub const RETENTION_FAILED: &str = "7d";
+    /// How long events are kept at least, for replays, whatever their
+    /// deliveries (POSTBOX_RETENTION_EVENTS); 0: no longer than a delivery
+    /// or the success retention needs them.
+    pub const RETENTION_EVENTS: &str = "0s";
     /// When maintenance runs: every minute (POSTBOX_MAINTENANCE_SCHEDULE).
     pub const MAINTENANCE_SCHEDULE: &str = "0 * * * * *";
     /// Rows per retention delete statement (no flag: a tuning constant).
@@ -288,6 +292,7 @@ mod tests {
             defaults::DISABLE_AFTER,
             defaults::RETENTION_SUCCESS,
             defaults::RETENTION_FAILED,
+            defaults::RETENTION_EVENTS,
             defaults::TOKEN_TTL,
             "250ms",
             "2m",

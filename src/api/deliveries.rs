@@ -16,9 +16,9 @@ use warp::http::StatusCode;
 
 use super::reply::{Listed, Success};
 use super::request::{
-    AnyQuery, DeliveryPath, DeliveryQuery, Input, Json, NoBody, NoQuery, WebhookId,
+    AnyQuery, DeliveryPath, DeliveryQuery, Input, Json, NoBody, NoQuery, Page, WebhookId,
 };
-use super::wire::{Delivery, Empty, TestResult, WebhookStats};
+use super::wire::{Delivery, DeliveryAttempt, Empty, TestResult, WebhookStats};
 use super::ApiState;
 use crate::dispatch::retry;
 use crate::store::RetryOutcome;
@@ -87,6 +87,34 @@ pub async fn retry(
     Ok(Success::new(d.into()))
 }
 
+/// `GET /api/webhooks/{id}/deliveries/{deliveryId}/attempts`: every
+/// attempt, newest first.
+pub async fn attempts(
+    state: &ApiState,
+    req: Input<DeliveryPath, Page, NoBody>,
+) -> Result<Listed<DeliveryAttempt>, ApiError> {
+    let DeliveryPath {
+        webhook_id,
+        delivery_id,
+    } = req.path;
+    let page = req.query;
+    let (rows, total) = state
+        .store
+        .delivery_attempt_list(
+            delivery_id,
+            webhook_id,
+            &req.caller.owner,
+            page.limit,
+            page.offset(),
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("delivery"))?;
+    Ok(Listed {
+        items: rows.into_iter().map(DeliveryAttempt::from).collect(),
+        pagination: Pagination::new(page.page, page.limit, total),
+    })
+}
+
 /// `POST /api/webhooks/{id}/test`
 pub async fn test_send(
     state: &ApiState,
@@ -117,6 +145,7 @@ pub async fn test_send(
         // A test is never retried: with no retries left, a failure is final.
         let mut once = task_claim;
         once.max_retries = 0;
+        once.retry_schedule = None;
         let completion = retry::complete(&once, &attempt, clock.now(), 0.0);
         if attempt.gone() {
             crate::dispatch::disable_gone(&store, once.webhook_id, clock.now()).await;

@@ -30,7 +30,9 @@ use super::reply::{reference, Answer, Document};
 use super::request::{FromBody, FromPath, FromQuery, Input, NoBody, NoQuery};
 use super::route::{Access, Route};
 use super::wire::Empty;
-use super::{deliveries, event_types, events, portal, queue, shaping, webhooks, ApiState};
+use super::{
+    deliveries, event_types, events, portal, queue, recovery, shaping, webhooks, ApiState,
+};
 use crate::web::body::MAX_BODY;
 use crate::web::ApiError;
 
@@ -99,8 +101,13 @@ pub fn with_handler<'a, V: Visit<'a>>(route: Route, v: V) -> V::Out {
         Route::WebhookUpdate => v.visit(webhooks::update),
         Route::WebhookDelete => v.visit(webhooks::delete),
         Route::WebhookRotateSecret => v.visit(webhooks::regenerate_secret),
+        Route::WebhookPause => v.visit(webhooks::pause),
+        Route::WebhookResume => v.visit(webhooks::resume),
+        Route::WebhookRecover => v.visit(recovery::recover),
+        Route::WebhookReplay => v.visit(recovery::replay),
         Route::DeliveryList => v.visit(deliveries::list),
         Route::DeliveryRetry => v.visit(deliveries::retry),
+        Route::DeliveryAttempts => v.visit(deliveries::attempts),
         Route::WebhookTest => v.visit(deliveries::test_send),
         Route::WebhookStats => v.visit(deliveries::stats),
         Route::EventPublish => v.visit(events::publish),
@@ -123,7 +130,8 @@ pub async fn get(state: &ApiState, _: Input<(), NoQuery, NoBody>) -> Result<Docu
 }
 
 /// `document()` with `types` as the enum of event types (publish) and of
-/// subscriptions (each type, each `group.*`, and `*`).
+/// subscriptions (each type, each `group.*`, and `*`; also a recover's or
+/// replay's `eventTypes`).
 pub fn with_catalogue(mut doc: Value, types: &[String]) -> Value {
     let mut subscriptions: Vec<String> = types.to_vec();
     let mut groups: Vec<String> = types
@@ -139,6 +147,7 @@ pub fn with_catalogue(mut doc: Value, types: &[String]) -> Value {
         schemas[name]["properties"]["events"]["items"]["enum"] = json!(subscriptions);
     }
     schemas["PublishRequest"]["properties"]["type"]["enum"] = json!(types);
+    schemas["RangeRequest"]["properties"]["eventTypes"]["items"]["enum"] = json!(subscriptions);
     doc
 }
 

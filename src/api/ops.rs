@@ -82,6 +82,13 @@ async fn refresh_queue_gauges(store: &Store, now: chrono::DateTime<chrono::Utc>)
             metrics::gauge!("postbox_events_fanout_pending").set(q.fanout_pending as f64);
             metrics::gauge!("postbox_oldest_due_seconds").set(q.oldest_due_seconds);
             metrics::gauge!("postbox_queue_paused").set(if q.paused { 1.0 } else { 0.0 });
+            for (state, n) in [
+                ("open", q.breakers_open),
+                ("half_open", q.breakers_half_open),
+            ] {
+                metrics::gauge!("postbox_webhook_breakers", "state" => state).set(n as f64);
+            }
+            metrics::gauge!("postbox_webhooks_paused").set(q.webhooks_paused as f64);
             *last = Some(Instant::now());
         }
         Err(e) => tracing::warn!(error = %e, "cannot refresh the queue gauges"),

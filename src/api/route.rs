@@ -97,10 +97,20 @@ routes! {
     WebhookDelete,
     /// `POST /api/webhooks/{id}/regenerate-secret`
     WebhookRotateSecret,
+    /// `POST /api/webhooks/{id}/pause`
+    WebhookPause,
+    /// `POST /api/webhooks/{id}/resume`
+    WebhookResume,
+    /// `POST /api/webhooks/{id}/recover`
+    WebhookRecover,
+    /// `POST /api/webhooks/{id}/replay`
+    WebhookReplay,
     /// `GET /api/webhooks/{id}/deliveries`
     DeliveryList,
     /// `POST /api/webhooks/{id}/deliveries/{deliveryId}/retry`
     DeliveryRetry,
+    /// `GET /api/webhooks/{id}/deliveries/{deliveryId}/attempts`
+    DeliveryAttempts,
     /// `POST /api/webhooks/{id}/test`
     WebhookTest,
     /// `GET /api/webhooks/{id}/stats`
@@ -220,6 +230,30 @@ impl Route {
                 User,
                 "Rotate the signing secret",
             ),
+            Route::WebhookPause => spec(
+                "POST",
+                "/api/webhooks/{id}/pause",
+                User,
+                "Hold this webhook's deliveries (not sent, retry budget kept)",
+            ),
+            Route::WebhookResume => spec(
+                "POST",
+                "/api/webhooks/{id}/resume",
+                User,
+                "Release a paused webhook's deliveries, in order of due time",
+            ),
+            Route::WebhookRecover => spec(
+                "POST",
+                "/api/webhooks/{id}/recover",
+                User,
+                "Requeue this webhook's failed deliveries of events created in [since, until)",
+            ),
+            Route::WebhookReplay => spec(
+                "POST",
+                "/api/webhooks/{id}/replay",
+                User,
+                "Send this webhook again every matching event created in [since, until)",
+            ),
             Route::DeliveryList => spec(
                 "GET",
                 "/api/webhooks/{id}/deliveries",
@@ -233,6 +267,12 @@ impl Route {
                 "Send one delivery again",
             )
             .errors(&[("409", "The delivery is being sent right now")]),
+            Route::DeliveryAttempts => spec(
+                "GET",
+                "/api/webhooks/{id}/deliveries/{deliveryId}/attempts",
+                User,
+                "Every attempt of one delivery, newest first",
+            ),
             Route::WebhookTest => spec(
                 "POST",
                 "/api/webhooks/{id}/test",

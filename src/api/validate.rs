@@ -33,6 +33,14 @@ pub const DEFAULT_MAX_RETRIES: i32 = 3;
 pub const RETRY_DELAY: (i64, i64) = (10, 3600);
 /// `retryDelay` in seconds when a create leaves it out.
 pub const DEFAULT_RETRY_DELAY: i32 = 60;
+/// `rateLimit` (requests per second): the range accepted, inclusive.
+pub const RATE_LIMIT: (i64, i64) = (1, 10_000);
+/// `maxInFlight`: the range accepted, inclusive.
+pub const MAX_IN_FLIGHT: (i64, i64) = (1, 10_000);
+/// `retrySchedule`: how many entries, inclusive.
+pub const RETRY_SCHEDULE_LEN: (usize, usize) = (1, 20);
+/// `retrySchedule`: seconds of one entry, inclusive (up to 7 days).
+pub const RETRY_SCHEDULE_SECS: (i64, i64) = (1, 604_800);
 /// Longest rotation grace period: 7 days.
 pub const GRACE_MAX: i64 = 7 * 86400;
 /// Longest idempotency key of `POST /api/events`, in characters.
@@ -198,6 +206,51 @@ pub fn exact_integer(text: &str) -> Option<i64> {
     i64::try_from(if negative { -whole } else { whole }).ok()
 }
 
+/// `null` (no limit) or an integer in `range`.
+pub fn optional_int(field: &str, v: Value, range: (i64, i64)) -> Result<Option<i32>, ApiError> {
+    match v {
+        Value::Null => Ok(None),
+        v => int(field, v, range).map(Some),
+    }
+}
+
+/// `retrySchedule`: `null` (clear) or 1-20 integers of 1-604800 seconds.
+pub fn retry_schedule(v: Value) -> Result<Option<Vec<i32>>, ApiError> {
+    let (min_len, max_len) = RETRY_SCHEDULE_LEN;
+    let (lo, hi) = RETRY_SCHEDULE_SECS;
+    let rule = format!(
+        "must be null or an array of {min_len} to {max_len} integers from {lo} to {hi} (seconds before each retry)"
+    );
+    let items = match v {
+        Value::Null => return Ok(None),
+        Value::Array(items) => items,
+        _ => return Err(ApiError::validation("retrySchedule", rule)),
+    };
+    if !(min_len..=max_len).contains(&items.len()) {
+        return Err(ApiError::validation("retrySchedule", rule));
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, x)| int(&format!("retrySchedule[{i}]"), x, RETRY_SCHEDULE_SECS))
+        .collect::<Result<Vec<i32>, ApiError>>()
+        .map(Some)
+}
+
+/// An RFC 3339 timestamp (`2026-11-28T19:47:22Z`, any offset) between
+/// the years 1 and 9999.
+pub fn timestamp(field: &str, v: Value) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    let rule = "must be an RFC 3339 timestamp such as 2026-11-28T19:47:22Z";
+    let Value::String(s) = v else {
+        return Err(ApiError::validation(field, rule));
+    };
+    chrono::DateTime::parse_from_rfc3339(&s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .ok()
+        .filter(|t| (1..=9999).contains(&chrono::Datelike::year(t)))
+        .ok_or_else(|| ApiError::validation(field, rule))
+}
+
 /// A JSON boolean.
 pub fn boolean(field: &str, v: Value) -> Result<bool, ApiError> {
     v.as_bool()
@@ -221,31 +274,37 @@ pub async fn url(state: &ApiState, v: Value) -> Result<String, ApiError> {
 /// Event subscriptions: catalogue types, `group.*` for a catalogue group, or
 /// `*`. Duplicates are dropped, order kept.
 pub fn events(v: Value, catalogue: &[EventType]) -> Result<Vec<String>, ApiError> {
+    event_patterns("events", v, catalogue)
+}
+
+/// As [`events`], for the field `field` (e.g. `eventTypes` of a recover).
+pub fn event_patterns(
+    field: &str,
+    v: Value,
+    catalogue: &[EventType],
+) -> Result<Vec<String>, ApiError> {
     let Value::Array(items) = v else {
         return Err(ApiError::validation(
-            "events",
+            field,
             "must be an array of event types",
         ));
     };
     if items.is_empty() {
         return Err(ApiError::validation(
-            "events",
+            field,
             "must name at least one event type",
         ));
     }
     if items.len() > EVENTS_MAX {
         return Err(ApiError::validation(
-            "events",
+            field,
             format!("must have at most {EVENTS_MAX} entries"),
         ));
     }
     let mut out: Vec<String> = Vec::with_capacity(items.len());
     for item in items {
         let Value::String(s) = item else {
-            return Err(ApiError::validation(
-                "events",
-                "every entry must be a string",
-            ));
+            return Err(ApiError::validation(field, "every entry must be a string"));
         };
         let known = s == "*"
             || catalogue.iter().any(|t| t.name == s)
@@ -257,7 +316,7 @@ pub fn events(v: Value, catalogue: &[EventType]) -> Result<Vec<String>, ApiError
             });
         if !known {
             return Err(ApiError::validation(
-                "events",
+                field,
                 format!(
                     "unknown event type {s:?}: use a type from GET /api/webhooks/events, group.* or *"
                 ),
@@ -426,6 +485,78 @@ pub fn active_schema() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::Boolean)
 }
 
+/// `paused`.
+pub fn paused_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Boolean)
+        .description(Some(
+            "true holds the webhook's deliveries (not sent, retry budget kept) until false",
+        ))
+}
+
+fn optional_integer((min, max): (i64, i64), description: &'static str) -> ObjectBuilder {
+    nullable(Type::Integer)
+        .minimum(Some(min))
+        .maximum(Some(max))
+        .description(Some(description))
+}
+
+/// `rateLimit`.
+pub fn rate_limit_schema() -> ObjectBuilder {
+    optional_integer(
+        RATE_LIMIT,
+        "requests per second to this webhook across all dispatchers; null: no limit",
+    )
+}
+
+/// `maxInFlight`.
+pub fn max_in_flight_schema() -> ObjectBuilder {
+    optional_integer(
+        MAX_IN_FLIGHT,
+        "requests in flight to this webhook across all dispatchers; null: the server's per-endpoint default",
+    )
+}
+
+/// `retrySchedule`: what [`retry_schedule`] accepts.
+pub fn retry_schedule_schema() -> ArrayBuilder {
+    let (lo, hi) = RETRY_SCHEDULE_SECS;
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(lo))
+                .maximum(Some(hi)),
+        )
+        .min_items(Some(RETRY_SCHEDULE_LEN.0))
+        .max_items(Some(RETRY_SCHEDULE_LEN.1))
+        .description(Some(
+            "seconds to wait before each retry; when set it replaces maxRetries and retryDelay; null clears it",
+        ))
+}
+
+/// A timestamp field (`since`).
+pub fn timestamp_schema() -> ObjectBuilder {
+    string()
+        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+            utoipa::openapi::KnownFormat::DateTime,
+        )))
+        .description(Some("an RFC 3339 timestamp"))
+}
+
+/// An optional timestamp field (`until`, `backfillSince`): null as absent.
+pub fn optional_timestamp_schema() -> ObjectBuilder {
+    timestamp_schema().schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+}
+
+/// `eventTypes` of a recover or replay: what [`event_patterns`] accepts, or
+/// null for every type.
+pub fn event_types_filter_schema() -> ArrayBuilder {
+    events_schema()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .description(Some("types, group.* or *; absent or null: every type"))
+}
+
 /// `graceSeconds` of a rotation.
 pub fn grace_schema() -> ObjectBuilder {
     integer((0, GRACE_MAX), 0)
@@ -574,6 +705,42 @@ mod tests {
         let many: serde_json::Map<String, Value> =
             (0..21).map(|i| (format!("x-{i}"), json!("v"))).collect();
         assert!(headers(Value::Object(many)).is_err());
+    }
+
+    #[test]
+    fn retry_schedules_are_1_to_20_entries_of_1_to_604800_seconds() {
+        assert_eq!(retry_schedule(json!(null)).unwrap(), None);
+        assert_eq!(
+            retry_schedule(json!([5, 300, 604800])).unwrap(),
+            Some(vec![5, 300, 604800])
+        );
+        for bad in [
+            json!([]),
+            json!([0]),
+            json!([604801]),
+            json!([1.5]),
+            json!(["5"]),
+            json!([null]),
+            json!(5),
+            json!(vec![1; 21]),
+        ] {
+            assert!(retry_schedule(bad.clone()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_with_any_offset() {
+        let t = timestamp("since", json!("2026-11-28T20:47:22+01:00")).unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-28T19:47:22+00:00");
+        for bad in [
+            json!("2026-11-28"),
+            json!("yesterday"),
+            json!(1764359242),
+            json!(null),
+            json!("2026-11-28T19:47:22"),
+        ] {
+            assert!(timestamp("since", bad.clone()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -9,11 +9,11 @@ use super::request::{AnyQuery, Input, Json, NoBody, NoQuery, Page, WebhookId};
 use super::shaping;
 use super::validate::{self as v, required};
 use super::wire::{
-    Deleted, Delivery, EventType, RotateRequest, RotateResult, Webhook, WebhookBody, WebhookCreate,
-    WebhookDetail, WebhookWithSecret,
+    Deleted, Delivery, Empty, EventType, RotateRequest, RotateResult, Webhook, WebhookBody,
+    WebhookCreate, WebhookDetail, WebhookWithSecret,
 };
 use super::ApiState;
-use crate::store::{NewWebhook, WebhookPatch};
+use crate::store::{JobKind, NewWebhook, WebhookPatch};
 use crate::web::envelope::Pagination;
 use crate::web::ApiError;
 
@@ -46,6 +46,16 @@ async fn patch(state: &ApiState, b: WebhookBody) -> Result<WebhookPatch, ApiErro
     if let Some(filter) = b.filter {
         p.filter = Some(shaping::filter(state, "filter", filter).await?);
     }
+    p.paused = b.paused.map(|x| v::boolean("paused", x)).transpose()?;
+    p.rate_limit = b
+        .rate_limit
+        .map(|x| v::optional_int("rateLimit", x, v::RATE_LIMIT))
+        .transpose()?;
+    p.max_in_flight = b
+        .max_in_flight
+        .map(|x| v::optional_int("maxInFlight", x, v::MAX_IN_FLIGHT))
+        .transpose()?;
+    p.retry_schedule = b.retry_schedule.map(v::retry_schedule).transpose()?;
     if let Some(url) = b.url {
         p.url = Some(v::url(state, url).await?);
     }
@@ -62,6 +72,10 @@ pub async fn create(
     b.name = Some(required("name", b.name.take())?);
     b.url = Some(required("url", b.url.take())?);
     b.events = Some(required("events", b.events.take())?);
+    let backfill = match b.backfill_since.take() {
+        None | Some(serde_json::Value::Null) => None,
+        Some(x) => Some(v::timestamp("backfillSince", x)?),
+    };
     let p = patch(state, b).await?;
     let secret = (state.new_secret)();
     let new = NewWebhook {
@@ -78,8 +92,20 @@ pub async fn create(
         filter: p.filter.flatten(),
         template: p.template.flatten(),
         batch: p.batch.flatten(),
+        paused: p.paused.unwrap_or(false),
+        rate_limit: p.rate_limit.flatten(),
+        max_in_flight: p.max_in_flight.flatten(),
+        retry_schedule: p.retry_schedule.flatten(),
     };
-    let webhook = state.store.webhook_insert(&new).await?.into();
+    let owner = new.owner_id.clone();
+    let webhook: Webhook = state.store.webhook_insert(&new).await?.into();
+    if let Some(since) = backfill {
+        let now = state.clock.now();
+        if since < now {
+            let range = super::recovery::backfill_range(since, now);
+            super::recovery::start(state, webhook.id, &owner, JobKind::Replay, range).await?;
+        }
+    }
     Ok(Created::new(WebhookWithSecret { webhook, secret }))
 }
 
@@ -127,10 +153,48 @@ pub async fn update(
     state: &ApiState,
     req: Input<WebhookId, AnyQuery, Json<WebhookBody>>,
 ) -> Result<Success<Webhook>, ApiError> {
+    if req.body.0.backfill_since.is_some() {
+        return Err(ApiError::validation(
+            "backfillSince",
+            "is accepted on create only; use POST /api/webhooks/{id}/replay",
+        ));
+    }
     let p = patch(state, req.body.0).await?;
     let w = state
         .store
         .webhook_update(req.path.0, &req.caller.owner, &p)
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook"))?;
+    Ok(Success::new(w.into()))
+}
+
+/// `POST /api/webhooks/{id}/pause`: holds the webhook's deliveries.
+pub async fn pause(
+    state: &ApiState,
+    req: Input<WebhookId, AnyQuery, Option<Json<Empty>>>,
+) -> Result<Success<Webhook>, ApiError> {
+    set_paused(state, req.path.0, &req.caller.owner, true).await
+}
+
+/// `POST /api/webhooks/{id}/resume`: releases them, in order of due time.
+pub async fn resume(
+    state: &ApiState,
+    req: Input<WebhookId, AnyQuery, Option<Json<Empty>>>,
+) -> Result<Success<Webhook>, ApiError> {
+    let answer = set_paused(state, req.path.0, &req.caller.owner, false).await?;
+    super::deliveries::wake(state).await;
+    Ok(answer)
+}
+
+async fn set_paused(
+    state: &ApiState,
+    id: uuid::Uuid,
+    owner: &str,
+    paused: bool,
+) -> Result<Success<Webhook>, ApiError> {
+    let w = state
+        .store
+        .webhook_pause(id, owner, paused)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook"))?;
     Ok(Success::new(w.into()))

@@ -49,6 +49,59 @@ pub struct Webhook {
     /// The batch settings; null: one request per event.
     #[schema(schema_with = shaping::batch_schema, required = true)]
     pub batch: Option<serde_json::Value>,
+    /// True holds this webhook's deliveries (not sent, retry budget kept).
+    pub paused: bool,
+    /// Requests per second across all dispatchers; null: no limit.
+    #[schema(required = true)]
+    pub rate_limit: Option<i32>,
+    /// Requests in flight across all dispatchers; null: the server's
+    /// per-endpoint default (`POSTBOX_ENDPOINT_CONCURRENCY` per dispatcher).
+    #[schema(required = true)]
+    pub max_in_flight: Option<i32>,
+    /// Seconds before each retry; when set it replaces `maxRetries` and
+    /// `retryDelay`.
+    #[schema(required = true)]
+    pub retry_schedule: Option<Vec<i32>>,
+    /// The circuit breaker (read only).
+    pub breaker: Breaker,
+}
+
+/// A webhook's circuit breaker: `closed` (deliveries flow), `open` (held
+/// after repeated failures; one probe at growing intervals) or `half_open`
+/// (a probe is in flight).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Breaker {
+    pub state: BreakerState,
+    /// When it entered this state; null while it never opened.
+    #[schema(required = true)]
+    pub since: Option<DateTime<Utc>>,
+    /// Why it opened (the last failure); null while it never opened.
+    #[schema(required = true)]
+    pub reason: Option<String>,
+}
+
+/// The three states of a circuit breaker.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl From<store::BreakerRow> for Breaker {
+    fn from(r: store::BreakerRow) -> Breaker {
+        Breaker {
+            state: match r.state.as_str() {
+                "open" => BreakerState::Open,
+                "half_open" => BreakerState::HalfOpen,
+                _ => BreakerState::Closed,
+            },
+            since: r.since,
+            reason: r.reason,
+        }
+    }
 }
 
 impl From<store::WebhookRow> for Webhook {
@@ -71,6 +124,11 @@ impl From<store::WebhookRow> for Webhook {
             filter: r.filter,
             template: r.template,
             batch: r.batch,
+            paused: r.paused,
+            rate_limit: r.rate_limit,
+            max_in_flight: r.max_in_flight,
+            retry_schedule: r.retry_schedule,
+            breaker: r.breaker.into(),
         }
     }
 }
@@ -163,6 +221,39 @@ impl From<store::DeliveryRow> for Delivery {
             updated_at: r.updated_at,
             completed_at: r.completed_at,
             batch_id: r.batch_id,
+        }
+    }
+}
+
+/// One attempt of a delivery, as recorded.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryAttempt {
+    /// 1 for the first attempt, then 2, 3, ... (the `x-webhook-attempt` header).
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    /// Milliseconds from the request's start to its outcome.
+    pub duration_ms: i32,
+    /// The response status; null when no response arrived.
+    #[schema(required = true)]
+    pub response_code: Option<i32>,
+    /// The first 16 KiB of the response body.
+    #[schema(required = true)]
+    pub response_body: Option<String>,
+    /// Why the attempt failed (timeout, refused connection, non-2xx, ...).
+    #[schema(required = true)]
+    pub error_message: Option<String>,
+}
+
+impl From<store::AttemptRow> for DeliveryAttempt {
+    fn from(r: store::AttemptRow) -> DeliveryAttempt {
+        DeliveryAttempt {
+            attempt: r.attempt,
+            started_at: r.started_at,
+            duration_ms: r.duration_ms,
+            response_code: r.response_code,
+            response_body: r.response_body,
+            error_message: r.error_message,
         }
     }
 }
@@ -345,6 +436,22 @@ pub struct WebhookBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = shaping::batch_schema)]
     pub batch: Field,
+    #[schema(schema_with = v::paused_schema)]
+    pub paused: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::rate_limit_schema)]
+    pub rate_limit: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::max_in_flight_schema)]
+    pub max_in_flight: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::retry_schedule_schema)]
+    pub retry_schedule: Field,
+    /// Create only (an update refuses it): replay the owner's events since
+    /// then to the new webhook.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(ignore)]
+    pub backfill_since: Field,
 }
 
 /// The fields of a new webhook: `WebhookBody` with name, url and events
@@ -362,12 +469,47 @@ impl PartialSchema for WebhookCreate {
             if let Some(RefOr::T(Schema::Object(active))) = o.properties.get_mut("active") {
                 active.default = Some(serde_json::json!(true));
             }
+            let mut backfill = v::optional_timestamp_schema().build();
+            backfill.description = Some(
+                "replay the owner's matching events created since then to the new webhook (a recover/replay job)".into(),
+            );
+            o.properties
+                .insert("backfillSince".into(), RefOr::T(Schema::Object(backfill)));
         }
         schema
     }
 }
 
 impl ToSchema for WebhookCreate {}
+
+/// A recover or replay: the events created in `[since, until)`, of
+/// `eventTypes` when given. Unknown fields are refused.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RangeRequest {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::timestamp_schema, required = true)]
+    pub since: Field,
+    /// Absent or null: now. Not later than `since`: an empty range.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::optional_timestamp_schema)]
+    pub until: Field,
+    /// Absent or null: every type; entries as in `events` (a type, group.* or *).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::event_types_filter_schema)]
+    pub event_types: Field,
+}
+
+/// A recover or replay under way: how many deliveries it requeued or
+/// created so far, and whether it is done. A large range goes on in the
+/// background in bounded batches (`postbox.webhook_jobs`, row `jobId`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobAccepted {
+    pub count: i64,
+    pub job_id: Uuid,
+    pub finished: bool,
+}
 
 /// A secret rotation.
 #[derive(Debug, Default, Deserialize, ToSchema)]

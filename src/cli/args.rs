@@ -203,6 +203,9 @@ pub struct MaintenanceArgs {
     /// How long failed deliveries are kept
     #[arg(long, env = "POSTBOX_RETENTION_FAILED", default_value = defaults::RETENTION_FAILED, value_parser = parse_duration)]
     pub retention_failed: Duration,
+    /// How long events are kept at least, for replays (0: as long as the success retention)
+    #[arg(long, env = "POSTBOX_RETENTION_EVENTS", default_value = defaults::RETENTION_EVENTS, value_parser = parse_duration)]
+    pub retention_events: Duration,
     /// Cron expression for the maintenance jobs (6 fields with seconds, or 5-field unix cron)
     #[arg(
         long,
@@ -223,6 +226,7 @@ impl MaintenanceArgs {
             disable_after: self.disable_after,
             retention_success: self.retention_success,
             retention_failed: self.retention_failed,
+            retention_events: self.retention_events,
             schedule,
             ..MaintenanceConfig::default()
         })
@@ -420,7 +424,7 @@ pub struct BenchArgs {
     /// Dispatcher concurrency
     #[arg(long, env = "POSTBOX_CONCURRENCY", default_value_t = defaults::CONCURRENCY)]
     pub concurrency: usize,
-    /// Which parts to run (comma-separated): drain (= drain1,drain10,batched),steady,producer,ceilings,scale,isolation,fanout,templates
+    /// Which parts to run (comma-separated): drain (= drain1,drain10,batched),steady,producer,ceilings,scale,isolation,fanout,templates,ratelimit,recover
     #[arg(long, env = "POSTBOX_BENCH_ONLY", value_delimiter = ',')]
     pub only: Vec<String>,
 }

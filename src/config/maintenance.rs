@@ -16,6 +16,9 @@ pub struct MaintenanceConfig {
     pub retention_success: Duration,
     /// Failed deliveries (dead letters) are kept this long.
     pub retention_failed: Duration,
+    /// Events are kept at least this long (replay needs them), even once
+    /// no delivery needs them; zero: only as long as `retention_success`.
+    pub retention_events: Duration,
     /// When the scheduler runs the jobs.
     pub schedule: Schedule,
     /// Rows per delete statement; a batch shorter than this ends the job.
@@ -28,6 +31,7 @@ impl Default for MaintenanceConfig {
             disable_after: const { defaults::duration(defaults::DISABLE_AFTER) },
             retention_success: const { defaults::duration(defaults::RETENTION_SUCCESS) },
             retention_failed: const { defaults::duration(defaults::RETENTION_FAILED) },
+            retention_events: const { defaults::duration(defaults::RETENTION_EVENTS) },
             schedule: Schedule::every_minute(),
             batch_size: defaults::MAINTENANCE_BATCH_SIZE,
         }

@@ -234,6 +234,11 @@ async fn write(
         .await
     {
         Ok(report) => {
+            for (webhook_id, state) in &report.breaker {
+                tracing::warn!(%webhook_id, state = %state, "circuit breaker changed state");
+                metrics::counter!("postbox_breaker_transitions_total", "state" => state.clone())
+                    .increment(1);
+            }
             let skipped = report.skipped.len();
             if skipped > 0 {
                 tracing::info!(

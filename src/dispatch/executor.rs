@@ -71,7 +71,11 @@ impl Executor {
                 _ = cut_off.cancelled() => return (self.cut_off(d), Answer::NotSent),
             };
             let now = self.clock.now();
-            let completion = retry::complete(d, &attempt, now, (self.jitter)());
+            let mut completion = retry::complete(d, &attempt, now, (self.jitter)());
+            if !sent {
+                // No request: says nothing about the endpoint's health.
+                completion.endpoint_ok = None;
+            }
             record_metrics(d, &attempt, &completion, now);
             log_outcome(&attempt, &completion);
             if attempt.gone() {
@@ -104,6 +108,8 @@ impl Executor {
             error_message: Some(reason.into()),
             started_at: now,
             duration_ms: 0,
+            throttle_until: None,
+            endpoint_ok: None,
         }
     }
 

@@ -56,6 +56,29 @@ pub fn backoff(base_secs: i32, retry: i32, jitter: f64) -> Duration {
     Duration::from_secs_f64(jittered.min(365.0 * 86400.0))
 }
 
+/// The wait before retry `n` (1-based) of an explicit schedule: entry `n`
+/// in seconds plus `jitter` (0.0..=1.0, scaled to at most 10 %); `None`
+/// past its end (the budget is spent).
+pub fn scheduled(schedule: &[i32], retry: i32, jitter: f64) -> Option<Duration> {
+    let secs = *schedule.get(usize::try_from(retry.max(1) - 1).ok()?)?;
+    let jittered = f64::from(secs.max(0)) * (1.0 + MAX_JITTER * jitter.clamp(0.0, 1.0));
+    Some(Duration::from_secs_f64(jittered))
+}
+
+/// How many retries a claim may still lead to in all: the schedule's
+/// length when it has one, else `max_retries`.
+pub fn budget(d: &ClaimedDelivery) -> i32 {
+    d.retry_schedule.as_ref().map_or(d.max_retries, |s| {
+        i32::try_from(s.len()).unwrap_or(i32::MAX)
+    })
+}
+
+/// Whether an answer asks the sender to slow down (429, 503): it halves the
+/// webhook's effective rate, and its `Retry-After` holds the whole webhook.
+pub fn throttles(status: Option<u16>) -> bool {
+    matches!(status, Some(429 | 503))
+}
+
 /// Parses `Retry-After`: delta seconds or an HTTP date, relative to `now`.
 pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let value = value.trim();
@@ -72,10 +95,13 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
 pub fn complete(d: &ClaimedDelivery, a: &Attempt, now: DateTime<Utc>, jitter: f64) -> Completion {
     let (status, next_attempt_at) = if a.succeeded() {
         (DeliveryStatus::Success, None)
-    } else if a.gone() || d.attempt > d.max_retries || !d.webhook_active {
+    } else if a.gone() || d.attempt > budget(d) || !d.webhook_active {
         (DeliveryStatus::Failed, None)
     } else {
-        let mut wait = backoff(d.retry_delay_seconds, d.attempt, jitter);
+        let mut wait = match &d.retry_schedule {
+            Some(s) => scheduled(s, d.attempt, jitter).unwrap_or(Duration::ZERO),
+            None => backoff(d.retry_delay_seconds, d.attempt, jitter),
+        };
         if let Some(ra) = a.retry_after {
             wait = wait.max(ra);
         }
@@ -92,6 +118,18 @@ pub fn complete(d: &ClaimedDelivery, a: &Attempt, now: DateTime<Utc>, jitter: f6
         error_message: a.error.clone(),
         started_at: a.started_at,
         duration_ms: a.duration_ms,
+        throttle_until: a
+            .retry_after
+            .filter(|_| throttles(a.status))
+            .and_then(|ra| chrono::Duration::from_std(ra).ok())
+            .map(|ra| now + ra),
+        endpoint_ok: if a.succeeded() {
+            Some(true)
+        } else if a.status == Some(429) {
+            None
+        } else {
+            Some(false)
+        },
     }
 }
 
@@ -202,6 +240,77 @@ mod tests {
             c.next_attempt_at,
             Some(now() + chrono::Duration::seconds(60))
         );
+    }
+
+    fn scheduled_claim(attempt: i32, schedule: &[i32]) -> ClaimedDelivery {
+        ClaimedDelivery {
+            attempt,
+            max_retries: 0,
+            retry_schedule: Some(schedule.to_vec()),
+            ..ClaimedDelivery::sample()
+        }
+    }
+
+    #[test]
+    fn a_schedule_replaces_max_retries_and_the_doubling() {
+        let schedule = [5, 300, 1800, 7200, 18000, 36000, 36000];
+        for (attempt, wait) in schedule.iter().enumerate() {
+            let c = complete(
+                &scheduled_claim(attempt as i32 + 1, &schedule),
+                &failed(Some(500)),
+                now(),
+                0.0,
+            );
+            assert_eq!(c.status, DeliveryStatus::Retrying, "attempt {attempt}");
+            assert_eq!(
+                c.next_attempt_at,
+                Some(now() + chrono::Duration::seconds(i64::from(*wait)))
+            );
+        }
+        // Attempt 8 follows the 7th retry: the last one.
+        let c = complete(
+            &scheduled_claim(8, &schedule),
+            &failed(Some(500)),
+            now(),
+            0.0,
+        );
+        assert_eq!(
+            (c.status, c.next_attempt_at),
+            (DeliveryStatus::Failed, None)
+        );
+        // About 24.5 hours between the first attempt and the dead letter.
+        let total: i32 = schedule.iter().sum();
+        assert!(total > 86_400, "{total}");
+    }
+
+    #[test]
+    fn a_schedule_entry_gets_jitter_and_retry_after_still_lengthens_it() {
+        assert_eq!(scheduled(&[100], 1, 1.0), Some(Duration::from_secs(110)));
+        assert_eq!(scheduled(&[100], 2, 0.0), None);
+        assert_eq!(scheduled(&[100], 0, 0.0), Some(Duration::from_secs(100)));
+        let mut a = failed(Some(503));
+        a.retry_after = Some(Duration::from_secs(600));
+        let c = complete(&scheduled_claim(1, &[5]), &a, now(), 0.0);
+        assert_eq!(
+            c.next_attempt_at,
+            Some(now() + chrono::Duration::seconds(600))
+        );
+        assert_eq!(
+            c.throttle_until,
+            Some(now() + chrono::Duration::seconds(600))
+        );
+    }
+
+    #[test]
+    fn only_429_and_503_throttle_the_webhook() {
+        for (status, throttled) in [(429, true), (503, true), (500, false), (200, false)] {
+            let mut a = failed(Some(status));
+            a.retry_after = Some(Duration::from_secs(30));
+            let c = complete(&claimed(1, 3), &a, now(), 0.0);
+            assert_eq!(c.throttle_until.is_some(), throttled, "{status}");
+        }
+        let c = complete(&claimed(1, 3), &failed(Some(429)), now(), 0.0);
+        assert_eq!(c.throttle_until, None, "no Retry-After: no hold");
     }
 
     #[test]

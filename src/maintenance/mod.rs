@@ -36,6 +36,12 @@ pub struct RunReport {
     pub deleted_failed: i64,
     /// Events deleted because no delivery needs them.
     pub deleted_events: i64,
+    /// Recover/replay jobs advanced (left unfinished by their API task).
+    pub jobs_advanced: usize,
+    /// Processed notifications and finished jobs deleted (older than
+    /// `POSTBOX_RETENTION_FAILED`).
+    pub deleted_notifications: i64,
+    pub deleted_jobs: i64,
 }
 
 impl RunReport {
@@ -50,6 +56,13 @@ impl RunReport {
             format!(
                 "lease rescue: {} expired lease(s) returned to the queue",
                 self.rescued
+            ),
+            format!(
+                "recover/replay: {} unfinished job(s) advanced; deleted {} finished job(s) and {} processed notification(s) older than {}",
+                self.jobs_advanced,
+                self.deleted_jobs,
+                self.deleted_notifications,
+                human(config.retention_failed)
             ),
             format!(
                 "auto-disable: {} webhook(s) disabled ({}){}",
@@ -127,6 +140,7 @@ async fn jobs(
         ..RunReport::default()
     };
     report.rescued = rescue(store, now, config.batch_size).await?;
+    report.jobs_advanced = advance_jobs(store, now).await?;
     store.delivery_count_rollup().await?;
     // Auto-disable before retention, so it sees the evidence retention removes
     // (retention also keeps each webhook's newest deleted success).
@@ -136,7 +150,42 @@ async fn jobs(
     report.deleted_failed = deleted.failed;
     report.deleted_events = deleted.events;
     report.pruned_changes = prune_subscription_changes(store, config.batch_size).await?;
+    let cutoff = now
+        - chrono::Duration::from_std(config.retention_failed)
+            .unwrap_or_else(|_| chrono::Duration::days(36500));
+    loop {
+        let (n, j) = store
+            .notification_delete_processed_many(cutoff, config.batch_size)
+            .await?;
+        report.deleted_notifications += n;
+        report.deleted_jobs += j;
+        if (n < config.batch_size && j < config.batch_size) || shutdown.is_cancelled() {
+            break;
+        }
+    }
     Ok(report)
+}
+
+/// The most recover/replay jobs one run advances, and for how long each.
+const JOBS_PER_RUN: i64 = 10;
+const JOB_TIME_PER_RUN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Advances the recover/replay jobs no API task finished (its process
+/// ended), each in bounded batches for up to `JOB_TIME_PER_RUN`; a job
+/// another caller holds is left to it.
+async fn advance_jobs(store: &Store, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    let jobs = store.webhook_job_list_unfinished(JOBS_PER_RUN).await?;
+    let mut advanced = 0;
+    for (job, kind) in jobs {
+        if store
+            .webhook_job_run(job, kind, JOB_TIME_PER_RUN, || now)
+            .await?
+            .is_some()
+        {
+            advanced += 1;
+        }
+    }
+    Ok(advanced)
 }
 
 /// Drops the recorded webhook subscription changes that no event waiting for

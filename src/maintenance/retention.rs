@@ -26,11 +26,15 @@ pub(super) async fn run_once(
 ) -> Result<Deleted, StoreError> {
     let success_cutoff = now - to_chrono(config.retention_success, "POSTBOX_RETENTION_SUCCESS")?;
     let failed_cutoff = now - to_chrono(config.retention_failed, "POSTBOX_RETENTION_FAILED")?;
+    // Events are kept for replays at least POSTBOX_RETENTION_EVENTS.
+    let events_cutoff =
+        success_cutoff.min(now - to_chrono(config.retention_events, "POSTBOX_RETENTION_EVENTS")?);
     let batch = config.batch_size.max(1);
-    let success = in_batches(store, Retention::Success, success_cutoff, batch, shutdown).await?;
-    let failed = in_batches(store, Retention::Failed, failed_cutoff, batch, shutdown).await?;
+    let run = |kind, cutoff| in_batches(store, kind, cutoff, events_cutoff, batch, shutdown);
+    let success = run(Retention::Success, success_cutoff).await?;
+    let failed = run(Retention::Failed, failed_cutoff).await?;
     // Events last: the deliveries that kept them alive are gone by now.
-    let events = in_batches(store, Retention::Events, success_cutoff, batch, shutdown).await?;
+    let events = run(Retention::Events, events_cutoff).await?;
     Ok(Deleted {
         success,
         failed,
@@ -44,6 +48,7 @@ async fn in_batches(
     store: &Store,
     kind: Retention,
     cutoff: DateTime<Utc>,
+    events_cutoff: DateTime<Utc>,
     batch: i64,
     shutdown: &CancellationToken,
 ) -> Result<i64, StoreError> {
@@ -51,7 +56,7 @@ async fn in_batches(
     let mut floor = None;
     loop {
         let b = store
-            .retention_delete_many(kind, floor, cutoff, batch)
+            .retention_delete_many(kind, floor, cutoff, events_cutoff, batch)
             .await?;
         total += b.deleted;
         if b.deleted > 0 {

@@ -94,11 +94,16 @@ impl FormValues {
             max_retries: number(&self.max_retries),
             retry_delay: number(&self.retry_delay),
             active: Some(Value::Bool(self.active)),
-            // Not on the portal's form: left as they are (issue 17's
-            // settings are set through the API or SQL).
+            // Not on the portal's form: left as they are (issue 15's and
+            // 17's settings are set through the API or SQL).
             filter: None,
             template: None,
             batch: None,
+            paused: None,
+            rate_limit: None,
+            max_in_flight: None,
+            retry_schedule: None,
+            backfill_since: None,
         })
     }
 }

@@ -170,8 +170,10 @@ impl Portal {
         let attempts = self
             .api
             .store
-            .delivery_attempt_list(did, id, owner, ATTEMPTS)
-            .await?;
+            .delivery_attempt_list(did, id, owner, ATTEMPTS, 0)
+            .await?
+            .map(|(page, _total)| page)
+            .unwrap_or_default();
         let payload = event
             .as_ref()
             .map(|e| serde_json::to_string_pretty(&e.payload).unwrap_or_default());

@@ -75,6 +75,32 @@ impl Store {
         .await
     }
 
+    /// Pauses webhook `id` of `owner` and gives it `count` dead letters,
+    /// each with its own event; returns the rows inserted.
+    pub async fn bench_dead_letters_insert_many(
+        &self,
+        id: Uuid,
+        count: i32,
+        owner: &str,
+    ) -> Result<u64, StoreError> {
+        self.exec(
+            statement!("bench_dead_letters_insert_many"),
+            &[&id, &count, &owner],
+        )
+        .await
+    }
+
+    /// Limits the webhook to `per_second` requests per second.
+    pub async fn bench_webhook_rate_limit(
+        &self,
+        id: Uuid,
+        per_second: i32,
+    ) -> Result<(), StoreError> {
+        self.exec(statement!("bench_webhook_rate_limit"), &[&id, &per_second])
+            .await
+            .map(|_| ())
+    }
+
     /// Commits `count` events of about 340 bytes each for the owners
     /// `owner_prefix0..owners-1` in one statement; returns the rows inserted.
     pub async fn bench_events_insert_many(

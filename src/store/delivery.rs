@@ -11,8 +11,8 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{
-    BatchMember, ClaimLimits, ClaimedBatch, ClaimedDelivery, CompleteReport, Completion,
-    DeliveryStatus, Store, StoreError,
+    BatchMember, BreakerRule, ClaimLimits, ClaimedBatch, ClaimedDelivery, CompleteReport,
+    Completion, DeliveryStatus, Store, StoreError,
 };
 
 /// A row of `postbox.deliveries` with its event's type, as the history shows it.
@@ -88,6 +88,12 @@ pub struct QueueDepth {
     pub oldest_due_seconds: f64,
     /// The queue is paused.
     pub paused: bool,
+    /// Webhooks whose circuit breaker is open (held), and half open (a
+    /// probe in flight).
+    pub breakers_open: i64,
+    pub breakers_half_open: i64,
+    /// Webhooks their owner paused.
+    pub webhooks_paused: i64,
 }
 
 /// A claimed delivery from a row of `event_fanout_many` or `delivery_claim`
@@ -107,6 +113,7 @@ pub(super) fn claimed_from_row(r: &Row, attempt: i32, webhook_active: bool) -> C
         headers: r.get("headers"),
         max_retries: r.get("max_retries"),
         retry_delay_seconds: r.get("retry_delay_seconds"),
+        retry_schedule: r.get("retry_schedule"),
         webhook_active,
         lease_expires_at: r.get("lease_expires_at"),
         template: r.get("template"),
@@ -245,21 +252,42 @@ impl Store {
             .collect();
         let started: Vec<DateTime<Utc>> = outcomes.iter().map(|o| o.started_at).collect();
         let durations: Vec<i32> = outcomes.iter().map(|o| o.duration_ms).collect();
+        let throttles: Vec<Option<DateTime<Utc>>> =
+            outcomes.iter().map(|o| o.throttle_until).collect();
+        let health: Vec<Option<bool>> = outcomes.iter().map(|o| o.endpoint_ok).collect();
+        let rule = BreakerRule::DEFAULT;
         let rows = self
             .rows(
                 statement!("delivery_complete_many"),
                 &[
-                    &ids, &attempts, &statuses, &next, &codes, &bodies, &errors, &started,
-                    &durations, &now,
+                    &ids,
+                    &attempts,
+                    &statuses,
+                    &next,
+                    &codes,
+                    &bodies,
+                    &errors,
+                    &started,
+                    &durations,
+                    &now,
+                    &throttles,
+                    &health,
+                    &rule.open_after_failures,
+                    &rule.first_probe_secs,
+                    &rule.max_probe_secs,
                 ],
             )
             .await?;
         let mut report = CompleteReport::default();
         for r in &rows {
-            if r.get::<_, bool>("applied") {
-                report.applied += 1;
-            } else {
-                report.skipped.push(r.get("id"));
+            match (
+                r.get::<_, Option<bool>>("applied"),
+                r.get::<_, Option<&str>>("breaker"),
+            ) {
+                (Some(true), _) => report.applied += 1,
+                (Some(false), _) => report.skipped.push(r.get("id")),
+                (None, Some(state)) => report.breaker.push((r.get("id"), state.to_string())),
+                (None, None) => {}
             }
         }
         Ok(report)
@@ -318,6 +346,9 @@ impl Store {
             fanout_pending: r.get("fanout_pending"),
             oldest_due_seconds: r.get("oldest_due_seconds"),
             paused: r.get("paused"),
+            breakers_open: r.get("breakers_open"),
+            breakers_half_open: r.get("breakers_half_open"),
+            webhooks_paused: r.get("webhooks_paused"),
         })
     }
 }
@@ -441,19 +472,6 @@ pub struct DeliveryWindowRow {
     pub matches: bool,
 }
 
-/// A row of `postbox.delivery_attempts`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AttemptRow {
-    /// 1 for the first attempt.
-    pub attempt: i32,
-    pub started_at: DateTime<Utc>,
-    pub duration_ms: i32,
-    pub response_code: Option<i32>,
-    /// The first 16 KiB of the answer.
-    pub response_body: Option<String>,
-    pub error_message: Option<String>,
-}
-
 /// Where a delivery log window starts and what it keeps.
 #[derive(Debug, Clone, Copy)]
 pub struct DeliveryWindow<'a> {
@@ -497,34 +515,6 @@ impl Store {
             .map(|r| DeliveryWindowRow {
                 delivery: DeliveryRow::from_row(r),
                 matches: r.get("matches"),
-            })
-            .collect())
-    }
-
-    /// The newest `limit` attempts of one delivery of the owner's webhook,
-    /// newest first; empty for another owner's delivery.
-    pub async fn delivery_attempt_list(
-        &self,
-        id: Uuid,
-        webhook_id: Uuid,
-        owner: &str,
-        limit: i64,
-    ) -> Result<Vec<AttemptRow>, StoreError> {
-        let rows = self
-            .rows(
-                statement!("delivery_attempt_list"),
-                &[&id, &webhook_id, &owner, &limit],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| AttemptRow {
-                attempt: r.get("attempt"),
-                started_at: r.get("started_at"),
-                duration_ms: r.get("duration_ms"),
-                response_code: r.get("response_code"),
-                response_body: r.get("response_body"),
-                error_message: r.get("error_message"),
             })
             .collect())
     }

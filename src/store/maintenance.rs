@@ -110,15 +110,26 @@ impl Store {
         kind: Retention,
         floor: Option<DateTime<Utc>>,
         cutoff: DateTime<Utc>,
+        events_cutoff: DateTime<Utc>,
         limit: i64,
     ) -> Result<DeletedBatch, StoreError> {
-        let st = match kind {
-            Retention::Success => statement!("delivery_delete_success_many"),
-            Retention::Failed => statement!("delivery_delete_failed_many"),
-            Retention::Events => statement!("event_delete_unneeded_many"),
-        };
         let floor = floor.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
-        let row = self.row(st, &[&floor, &cutoff, &limit]).await?;
+        let row = match kind {
+            Retention::Success => {
+                let st = statement!("delivery_delete_success_many");
+                self.row(st, &[&floor, &cutoff, &limit, &events_cutoff])
+                    .await?
+            }
+            Retention::Failed => {
+                let st = statement!("delivery_delete_failed_many");
+                self.row(st, &[&floor, &cutoff, &limit, &events_cutoff])
+                    .await?
+            }
+            Retention::Events => {
+                let st = statement!("event_delete_unneeded_many");
+                self.row(st, &[&floor, &cutoff, &limit]).await?
+            }
+        };
         Ok(DeletedBatch {
             deleted: row.get("deleted"),
             newest: row.get("newest"),

@@ -9,22 +9,22 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-pub use delivery::{
-    AttemptRow, DeliveryRow, DeliveryWindow, DeliveryWindowRow, QueueDepth, RetryOutcome,
-};
+pub use delivery::{DeliveryRow, DeliveryWindow, DeliveryWindowRow, QueueDepth, RetryOutcome};
+pub use delivery_attempt::AttemptRow;
 pub use event::{EventRow, Published, EVENT_PUBLISH_SQL};
 pub use event_type::EventType;
 pub use maintenance::{DeletedBatch, MaintenanceLock, Retention};
 pub use portal::{NewPortalSession, PortalSessionRow, PORTAL_TAIL_CHANNEL};
 pub use queue::QueueStatsRow;
 pub use types::{
-    BatchMember, ClaimLimits, ClaimedBatch, ClaimedDelivery, CompleteReport, Completion,
-    DeliveryStatus, FanoutResult, FANOUT_MAX_DELIVERIES,
+    BatchMember, BreakerRule, ClaimLimits, ClaimedBatch, ClaimedDelivery, CompleteReport,
+    Completion, DeliveryStatus, FanoutResult, FANOUT_MAX_DELIVERIES,
 };
 pub use webhook::{
-    FilterMatch, HourlyRow, NewWebhook, TroubledWebhookRow, WebhookHealthRow, WebhookPatch,
-    WebhookRow, WebhookStatsRow,
+    BreakerRow, FilterMatch, HourlyRow, NewWebhook, TroubledWebhookRow, WebhookHealthRow,
+    WebhookPatch, WebhookRow, WebhookStatsRow,
 };
+pub use webhook_job::{JobKind, JobProgress, JobRange, JOB_BATCH};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -180,6 +180,7 @@ impl Statement {
 /// The benchmark's statements (`postbox bench`).
 pub mod bench;
 mod delivery;
+mod delivery_attempt;
 mod event;
 mod event_type;
 mod inbox;
@@ -190,6 +191,7 @@ pub mod schema;
 pub mod tls;
 mod types;
 mod webhook;
+mod webhook_job;
 
 /// A handle on the database: a connection pool plus the statements.
 #[derive(Clone)]

@@ -79,6 +79,9 @@ pub struct ClaimedDelivery {
     pub headers: serde_json::Value,
     pub max_retries: i32,
     pub retry_delay_seconds: i32,
+    /// Seconds before each retry; when set it replaces `max_retries` and
+    /// `retry_delay_seconds`.
+    pub retry_schedule: Option<Vec<i32>>,
     pub webhook_active: bool,
     /// When the claim's lease runs out, as written in the database (the
     /// claim's `now` plus the lease plus any time its statement waited).
@@ -134,6 +137,7 @@ impl ClaimedDelivery {
             headers: serde_json::json!({}),
             max_retries: 3,
             retry_delay_seconds: 60,
+            retry_schedule: None,
             webhook_active: true,
             lease_expires_at: DateTime::UNIX_EPOCH,
             template: None,
@@ -154,6 +158,13 @@ pub struct Completion {
     pub error_message: Option<String>,
     pub started_at: DateTime<Utc>,
     pub duration_ms: i32,
+    /// A 429/503's `Retry-After`, as a time: the whole webhook is held
+    /// until then (`webhook_state.throttled_until`).
+    pub throttle_until: Option<DateTime<Utc>>,
+    /// What the attempt says about the endpoint, for its circuit breaker:
+    /// `Some(true)` a 2xx, `Some(false)` a failure, `None` nothing (no
+    /// request made, requeued, or a 429, which throttles but is no failure).
+    pub endpoint_ok: Option<bool>,
 }
 
 /// What `delivery_complete_many` did with a batch of outcomes.
@@ -164,6 +175,31 @@ pub struct CompleteReport {
     /// Outcomes not written because another transaction held their row
     /// locked: still current, to be written again.
     pub skipped: Vec<Uuid>,
+    /// Circuit-breaker transitions the batch caused: webhook and new state
+    /// (`open` or `closed`).
+    pub breaker: Vec<(Uuid, String)>,
+}
+
+/// The circuit breaker's rule, applied by `delivery_complete_many` and
+/// `delivery_claim` (docs/WEBHOOKS.md, "Circuit breaker").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerRule {
+    /// Failed attempts in a row (429 not counted) that open a closed breaker.
+    pub open_after_failures: i32,
+    /// Seconds from opening to the first probe.
+    pub first_probe_secs: i32,
+    /// The longest wait between probes, in seconds; each failed probe
+    /// doubles the wait up to this.
+    pub max_probe_secs: i32,
+}
+
+impl BreakerRule {
+    /// 10 failures in a row; probes after 30 s, 1 min, 2 min, ... up to 30 min.
+    pub const DEFAULT: BreakerRule = BreakerRule {
+        open_after_failures: 10,
+        first_probe_secs: 30,
+        max_probe_secs: 1800,
+    };
 }
 
 /// What one fan-out batch did, and what it claimed.

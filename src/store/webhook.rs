@@ -27,12 +27,32 @@ pub struct WebhookRow {
     pub disabled_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Deliveries held (not claimed, budget kept) while true.
+    pub paused: bool,
+    /// Requests per second across all dispatchers; `None`: no limit.
+    pub rate_limit: Option<i32>,
+    /// Requests in flight across all dispatchers; `None`: the dispatcher's
+    /// per-endpoint cap.
+    pub max_in_flight: Option<i32>,
+    /// Seconds before each retry; replaces `max_retries`/`retry_delay_seconds`.
+    pub retry_schedule: Option<Vec<i32>>,
+    /// The circuit breaker (`postbox.webhook_state`).
+    pub breaker: BreakerRow,
     /// The payload filter (`{"contains", "path"}`), if any.
     pub filter: Option<serde_json::Value>,
     /// The body template, if any.
     pub template: Option<serde_json::Value>,
     /// The batch settings (`{"maxEvents", "maxWaitMs"}`), if any.
     pub batch: Option<serde_json::Value>,
+}
+
+/// A webhook's circuit breaker: `closed`, `open` or `half_open`, since when
+/// and why (`None` while it never opened).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerRow {
+    pub state: String,
+    pub since: Option<DateTime<Utc>>,
+    pub reason: Option<String>,
 }
 
 impl WebhookRow {
@@ -52,6 +72,15 @@ impl WebhookRow {
             disabled_reason: r.get("disabled_reason"),
             created_at: r.get("created_at"),
             updated_at: r.get("updated_at"),
+            paused: r.get("paused"),
+            rate_limit: r.get("rate_limit"),
+            max_in_flight: r.get("max_in_flight"),
+            retry_schedule: r.get("retry_schedule"),
+            breaker: BreakerRow {
+                state: r.get("breaker_state"),
+                since: r.get("breaker_since"),
+                reason: r.get("breaker_reason"),
+            },
             filter: r.get("filter"),
             template: r.get("template"),
             batch: r.get("batch"),
@@ -72,6 +101,10 @@ pub struct NewWebhook {
     pub max_retries: i32,
     pub retry_delay_seconds: i32,
     pub active: bool,
+    pub paused: bool,
+    pub rate_limit: Option<i32>,
+    pub max_in_flight: Option<i32>,
+    pub retry_schedule: Option<Vec<i32>>,
     /// Checked by the caller (`api::validate`); the table's CHECK again.
     pub filter: Option<serde_json::Value>,
     pub template: Option<serde_json::Value>,
@@ -90,6 +123,13 @@ pub struct WebhookPatch {
     pub max_retries: Option<i32>,
     pub retry_delay_seconds: Option<i32>,
     pub active: Option<bool>,
+    pub paused: Option<bool>,
+    /// `Some(None)` clears the limit.
+    pub rate_limit: Option<Option<i32>>,
+    /// `Some(None)` clears the limit.
+    pub max_in_flight: Option<Option<i32>>,
+    /// `Some(None)` clears the schedule (back to `max_retries`/`retry_delay`).
+    pub retry_schedule: Option<Option<Vec<i32>>>,
     /// `Some(None)` clears the filter; likewise `template` and `batch`.
     pub filter: Option<Option<serde_json::Value>>,
     pub template: Option<Option<serde_json::Value>>,
@@ -136,6 +176,10 @@ impl Store {
                     &w.max_retries,
                     &w.retry_delay_seconds,
                     &w.active,
+                    &w.paused,
+                    &w.rate_limit,
+                    &w.max_in_flight,
+                    &w.retry_schedule,
                     &w.filter,
                     &w.template,
                     &w.batch,
@@ -184,6 +228,12 @@ impl Store {
     ) -> Result<Option<WebhookRow>, StoreError> {
         let description_given = p.description.is_some();
         let description = p.description.clone().flatten();
+        let rate_given = p.rate_limit.is_some();
+        let rate = p.rate_limit.flatten();
+        let in_flight_given = p.max_in_flight.is_some();
+        let in_flight = p.max_in_flight.flatten();
+        let schedule_given = p.retry_schedule.is_some();
+        let schedule = p.retry_schedule.clone().flatten();
         let given = |f: &Option<Option<serde_json::Value>>| (f.is_some(), f.clone().flatten());
         let (filter_given, filter) = given(&p.filter);
         let (template_given, template) = given(&p.template);
@@ -203,6 +253,13 @@ impl Store {
                     &p.max_retries,
                     &p.retry_delay_seconds,
                     &p.active,
+                    &p.paused,
+                    &rate_given,
+                    &rate,
+                    &in_flight_given,
+                    &in_flight,
+                    &schedule_given,
+                    &schedule,
                     &filter_given,
                     &filter,
                     &template_given,
@@ -211,6 +268,20 @@ impl Store {
                     &batch,
                 ],
             )
+            .await?;
+        Ok(row.as_ref().map(WebhookRow::from_row))
+    }
+
+    /// Holds (`paused`) or releases the owner's webhook's deliveries; the
+    /// row after, or `None` when the owner has no such webhook.
+    pub async fn webhook_pause(
+        &self,
+        id: Uuid,
+        owner: &str,
+        paused: bool,
+    ) -> Result<Option<WebhookRow>, StoreError> {
+        let row = self
+            .row_opt(statement!("webhook_pause"), &[&id, &owner, &paused])
             .await?;
         Ok(row.as_ref().map(WebhookRow::from_row))
     }

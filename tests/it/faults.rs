@@ -158,6 +158,8 @@ fn success(id: uuid::Uuid, attempt: i32) -> Completion {
         error_message: None,
         started_at: Utc::now(),
         duration_ms: 5,
+        throttle_until: None,
+        endpoint_ok: None,
     }
 }
 

@@ -157,6 +157,7 @@ fn claimed(url: String) -> ClaimedDelivery {
         headers: json!({}),
         max_retries: 3,
         retry_delay_seconds: 60,
+        retry_schedule: None,
         webhook_active: true,
         template: None,
         batch: None,

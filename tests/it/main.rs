@@ -47,5 +47,7 @@ mod scale;
 mod startup;
 mod templates;
 mod tls;
+mod trouble;
+mod trouble_recovery;
 mod two_phase;
 mod verify12;

@@ -560,10 +560,11 @@ async fn maintain_prints_one_line_per_job_and_json_logs_parse() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(out.status.success(), "maintain failed: {stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 3, "{stdout}");
+    assert_eq!(lines.len(), 4, "{stdout}");
     assert!(lines[0].starts_with("lease rescue: 0"));
-    assert!(lines[1].starts_with("auto-disable: 0"));
-    assert!(lines[2].contains("1 events no delivery needs"), "{stdout}");
+    assert!(lines[1].starts_with("recover/replay: 0"));
+    assert!(lines[2].starts_with("auto-disable: 0"));
+    assert!(lines[3].contains("1 events no delivery needs"), "{stdout}");
 
     let logged: Vec<serde_json::Value> = stderr
         .lines()

@@ -380,6 +380,8 @@ async fn a_late_completion_after_a_takeover_changes_nothing() {
         error_message: None,
         started_at: now,
         duration_ms: 5,
+        throttle_until: None,
+        endpoint_ok: None,
     };
     // The first claimer finally answers: its lease is gone, nothing changes.
     assert_eq!(

@@ -175,6 +175,8 @@ async fn dispatcher_rounds(store: Store, rounds: usize, seed: usize) {
                     error_message: None,
                     started_at: now,
                     duration_ms: 5,
+                    throttle_until: None,
+                    endpoint_ok: None,
                 }
             })
             .collect();
@@ -231,7 +233,7 @@ async fn counters_equal_count_star_after_a_concurrent_mixed_workload() {
         for (kind, batch) in [(Retention::Success, 7), (Retention::Failed, 5)] {
             let cutoff = Utc::now() + TimeDelta::seconds(1);
             store
-                .retention_delete_many(kind, None, cutoff, batch)
+                .retention_delete_many(kind, None, cutoff, cutoff, batch)
                 .await
                 .unwrap();
         }
@@ -541,11 +543,11 @@ async fn history_reads_and_maintenance_stay_on_indexes() {
         (sql_file!("delivery_count_rollup"), String::new()),
         (
             sql_file!("delivery_delete_success_many"),
-            "'-infinity', now() - interval '1 day', 5000".into(),
+            "'-infinity', now() - interval '1 day', 5000, now() - interval '1 day'".into(),
         ),
         (
             sql_file!("delivery_delete_failed_many"),
-            "'-infinity', now() - interval '7 days', 5000".into(),
+            "'-infinity', now() - interval '7 days', 5000, now() - interval '1 day'".into(),
         ),
         (
             sql_file!("event_delete_unneeded_many"),

@@ -213,6 +213,8 @@ pub async fn queue_alone(
                         error_message: None,
                         started_at: now,
                         duration_ms: 1,
+                        throttle_until: None,
+                        endpoint_ok: None,
                     })
                     .collect();
                 store

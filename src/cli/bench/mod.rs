@@ -10,7 +10,9 @@ mod child;
 mod drain;
 mod load;
 mod pgcpu;
+mod ratelimit;
 mod receiver;
+mod recover;
 mod report;
 mod shaping;
 
@@ -314,6 +316,31 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
             future_rows: sizes.scale_future,
             drain: DrainRuns::new(part.endpoints, figures),
         });
+    }
+    if wants(args, "recover") {
+        let n = if args.quick {
+            recover::DEAD_LETTERS / 10
+        } else {
+            recover::DEAD_LETTERS
+        };
+        say(&format!(
+            "recover: {n} dead letters of one webhook, one job"
+        ));
+        report.recover = Some(recover::run(&store, &receiver, &secret, n).await?);
+    }
+    if wants(args, "ratelimit") {
+        say(&format!(
+            "ratelimit: one webhook limited to {}/s, {} dispatchers, a backlog of {} events",
+            ratelimit::LIMIT,
+            ratelimit::DISPATCHERS,
+            ratelimit::LIMIT * 20
+        ));
+        wait_for_idle(&store, Duration::from_secs(120)).await?;
+        let r = ratelimit::run(&store, &receiver, &secret, || {
+            DispatcherProcess::start(url, &env)
+        })
+        .await?;
+        report.rate_limit = Some(r);
     }
     let usage = dispatcher.usage();
     let cpu = usage.cpu_seconds - cpu_start;

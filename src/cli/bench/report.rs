@@ -171,6 +171,24 @@ pub struct ProducerFigures {
     pub ratio: f64,
 }
 
+/// The recover part: one job over a webhook's dead letters.
+#[derive(Debug, Serialize)]
+pub struct RecoverFigures {
+    pub dead_letters: i64,
+    pub recovered: i64,
+    pub batches: usize,
+    pub longest_statement_ms: f64,
+    pub total_seconds: f64,
+}
+
+/// The rate-limit part: what the receiver saw per second.
+#[derive(Debug, Serialize)]
+pub struct RateLimitFigures {
+    pub limit: i32,
+    pub dispatchers: usize,
+    pub per_second: f64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct ScaleFigures {
     pub finished_rows: usize,
@@ -214,6 +232,10 @@ pub struct Report {
     /// One endpoint, `maxEvents = 100`: compare with `drain_one`.
     pub drain_batched: Option<DrainRuns>,
     pub templates: Option<TemplateFigures>,
+    /// One webhook with a rate limit, several dispatchers.
+    pub rate_limit: Option<RateLimitFigures>,
+    /// One webhook's dead letters recovered.
+    pub recover: Option<RecoverFigures>,
     pub dispatcher: DispatcherFigures,
     pub signatures_verified: u64,
     pub signatures_bad: u64,
@@ -240,6 +262,8 @@ impl Report {
             fanout: None,
             drain_batched: None,
             templates: None,
+            rate_limit: None,
+            recover: None,
             dispatcher: DispatcherFigures::default(),
             signatures_verified: 0,
             signatures_bad: 0,
@@ -351,6 +375,23 @@ impl Report {
                 share <= 0.2,
             ));
         }
+        if let Some(r) = &self.rate_limit {
+            let ratio = r.per_second / f64::from(r.limit);
+            checks.push(check(
+                "rate limit",
+                "within 10 % of the limit",
+                format!("{:.1}/s of {}/s", r.per_second, r.limit),
+                (0.9..=1.1).contains(&ratio),
+            ));
+        }
+        if let Some(r) = &self.recover {
+            checks.push(check(
+                "recover",
+                "no statement over 1 s",
+                format!("{:.0} ms", r.longest_statement_ms),
+                r.longest_statement_ms <= 1000.0 && r.recovered == r.dead_letters,
+            ));
+        }
         let rss = self.dispatcher.peak_rss_mib;
         checks.push(check(
             "memory",
@@ -456,6 +497,18 @@ impl Report {
             out += &format!(
                 "templates     us per body: standard {:.2}, slack {:.2}, discord {:.2}, teams {:.2}, custom Jinja {:.2} ({} renders each)\n",
                 t.standard_us, t.slack_us, t.discord_us, t.teams_us, t.custom_us, t.renders
+            );
+        }
+        if let Some(r) = &self.recover {
+            out += &format!(
+                "recover       {} of {} dead letters in {} statements, {:.1} s; longest {:.0} ms\n",
+                r.recovered, r.dead_letters, r.batches, r.total_seconds, r.longest_statement_ms
+            );
+        }
+        if let Some(r) = &self.rate_limit {
+            out += &format!(
+                "rate limit    {:.1} requests/s to a webhook limited to {}/s, {} dispatchers\n",
+                r.per_second, r.limit, r.dispatchers
             );
         }
         out += &format!(
