@@ -57,9 +57,9 @@ WITH outcome AS MATERIALIZED (
     -- issue 15: what the outcomes tell each webhook's state row. A success
     -- in the batch resets the failure count (failures of the same batch are
     -- not counted on top).
-    SELECT l.webhook_id,
+    SELECT o.webhook_id,
            -- Requests the claim counted (a test send never is).
-           count(*) FILTER (WHERE l.was = 'sending' AND NOT l.test_send) AS released,
+           count(*) FILTER (WHERE o.was = 'sending' AND NOT o.test_send) AS released,
            count(*) FILTER (WHERE o.endpoint_ok) AS successes,
            count(*) FILTER (WHERE NOT o.endpoint_ok) AS failures,
            bool_or(coalesce(o.response_code IN (429, 503), false)) AS slowed,
