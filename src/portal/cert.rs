@@ -11,7 +11,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use serde::Serialize;
@@ -71,8 +70,8 @@ fn roots() -> Arc<RootCertStore> {
 /// handshake finish either way so that the certificate can be shown.
 #[derive(Debug)]
 struct Recording {
-    provider: Arc<CryptoProvider>,
-    chain: Option<Arc<WebPkiServerVerifier>>,
+    /// Checks the chain and the handshake's signatures, as a browser's would.
+    chain: Arc<WebPkiServerVerifier>,
     outcome: Mutex<Option<String>>,
 }
 
@@ -85,13 +84,11 @@ impl ServerCertVerifier for Recording {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let error = match &self.chain {
-            None => Some("no trusted root certificates on this host".to_string()),
-            Some(chain) => chain
-                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-                .err()
-                .map(|e| e.to_string()),
-        };
+        let error = self
+            .chain
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+            .err()
+            .map(|e| e.to_string());
         if let Ok(mut o) = self.outcome.lock() {
             *o = error;
         }
@@ -104,12 +101,7 @@ impl ServerCertVerifier for Recording {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.chain.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -118,18 +110,11 @@ impl ServerCertVerifier for Recording {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.chain.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.chain.supported_verify_schemes()
     }
 }
 
@@ -163,16 +148,10 @@ pub async fn inspect(
         .map_err(|_| format!("connecting to {addr} timed out"))?
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let roots = roots();
-    let chain = if roots.is_empty() {
-        None
-    } else {
-        WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-            .build()
-            .ok()
-    };
+    let chain = WebPkiServerVerifier::builder_with_provider(roots(), provider.clone())
+        .build()
+        .map_err(|_| "this server has no trusted root certificates (install ca-certificates)")?;
     let verifier = Arc::new(Recording {
-        provider: provider.clone(),
         chain,
         outcome: Mutex::new(None),
     });

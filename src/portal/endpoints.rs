@@ -358,3 +358,69 @@ impl Portal {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn webhook(active: bool, disabled: bool) -> Webhook {
+        let now = chrono::Utc::now();
+        Webhook {
+            id: uuid::Uuid::nil(),
+            name: "w".into(),
+            description: None,
+            url: "https://h.example/".into(),
+            events: vec!["*".into()],
+            headers: serde_json::json!({}),
+            max_retries: 3,
+            retry_delay: 60,
+            active,
+            verified: false,
+            disabled_at: disabled.then_some(now),
+            disabled_reason: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn health(success: i64, retrying: i64, failing: bool) -> WebhookHealthRow {
+        WebhookHealthRow {
+            webhook_id: uuid::Uuid::nil(),
+            total: success + retrying,
+            success,
+            failed: 0,
+            pending: 0,
+            retrying,
+            success_rate: None,
+            last_delivery_at: None,
+            last_success_at: None,
+            last_failure_at: None,
+            failing_since: failing.then(chrono::Utc::now),
+            consecutive_failures: 0,
+        }
+    }
+
+    #[test]
+    fn health_at_a_glance_is_the_worst_that_applies() {
+        let h = |w: &Webhook, r: Option<&WebhookHealthRow>| Health::of(w, r);
+        assert_eq!(h(&webhook(true, true), None), Health::Disabled);
+        assert_eq!(h(&webhook(false, false), None), Health::Inactive);
+        assert_eq!(
+            h(&webhook(true, false), Some(&health(5, 0, true))),
+            Health::Failing
+        );
+        assert_eq!(
+            h(&webhook(true, false), Some(&health(5, 1, false))),
+            Health::Failing
+        );
+        assert_eq!(
+            h(&webhook(true, false), Some(&health(5, 0, false))),
+            Health::Healthy
+        );
+        assert_eq!(
+            h(&webhook(true, false), Some(&health(0, 0, false))),
+            Health::Idle
+        );
+        assert_eq!(h(&webhook(true, false), None), Health::Idle);
+    }
+}

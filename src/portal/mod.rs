@@ -296,6 +296,12 @@ impl Portal {
                 "This portal link is invalid, was already used, or has expired. Ask for a new link.",
             ));
         };
+        tracing::info!(
+            owner = %s.row.owner_id,
+            admin = s.row.admin,
+            until = %s.row.expires_at,
+            "portal session started"
+        );
         let mut r = redirect("/portal/");
         let cookie = session::set_cookie(&self.api.portal, &value, s.row.expires_at, now);
         if let Ok(v) = HeaderValue::from_str(&cookie) {

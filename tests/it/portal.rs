@@ -802,3 +802,69 @@ async fn verify_reads_the_certificate_of_an_https_endpoint() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn hostile_input_gets_a_page_that_says_what_is_wrong_never_a_500() {
+    let api = Api::start().await;
+    let s = PortalSession::open(&api, "acme", false).await;
+    let id = s.create(&api, "hook", "http://127.0.0.1:9/h", &["*"]).await;
+    // A body over 1 MiB.
+    let big = "x".repeat(2 * 1024 * 1024);
+    let (status, _, html) = s.post("/portal/endpoints", &[("name", &big)]).await;
+    assert_eq!(status, 413, "{}", &html[..html.len().min(300)]);
+    // Bytes that are not UTF-8, and broken escapes, in a form.
+    let r = s
+        .http
+        .post(format!("{}/portal/endpoints", api.base))
+        .header("cookie", &s.cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            [
+                format!("csrf={}&name=%ff%fe%zz&url=", s.csrf).into_bytes(),
+                vec![0xff, 0xfe],
+            ]
+            .concat(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // A long token, a long type filter, unknown methods and paths.
+    let long = "t".repeat(5000);
+    let r = client()
+        .get(format!("{}/portal/login?token={long}", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let (status, _) = s
+        .get(&format!(
+            "/portal/endpoints/{id}/deliveries?type={}",
+            "a".repeat(300)
+        ))
+        .await;
+    assert_eq!(status, 400);
+    for (method, path) in [
+        ("PUT", "/portal/".to_string()),
+        ("DELETE", format!("/portal/endpoints/{id}")),
+        ("GET", "/portal/endpoints/%41%42".to_string()),
+        ("GET", "/portal/assets/../../Cargo.toml".to_string()),
+        (
+            "GET",
+            "/portal/endpoints/00000000-0000-0000-0000-000000000000/deliveries/x".to_string(),
+        ),
+    ] {
+        let r = s
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", api.base))
+            .header("cookie", &s.cookie)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        assert!(
+            (400..500).contains(&status) && status != 401,
+            "{method} {path}: {status}"
+        );
+    }
+}
