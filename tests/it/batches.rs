@@ -346,3 +346,34 @@ async fn one_claim_takes_several_full_batches_but_never_more_than_asked() {
         3
     );
 }
+
+#[tokio::test]
+async fn a_paused_queue_sends_no_batch_until_resumed() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let rx = Receiver::ok().await;
+    let (hook, _) = NewWebhook {
+        batch: Some(json!({"maxEvents": 2, "maxWaitMs": 0})),
+        ..NewWebhook::new("fleet", rx.url(), &["*"])
+    }
+    .insert(&c)
+    .await;
+    c.execute("UPDATE postbox.queue_state SET paused = true", &[])
+        .await
+        .unwrap();
+    publish_n(&c, 1, 4).await;
+    let d = Dispatcher::new(db.store(), dispatch_config(), system_clock()).unwrap();
+    d.run_once().await.unwrap();
+    assert_eq!(rx.count(), 0, "paused: nothing claimed");
+    assert!(rows(&c, hook)
+        .await
+        .iter()
+        .all(|r| r.0 == "pending" && r.2.is_none()));
+    c.execute("UPDATE postbox.queue_state SET paused = false", &[])
+        .await
+        .unwrap();
+    d.run_once().await.unwrap();
+    let got = rx.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|r| r.header("x-webhook-batch-size") == "2"));
+}
