@@ -377,3 +377,45 @@ async fn a_paused_queue_sends_no_batch_until_resumed() {
     assert_eq!(got.len(), 2);
     assert!(got.iter().all(|r| r.header("x-webhook-batch-size") == "2"));
 }
+
+#[tokio::test]
+async fn a_dead_lettered_member_retried_by_hand_goes_in_a_new_batch() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let rx = Receiver::start(Arc::new(|n| Answer::status(if n == 0 { 500 } else { 200 }))).await;
+    let (hook, _) = NewWebhook {
+        batch: Some(json!({"maxEvents": 3, "maxWaitMs": 0})),
+        max_retries: 0,
+        ..NewWebhook::new("fleet", rx.url(), &["*"])
+    }
+    .insert(&c)
+    .await;
+    publish_n(&c, 1, 3).await;
+    let d = Dispatcher::new(db.store(), dispatch_config(), system_clock()).unwrap();
+    d.run_once().await.unwrap();
+    let first = rx.wait_for(1, Duration::from_secs(10)).await[0].clone();
+    assert!(rows(&c, hook).await.iter().all(|r| r.0 == "failed"));
+    // The API's retry of one member: a new batch of one, a new id.
+    let one: Uuid = c
+        .query_one(
+            "SELECT id FROM postbox.deliveries WHERE webhook_id = $1 LIMIT 1",
+            &[&hook],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    db.store().delivery_retry(one, hook, "fleet").await.unwrap();
+    d.run_once().await.unwrap();
+    let got = rx.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(got[1].header("x-webhook-batch-size"), "1");
+    assert_ne!(got[1].header("webhook-id"), first.header("webhook-id"));
+    let status: String = c
+        .query_one(
+            "SELECT status::text FROM postbox.deliveries WHERE id = $1",
+            &[&one],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "success");
+}
