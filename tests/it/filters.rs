@@ -94,6 +94,11 @@ async fn sql_writers_get_the_reason_for_a_bad_filter() {
     for (filter, reason) in [
         (json!({"path": "$.amount >"}), "not a valid SQL/JSON path"),
         (json!({"path": "$.amount"}), "must be a predicate"),
+        // A variable would fail the fan-out for a matching payload.
+        (
+            json!({"path": "$.amount > 1 && $limit > 1"}),
+            "must not use variables",
+        ),
         (json!({"contains": [1]}), "\"contains\" must be an object"),
         (json!({"where": 1}), "unknown key"),
         (json!("x"), "must be an object"),
@@ -136,6 +141,11 @@ async fn the_api_takes_a_filter_refuses_a_bad_one_and_tests_one() {
             "not a valid SQL/JSON path",
         ),
         (json!({"path": "$.amount"}), "filter", "must be a predicate"),
+        (
+            json!({"path": "$.amount > 1 && $x > 1"}),
+            "filter",
+            "must not use variables",
+        ),
         (json!({"path": 5}), "filter.path", "must be a string"),
         (
             json!({"contains": "x"}),
