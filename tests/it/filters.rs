@@ -296,3 +296,28 @@ async fn a_filter_is_tried_on_the_webhooks_recent_events() {
     assert_eq!(s, 400, "{j}");
     assert!(j["error"].to_string().contains("data"), "{j}");
 }
+
+#[tokio::test]
+async fn a_path_that_errors_on_one_payload_does_not_stop_the_fan_out() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let rx = Receiver::ok().await;
+    // A date compared with a timestamp with a zone: an error for `@@`.
+    let (dated, _) = NewWebhook {
+        filter: Some(json!({"path": "$.day.datetime() < \"2026-01-01T00:00:00+00\".datetime()"})),
+        ..NewWebhook::new("shop", rx.url(), &["*"])
+    }
+    .insert(&c)
+    .await;
+    let (plain, _) = NewWebhook::new("shop", rx.url(), &["*"]).insert(&c).await;
+    for (n, day) in [(1, "2025-06-01"), (2, "2027-06-01"), (3, "not a date")] {
+        publish(&c, "payment.succeeded", json!({"n": n, "day": day}), "shop").await;
+    }
+    Dispatcher::new(db.store(), dispatch_config(), system_clock())
+        .unwrap()
+        .run_once()
+        .await
+        .unwrap();
+    assert_eq!(delivered(&c, plain).await, vec![1, 2, 3]);
+    assert_eq!(delivered(&c, dated).await, vec![1]);
+}
