@@ -3,9 +3,10 @@
 -- postbox.webhook_filter_problem(filter): why a filter is not valid, or NULL
 -- when it is. A filter is NULL or an object with at most the keys
 -- "contains" (an object: JSON containment, payload @> contains) and "path"
--- (a SQL/JSON path predicate: it must parse and must be a predicate, one
--- that yields true, false or unknown, such as `$.amount > 1000`; a plain
--- path such as `$.amount` is refused, it would never match). The API asks
+-- (a SQL/JSON path predicate: it must parse, use no variables, and be a
+-- predicate, one that yields true, false or unknown, such as
+-- `$.amount > 1000`; a plain path such as `$.amount` is refused, it would
+-- never match). The API asks
 -- it before writing (400 with the reason); the CHECK below raises it on
 -- every write by SQL. Never raises itself.
 CREATE FUNCTION postbox.webhook_filter_problem(filter jsonb) RETURNS text
@@ -34,6 +35,13 @@ BEGIN
         EXCEPTION WHEN OTHERS THEN
             RETURN '"path" is not a valid SQL/JSON path: ' || SQLERRM;
         END;
+        -- A variable ($name) has no value in the fan-out, and a missing
+        -- variable is an error `@@` does not suppress: one event would stop
+        -- the fan-out. In the normalised text a variable reads $"name";
+        -- string literals are masked first, so "$" in a literal is no match.
+        IF regexp_replace(path::text, '"(\\.|[^"\\])*"', 'S', 'g') ~ '\$S' THEN
+            RETURN '"path" must not use variables ($name): only $ (the payload) and literals';
+        END IF;
         BEGIN
             -- A predicate answers true, false or NULL (unknown) on any
             -- document; a path that selects items raises here.

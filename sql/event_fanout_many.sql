@@ -126,11 +126,13 @@ WITH batch AS MATERIALIZED (
                         AND was.prior_event_types && b.patterns
               END
           -- The webhook's payload filter (V9; its current one): containment
-          -- and a path predicate, both optional. `@@` answers NULL (no
-          -- match), never an error, for a payload the path cannot judge, so
-          -- one odd event cannot stop the fan-out.
+          -- and a path predicate, both optional. Silent (NULL: no match) for
+          -- a payload the path cannot judge, and the _tz form, whose date
+          -- comparisons across time zones (session TimeZone) do not raise,
+          -- so one odd event cannot stop the fan-out.
           AND (w.filter_contains IS NULL OR b.payload @> w.filter_contains)
-          AND (w.filter_path IS NULL OR coalesce(b.payload @@ w.filter_path, false))
+          AND (w.filter_path IS NULL
+               OR coalesce(jsonb_path_match_tz(b.payload, w.filter_path, '{}', true), false))
         ORDER BY w.id
         LIMIT (SELECT per_event + 1 FROM share)
     ) w

@@ -5,7 +5,7 @@
 -- by primary key: $4 rows whatever the history. Locks nothing.
 SELECT e.id AS event_id, e.event_type, e.created_at,
        ($1::jsonb->'contains' IS NULL OR e.payload @> ($1::jsonb->'contains'))
-       AND ($1::jsonb->>'path' IS NULL OR coalesce(e.payload @@ ($1::jsonb->>'path')::jsonpath, false)) AS matches
+       AND ($1::jsonb->>'path' IS NULL OR coalesce(jsonb_path_match_tz(e.payload, ($1::jsonb->>'path')::jsonpath, '{}', true), false)) AS matches
 FROM (SELECT d.event_id, d.created_at
       FROM postbox.deliveries d
       JOIN postbox.webhooks w ON w.id = d.webhook_id

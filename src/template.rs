@@ -124,15 +124,17 @@ impl Template {
     /// event and template).
     pub fn render(&self, event: &EventView<'_>) -> Result<String, TemplateError> {
         match self {
-            Template::Slack => {
-                Ok(serde_json::json!({ "text": chat_text(event, "*", "```") }).to_string())
-            }
-            Template::Discord => Ok(serde_json::json!({
-                "content": chat_text(event, "**", "```json\n"),
-                "allowed_mentions": { "parse": [] },
-            })
-            .to_string()),
-            Template::Teams => Ok(teams_card(event).to_string()),
+            // The built-ins are written directly (only their strings go
+            // through serde_json): a few microseconds per delivery.
+            Template::Slack => Ok(format!(
+                "{{\"text\":{}}}",
+                json_string(&chat_text(event, "*", "```"))
+            )),
+            Template::Discord => Ok(format!(
+                "{{\"content\":{},\"allowed_mentions\":{{\"parse\":[]}}}}",
+                json_string(&chat_text(event, "**", "```json\n"))
+            )),
+            Template::Teams => Ok(teams_card(event)),
             Template::Body(source) => render_body(source, event),
         }
     }
@@ -323,26 +325,29 @@ fn chat_text(event: &EventView<'_>, bold: &str, fence_open: &str) -> String {
     )
 }
 
+/// A string as a JSON string literal.
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serializes")
+}
+
 /// A Teams message carrying one Adaptive Card (1.4): the type as the title,
 /// id and time below it, then the payload in monospace.
-fn teams_card(event: &EventView<'_>) -> serde_json::Value {
-    serde_json::json!({
-        "type": "message",
-        "attachments": [{
-            "contentType": "application/vnd.microsoft.card.adaptive",
-            "contentUrl": null,
-            "content": {
-                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-                "type": "AdaptiveCard",
-                "version": "1.4",
-                "body": [
-                    { "type": "TextBlock", "text": event.event_type, "weight": "Bolder", "size": "Medium", "wrap": true },
-                    { "type": "TextBlock", "text": format!("{} at {}", event.id, event.timestamp()), "isSubtle": true, "spacing": "None", "wrap": true },
-                    { "type": "TextBlock", "text": clip(event.payload, CHAT_DATA_MAX), "fontType": "Monospace", "wrap": true }
-                ]
-            }
-        }]
-    })
+fn teams_card(event: &EventView<'_>) -> String {
+    format!(
+        concat!(
+            "{{\"type\":\"message\",\"attachments\":[{{",
+            "\"contentType\":\"application/vnd.microsoft.card.adaptive\",\"contentUrl\":null,",
+            "\"content\":{{\"$schema\":\"http://adaptivecards.io/schemas/adaptive-card.json\",",
+            "\"type\":\"AdaptiveCard\",\"version\":\"1.4\",\"body\":[",
+            "{{\"type\":\"TextBlock\",\"text\":{},\"weight\":\"Bolder\",\"size\":\"Medium\",\"wrap\":true}},",
+            "{{\"type\":\"TextBlock\",\"text\":{},\"isSubtle\":true,\"spacing\":\"None\",\"wrap\":true}},",
+            "{{\"type\":\"TextBlock\",\"text\":{},\"fontType\":\"Monospace\",\"wrap\":true}}",
+            "]}}}}]}}"
+        ),
+        json_string(event.event_type),
+        json_string(&format!("{} at {}", event.id, event.timestamp())),
+        json_string(&clip(event.payload, CHAT_DATA_MAX)),
+    )
 }
 
 #[cfg(test)]
@@ -473,6 +478,24 @@ mod tests {
         );
         assert_eq!(card["content"]["type"], "AdaptiveCard");
         assert_eq!(card["content"]["body"][0]["text"], "payment.succeeded");
+        assert_eq!(card["contentUrl"], serde_json::Value::Null);
+        assert_eq!(card["content"]["version"], "1.4");
+        let blocks = card["content"]["body"].as_array().unwrap();
+        assert_eq!(blocks.len(), 3);
+        assert!(blocks[2]["text"]
+            .as_str()
+            .unwrap()
+            .contains("\"amount\": 1200"));
+        assert_eq!(discord["allowed_mentions"], json!({"parse": []}));
+        // Quotes and newlines in the event are escaped, not breaking the JSON.
+        let odd = EventView {
+            event_type: "a\"b\nc",
+            ..event(r#"{"q": "\"\\"}"#)
+        };
+        for t in [Template::Slack, Template::Discord, Template::Teams] {
+            let v: serde_json::Value = serde_json::from_str(&t.render(&odd).unwrap()).unwrap();
+            assert!(v.is_object(), "{t:?}");
+        }
     }
 
     #[test]

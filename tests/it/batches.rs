@@ -14,6 +14,14 @@ use uuid::Uuid;
 use crate::api_support::Api;
 use crate::support::*;
 
+/// A batched webhook of the owner "fleet", subscribed to everything.
+fn fleet(url: String, batch: Value) -> NewWebhook<'static> {
+    NewWebhook {
+        batch: Some(batch),
+        ..NewWebhook::new("fleet", url, &["*"])
+    }
+}
+
 /// (status, attempts, batch_id) of each of the webhook's deliveries, in
 /// event order.
 async fn rows(c: &tokio_postgres::Client, webhook: Uuid) -> Vec<(String, i32, Option<Uuid>)> {
@@ -43,13 +51,9 @@ async fn a_full_batch_goes_as_one_signed_request() {
     let db = TestDb::new().await;
     let c = db.client().await;
     let rx = Receiver::ok().await;
-    let (hook, secret) = NewWebhook {
-        batch: Some(json!({"maxEvents": 3, "maxWaitMs": 60000})),
-        retry_delay_seconds: 60,
-        ..NewWebhook::new("fleet", rx.url(), &["*"])
-    }
-    .insert(&c)
-    .await;
+    let (hook, secret) = fleet(rx.url(), json!({"maxEvents": 3, "maxWaitMs": 60000}))
+        .insert(&c)
+        .await;
     let d = Dispatcher::new(db.store(), dispatch_config(), system_clock()).unwrap();
     // Two events: not full, not waited long enough: nothing goes.
     let mut events = publish_n(&c, 1, 2).await;
@@ -103,11 +107,9 @@ async fn a_batch_that_is_not_full_goes_after_max_wait() {
     let c = db.client().await;
     let rx = Receiver::ok().await;
     let (hook, _) = NewWebhook {
-        batch: Some(json!({"maxEvents": 100, "maxWaitMs": 30000})),
         // A batch carries the standard bodies, whatever the template.
         template: Some(json!("slack")),
-        retry_delay_seconds: 60,
-        ..NewWebhook::new("fleet", rx.url(), &["*"])
+        ..fleet(rx.url(), json!({"maxEvents": 100, "maxWaitMs": 30000}))
     }
     .insert(&c)
     .await;
@@ -133,13 +135,9 @@ async fn max_events_splits_a_backlog_and_filters_still_apply() {
     let db = TestDb::new().await;
     let c = db.client().await;
     let rx = Receiver::ok().await;
-    let (hook, _) = NewWebhook {
-        batch: Some(json!({"maxEvents": 4, "maxWaitMs": 0})),
-        retry_delay_seconds: 60,
-        ..NewWebhook::new("fleet", rx.url(), &["*"])
-    }
-    .insert(&c)
-    .await;
+    let (hook, _) = fleet(rx.url(), json!({"maxEvents": 4, "maxWaitMs": 0}))
+        .insert(&c)
+        .await;
     c.execute(
         "UPDATE postbox.webhooks SET filter = '{\"path\": \"$.n % 2 == 0\"}' WHERE id = $1",
         &[&hook],
@@ -187,9 +185,8 @@ async fn a_failed_batch_is_retried_as_a_whole_with_the_same_id_and_bytes() {
     // 500 twice, then 200.
     let rx = Receiver::start(Arc::new(|n| Answer::status(if n < 2 { 500 } else { 200 }))).await;
     let (hook, _) = NewWebhook {
-        batch: Some(json!({"maxEvents": 3, "maxWaitMs": 0})),
         retry_delay_seconds: 0,
-        ..NewWebhook::new("fleet", rx.url(), &["*"])
+        ..fleet(rx.url(), json!({"maxEvents": 3, "maxWaitMs": 0}))
     }
     .insert(&c)
     .await;
@@ -299,11 +296,10 @@ async fn the_api_takes_batch_settings_and_refuses_bad_ones() {
 async fn one_claim_takes_several_full_batches_but_never_more_than_asked() {
     let db = TestDb::new().await;
     let c = db.client().await;
-    let (hook, _) = NewWebhook {
-        batch: Some(json!({"maxEvents": 5, "maxWaitMs": 60000})),
-        retry_delay_seconds: 60,
-        ..NewWebhook::new("fleet", "http://127.0.0.1:9/".into(), &["*"])
-    }
+    let (hook, _) = fleet(
+        "http://127.0.0.1:9/".into(),
+        json!({"maxEvents": 5, "maxWaitMs": 60000}),
+    )
     .insert(&c)
     .await;
     publish_n(&c, 1, 23).await;
@@ -345,4 +341,73 @@ async fn one_claim_takes_several_full_batches_but_never_more_than_asked() {
         .await,
         3
     );
+}
+
+#[tokio::test]
+async fn a_paused_queue_sends_no_batch_until_resumed() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let rx = Receiver::ok().await;
+    let (hook, _) = fleet(rx.url(), json!({"maxEvents": 2, "maxWaitMs": 0}))
+        .insert(&c)
+        .await;
+    c.execute("UPDATE postbox.queue_state SET paused = true", &[])
+        .await
+        .unwrap();
+    publish_n(&c, 1, 4).await;
+    let d = Dispatcher::new(db.store(), dispatch_config(), system_clock()).unwrap();
+    d.run_once().await.unwrap();
+    assert_eq!(rx.count(), 0, "paused: nothing claimed");
+    assert!(rows(&c, hook)
+        .await
+        .iter()
+        .all(|r| r.0 == "pending" && r.2.is_none()));
+    c.execute("UPDATE postbox.queue_state SET paused = false", &[])
+        .await
+        .unwrap();
+    d.run_once().await.unwrap();
+    let got = rx.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|r| r.header("x-webhook-batch-size") == "2"));
+}
+
+#[tokio::test]
+async fn a_dead_lettered_member_retried_by_hand_goes_in_a_new_batch() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let rx = Receiver::start(Arc::new(|n| Answer::status(if n == 0 { 500 } else { 200 }))).await;
+    let (hook, _) = NewWebhook {
+        max_retries: 0,
+        ..fleet(rx.url(), json!({"maxEvents": 3, "maxWaitMs": 0}))
+    }
+    .insert(&c)
+    .await;
+    publish_n(&c, 1, 3).await;
+    let d = Dispatcher::new(db.store(), dispatch_config(), system_clock()).unwrap();
+    d.run_once().await.unwrap();
+    let first = rx.wait_for(1, Duration::from_secs(10)).await[0].clone();
+    assert!(rows(&c, hook).await.iter().all(|r| r.0 == "failed"));
+    // The API's retry of one member: a new batch of one, a new id.
+    let one: Uuid = c
+        .query_one(
+            "SELECT id FROM postbox.deliveries WHERE webhook_id = $1 LIMIT 1",
+            &[&hook],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    db.store().delivery_retry(one, hook, "fleet").await.unwrap();
+    d.run_once().await.unwrap();
+    let got = rx.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(got[1].header("x-webhook-batch-size"), "1");
+    assert_ne!(got[1].header("webhook-id"), first.header("webhook-id"));
+    let status: String = c
+        .query_one(
+            "SELECT status::text FROM postbox.deliveries WHERE id = $1",
+            &[&one],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "success");
 }

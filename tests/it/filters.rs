@@ -94,6 +94,11 @@ async fn sql_writers_get_the_reason_for_a_bad_filter() {
     for (filter, reason) in [
         (json!({"path": "$.amount >"}), "not a valid SQL/JSON path"),
         (json!({"path": "$.amount"}), "must be a predicate"),
+        // A variable would fail the fan-out for a matching payload.
+        (
+            json!({"path": "$.amount > 1 && $limit > 1"}),
+            "must not use variables",
+        ),
         (json!({"contains": [1]}), "\"contains\" must be an object"),
         (json!({"where": 1}), "unknown key"),
         (json!("x"), "must be an object"),
@@ -136,6 +141,11 @@ async fn the_api_takes_a_filter_refuses_a_bad_one_and_tests_one() {
             "not a valid SQL/JSON path",
         ),
         (json!({"path": "$.amount"}), "filter", "must be a predicate"),
+        (
+            json!({"path": "$.amount > 1 && $x > 1"}),
+            "filter",
+            "must not use variables",
+        ),
         (json!({"path": 5}), "filter.path", "must be a string"),
         (
             json!({"contains": "x"}),
@@ -285,4 +295,29 @@ async fn a_filter_is_tried_on_the_webhooks_recent_events() {
         .await;
     assert_eq!(s, 400, "{j}");
     assert!(j["error"].to_string().contains("data"), "{j}");
+}
+
+#[tokio::test]
+async fn a_path_that_errors_on_one_payload_does_not_stop_the_fan_out() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let rx = Receiver::ok().await;
+    // A date compared with a timestamp with a zone: an error for `@@`.
+    let (dated, _) = NewWebhook {
+        filter: Some(json!({"path": "$.day.datetime() < \"2026-01-01T00:00:00+00\".datetime()"})),
+        ..NewWebhook::new("shop", rx.url(), &["*"])
+    }
+    .insert(&c)
+    .await;
+    let (plain, _) = NewWebhook::new("shop", rx.url(), &["*"]).insert(&c).await;
+    for (n, day) in [(1, "2025-06-01"), (2, "2027-06-01"), (3, "not a date")] {
+        publish(&c, "payment.succeeded", json!({"n": n, "day": day}), "shop").await;
+    }
+    Dispatcher::new(db.store(), dispatch_config(), system_clock())
+        .unwrap()
+        .run_once()
+        .await
+        .unwrap();
+    assert_eq!(delivered(&c, plain).await, vec![1, 2, 3]);
+    assert_eq!(delivered(&c, dated).await, vec![1]);
 }

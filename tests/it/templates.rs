@@ -292,3 +292,30 @@ async fn the_api_checks_templates_and_previews_them() {
     assert_eq!(s, 400, "{j}");
     assert!(j["error"].to_string().contains("event.id"), "{j}");
 }
+
+#[tokio::test]
+async fn the_test_send_renders_the_template() {
+    let api = Api::start().await;
+    let rx = Receiver::ok().await;
+    let made = api
+        .create(
+            "team",
+            json!({"name": "chat", "url": rx.url(), "events": ["*"], "template": "slack"}),
+        )
+        .await;
+    let id = made["id"].as_str().unwrap();
+    let secret = made["secret"].as_str().unwrap().to_string();
+    let (s, j) = api
+        .call(
+            "POST",
+            &format!("/api/webhooks/{id}/test"),
+            Some(&api.token("team")),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{j}");
+    let got = rx.wait_for(1, Duration::from_secs(10)).await;
+    assert!(got[0].verifies(&secret));
+    let text = got[0].json()["text"].as_str().unwrap().to_string();
+    assert!(text.starts_with("*webhook.test*"), "{text}");
+}
