@@ -380,6 +380,18 @@ mod tests {
             disabled_reason: None,
             created_at: now,
             updated_at: now,
+            filter: None,
+            template: None,
+            batch: None,
+            paused: false,
+            rate_limit: None,
+            max_in_flight: None,
+            retry_schedule: None,
+            breaker: crate::api::wire::Breaker {
+                state: crate::api::wire::BreakerState::Closed,
+                since: None,
+                reason: None,
+            },
         }
     }
 
