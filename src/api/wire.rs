@@ -436,6 +436,7 @@ pub struct WebhookBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = shaping::batch_schema)]
     pub batch: Field,
+    #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = v::paused_schema)]
     pub paused: Field,
     #[serde(default, deserialize_with = "present")]

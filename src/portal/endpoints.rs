@@ -275,6 +275,7 @@ impl Portal {
                 failures => failures,
                 charts => charts,
                 chart_hours => CHART_HOURS,
+                recovered => req.query.get("recovered").and_then(|n| n.parse::<i64>().ok()),
             },
         ))
     }
@@ -323,6 +324,48 @@ impl Portal {
         let id = path_id(id)?;
         webhooks::delete(&self.api, self.input(s, WebhookId(id), AnyQuery, NoBody)).await?;
         Ok(redirect("/portal/?deleted=1"))
+    }
+
+    /// `POST /portal/endpoints/{id}/pause` and `/resume`: the API's pause
+    /// and resume (deliveries held with their budget, then sent in order of
+    /// due time).
+    pub(super) async fn endpoint_pause(&self, s: &Session, id: &str, paused: bool) -> PageResult {
+        let id = path_id(id)?;
+        let input = self.input(s, WebhookId(id), AnyQuery, None);
+        if paused {
+            webhooks::pause(&self.api, input).await?;
+        } else {
+            webhooks::resume(&self.api, input).await?;
+        }
+        Ok(redirect(&format!("/portal/endpoints/{id}")))
+    }
+
+    /// `POST /portal/endpoints/{id}/recover`: the API's recover for the
+    /// failed deliveries whose events were created in the last `hours`
+    /// (1-720; a range chosen from now, so no time zone is involved).
+    pub(super) async fn endpoint_recover(&self, s: &Session, req: &Req, id: &str) -> PageResult {
+        let id = path_id(id)?;
+        let hours = req
+            .form
+            .text("hours")
+            .and_then(|h| h.trim().parse::<i64>().ok())
+            .filter(|h| (1..=720).contains(h))
+            .ok_or_else(|| ApiError::validation("hours", "a whole number of hours from 1 to 720"))?;
+        let since = chrono::Utc::now() - chrono::TimeDelta::hours(hours);
+        let body = crate::api::wire::RangeRequest {
+            since: Some(Value::String(since.to_rfc3339())),
+            until: None,
+            event_types: None,
+        };
+        let accepted = crate::api::recovery::recover(
+            &self.api,
+            self.input(s, WebhookId(id), AnyQuery, Json(body)),
+        )
+        .await?;
+        Ok(redirect(&format!(
+            "/portal/endpoints/{id}?recovered={}",
+            accepted.0.count
+        )))
     }
 
     /// `POST /portal/endpoints/{id}/rotate`: the API's regenerate-secret,

@@ -265,6 +265,9 @@ impl Portal {
             ["endpoints", id, "edit"] if post => self.endpoint_update(s, req, id).await,
             ["endpoints", id, "delete"] if post => self.endpoint_delete(s, id).await,
             ["endpoints", id, "rotate"] if post => self.endpoint_rotate(s, req, id).await,
+            ["endpoints", id, "pause"] if post => self.endpoint_pause(s, id, true).await,
+            ["endpoints", id, "resume"] if post => self.endpoint_pause(s, id, false).await,
+            ["endpoints", id, "recover"] if post => self.endpoint_recover(s, req, id).await,
             ["endpoints", id, "deliveries"] if get => self.deliveries(s, req, id).await,
             ["endpoints", id, "deliveries", did] if get => self.delivery(s, req, id, did).await,
             ["endpoints", id, "deliveries", did, "retry"] if post => {

@@ -28,13 +28,19 @@ async fn the_openapi_document_is_exactly_what_the_server_does() {
     assert_eq!(status, 200, "{doc}");
     let seed = std::env::var("POSTBOX_FUZZ_SEED").unwrap_or_else(|_| "20261201".into());
     let report = tempfile_dir();
+    // A webhook's `filter.path` (an SQL/JSON path predicate) and a template's
+    // `body` (Jinja) have grammars JSON Schema cannot state: the document
+    // says "a string", the server parses it and answers 400 naming the
+    // problem. For the four operations that take them, "schema-valid data is
+    // accepted" cannot hold for random strings; every other check (no 5xx,
+    // documented statuses and bodies, refused invalid data) still runs
+    // there. Read by schemathesis from its working directory.
+    std::fs::write(report.join("schemathesis.toml"), FUZZ_CONFIG).unwrap();
     let run = tokio::process::Command::new(&bin)
         .current_dir(&report)
         .args([
             "run",
             &format!("{}/api/openapi.json", api.base),
-            "--checks",
-            "all",
             "--mode",
             "all",
             "--max-examples",
@@ -74,6 +80,29 @@ async fn the_openapi_document_is_exactly_what_the_server_does() {
 }
 
 /// A fresh directory for schemathesis's working files.
+/// Every check, everywhere, but one for the four operations (see the
+/// comment where it is written). In the file, not on the command line: a
+/// `--checks` option would override the per-operation settings.
+const FUZZ_CONFIG: &str = r#"
+checks.enabled = true
+
+[[operations]]
+include-operation-id = "post__api_webhooks"
+checks.positive_data_acceptance.enabled = false
+
+[[operations]]
+include-operation-id = "put__api_webhooks__id"
+checks.positive_data_acceptance.enabled = false
+
+[[operations]]
+include-operation-id = "post__api_webhooks_filter_test"
+checks.positive_data_acceptance.enabled = false
+
+[[operations]]
+include-operation-id = "post__api_webhooks_template_preview"
+checks.positive_data_acceptance.enabled = false
+"#;
+
 fn tempfile_dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("postbox-fuzz-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -516,6 +516,39 @@ async fn retry_rotate_edit_and_delete_go_through_the_api() {
         .await;
     assert_eq!(status, 200, "{rotated}");
     assert!(rotated.contains("whsec_") && rotated.contains("keeps signing too until"));
+    // Pause and resume go through the API: the webhook reads paused, then not.
+    let (_, page) = s.get(&format!("/portal/endpoints/{id}")).await;
+    assert!(
+        page.contains("Pause deliveries") && page.contains("flowing"),
+        "{page}"
+    );
+    let (status, location, _) = s.post(&format!("/portal/endpoints/{id}/pause"), &[]).await;
+    assert_eq!(status, 303);
+    let (_, page) = s.get(&location).await;
+    assert!(
+        page.contains("Resume deliveries") && page.contains("paused"),
+        "{page}"
+    );
+    let (_, body) = api
+        .call(
+            "GET",
+            &format!("/api/webhooks/{id}"),
+            Some(&api.token("acme")),
+            None,
+        )
+        .await;
+    assert_eq!(body["data"]["paused"], true, "{body}");
+    let (status, _, _) = s.post(&format!("/portal/endpoints/{id}/resume"), &[]).await;
+    assert_eq!(status, 303);
+    let (_, body) = api
+        .call(
+            "GET",
+            &format!("/api/webhooks/{id}"),
+            Some(&api.token("acme")),
+            None,
+        )
+        .await;
+    assert_eq!(body["data"]["paused"], false, "{body}");
     // An invalid edit shows the form again with the API's message.
     let (status, _, form) = s
         .post(

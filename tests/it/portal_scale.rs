@@ -68,7 +68,7 @@ async fn every_portal_page_stays_on_indexes_at_scale() {
         ),
         (
             sql_file!("delivery_attempt_list"),
-            format!("'{id}', '{BIG}', 'owner_0', 50"),
+            format!("'{id}', '{BIG}', 'owner_0', 50, 0"),
         ),
         (
             sql_file!("delivery_get_many"),
