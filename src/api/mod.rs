@@ -32,7 +32,7 @@ pub mod openapi;
 pub mod ops;
 mod portal;
 pub(crate) mod queue;
-mod recovery;
+pub(crate) mod recovery;
 pub mod reply;
 pub mod request;
 pub mod route;

@@ -229,7 +229,7 @@ impl Portal {
     }
 
     /// `GET /portal/endpoints/{id}`
-    pub(super) async fn endpoint(&self, s: &Session, _req: &Req, id: &str) -> PageResult {
+    pub(super) async fn endpoint(&self, s: &Session, req: &Req, id: &str) -> PageResult {
         let id = path_id(id)?;
         let detail = webhooks::get(&self.api, self.input(s, WebhookId(id), NoQuery, NoBody))
             .await?
@@ -350,7 +350,9 @@ impl Portal {
             .text("hours")
             .and_then(|h| h.trim().parse::<i64>().ok())
             .filter(|h| (1..=720).contains(h))
-            .ok_or_else(|| ApiError::validation("hours", "a whole number of hours from 1 to 720"))?;
+            .ok_or_else(|| {
+                ApiError::validation("hours", "a whole number of hours from 1 to 720")
+            })?;
         let since = chrono::Utc::now() - chrono::TimeDelta::hours(hours);
         let body = crate::api::wire::RangeRequest {
             since: Some(Value::String(since.to_rfc3339())),

@@ -549,6 +549,28 @@ async fn retry_rotate_edit_and_delete_go_through_the_api() {
         )
         .await;
     assert_eq!(body["data"]["paused"], false, "{body}");
+    // Recover: a bad range is a 4xx page, never a 500; a good one goes
+    // through the API's recover and says how many were queued again.
+    let (status, _, page) = s
+        .post(
+            &format!("/portal/endpoints/{id}/recover"),
+            &[("hours", "0")],
+        )
+        .await;
+    assert!((400..500).contains(&status), "{status}: {page}");
+    let (status, location, _) = s
+        .post(
+            &format!("/portal/endpoints/{id}/recover"),
+            &[("hours", "24")],
+        )
+        .await;
+    assert_eq!(status, 303);
+    assert!(location.contains("?recovered=0"), "{location}");
+    let (_, page) = s.get(&location).await;
+    assert!(
+        page.contains("failed deliveries were queued again"),
+        "{page}"
+    );
     // An invalid edit shows the form again with the API's message.
     let (status, _, form) = s
         .post(
