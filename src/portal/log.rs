@@ -66,6 +66,13 @@ impl Portal {
         if event_type.is_some_and(|t| t.len() > crate::api::validate::EVENT_TYPE_MAX) {
             return Err(PageError::new(StatusCode::BAD_REQUEST, "type: too long"));
         }
+        // Postgres text cannot hold NUL: refused here, in our words.
+        if event_type.is_some_and(|t| t.contains('\0')) {
+            return Err(PageError::new(
+                StatusCode::BAD_REQUEST,
+                "type: not an event type (it holds a NUL character)",
+            ));
+        }
         let within = q.text("within");
         let hours = match within {
             None => None,

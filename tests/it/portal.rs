@@ -465,12 +465,14 @@ async fn the_log_filters_by_status_type_and_time_and_pages_by_key() {
         ("status=nope", "status"),
         ("within=2y", "within"),
         ("before=x", "before"),
+        ("type=%00", "type: not an event type"),
     ] {
         let (status, html) = s
             .get(&format!("/portal/endpoints/{id}/deliveries?{q}"))
             .await;
         assert_eq!(status, 400, "{q}");
         assert!(html.contains(field), "{q}: {html}");
+        assert!(!html.contains("UTF8"), "{q}: a database message: {html}");
     }
 }
 
