@@ -524,33 +524,28 @@ async fn retry_rotate_edit_and_delete_go_through_the_api() {
         page.contains("Pause deliveries") && page.contains("flowing"),
         "{page}"
     );
-    let (status, location, _) = s.post(&format!("/portal/endpoints/{id}/pause"), &[]).await;
-    assert_eq!(status, 303);
-    let (_, page) = s.get(&location).await;
-    assert!(
-        page.contains("Resume deliveries") && page.contains("paused"),
-        "{page}"
-    );
-    let (_, body) = api
-        .call(
-            "GET",
-            &format!("/api/webhooks/{id}"),
-            Some(&api.token("acme")),
-            None,
-        )
-        .await;
-    assert_eq!(body["data"]["paused"], true, "{body}");
-    let (status, _, _) = s.post(&format!("/portal/endpoints/{id}/resume"), &[]).await;
-    assert_eq!(status, 303);
-    let (_, body) = api
-        .call(
-            "GET",
-            &format!("/api/webhooks/{id}"),
-            Some(&api.token("acme")),
-            None,
-        )
-        .await;
-    assert_eq!(body["data"]["paused"], false, "{body}");
+    for (action, paused, button) in [
+        ("pause", true, "Resume deliveries"),
+        ("resume", false, "Pause deliveries"),
+    ] {
+        let (status, location, _) = s
+            .post(&format!("/portal/endpoints/{id}/{action}"), &[])
+            .await;
+        assert_eq!(status, 303, "{action}");
+        let (_, page) = s.get(&location).await;
+        assert!(page.contains(button), "{action}: {page}");
+        let (_, body) = api
+            .call(
+                "GET",
+                &format!("/api/webhooks/{id}"),
+                Some(&api.token("acme")),
+                None,
+            )
+            .await;
+        assert_eq!(body["data"]["paused"], paused, "{action}: {body}");
+    }
+    let (_, page) = s.get(&format!("/portal/endpoints/{id}")).await;
+    assert!(page.contains("flowing"), "{page}");
     // Recover: a bad range is a 4xx page, never a 500; a good one goes
     // through the API's recover and says how many were queued again.
     let (status, _, page) = s
