@@ -163,6 +163,10 @@ pub enum DeliveryStatus {
     Success,
     Failed,
     Retrying,
+    /// Waiting behind an earlier delivery of its ordering key.
+    Held,
+    /// Superseded by a newer event of its ordering key and type.
+    Cancelled,
 }
 
 impl From<store::DeliveryStatus> for DeliveryStatus {
@@ -173,6 +177,8 @@ impl From<store::DeliveryStatus> for DeliveryStatus {
             store::DeliveryStatus::Success => DeliveryStatus::Success,
             store::DeliveryStatus::Failed => DeliveryStatus::Failed,
             store::DeliveryStatus::Retrying => DeliveryStatus::Retrying,
+            store::DeliveryStatus::Held => DeliveryStatus::Held,
+            store::DeliveryStatus::Cancelled => DeliveryStatus::Cancelled,
         }
     }
 }

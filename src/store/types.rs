@@ -6,7 +6,7 @@ use postgres_types::{FromSql, ToSql};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// `postbox.delivery_status`: the five states of docs/STATE_MACHINE.md.
+/// `postbox.delivery_status`: the seven states of docs/STATE_MACHINE.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ToSql, FromSql, Serialize, Deserialize)]
 #[postgres(name = "delivery_status")]
 #[serde(rename_all = "lowercase")]
@@ -25,16 +25,26 @@ pub enum DeliveryStatus {
     /// A failed attempt; waiting for the next one at `next_attempt_at`.
     #[postgres(name = "retrying")]
     Retrying,
+    /// Ordered delivery (V11): waiting behind an earlier delivery of the same
+    /// (webhook, ordering key); not claimable, no attempt spent.
+    #[postgres(name = "held")]
+    Held,
+    /// Superseded by a newer event of the same key and type before it was
+    /// delivered (`error_message` names it). Final.
+    #[postgres(name = "cancelled")]
+    Cancelled,
 }
 
 impl DeliveryStatus {
     /// Every status, in the order of the SQL enum.
-    pub const ALL: [DeliveryStatus; 5] = [
+    pub const ALL: [DeliveryStatus; 7] = [
         DeliveryStatus::Pending,
         DeliveryStatus::Sending,
         DeliveryStatus::Success,
         DeliveryStatus::Failed,
         DeliveryStatus::Retrying,
+        DeliveryStatus::Held,
+        DeliveryStatus::Cancelled,
     ];
 
     /// The SQL enum's label.
@@ -45,6 +55,8 @@ impl DeliveryStatus {
             DeliveryStatus::Success => "success",
             DeliveryStatus::Failed => "failed",
             DeliveryStatus::Retrying => "retrying",
+            DeliveryStatus::Held => "held",
+            DeliveryStatus::Cancelled => "cancelled",
         }
     }
 
