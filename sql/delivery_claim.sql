@@ -132,10 +132,10 @@ WITH RECURSIVE queued AS (
       AND coalesce(g.room, r.room) > 0
     ORDER BY r.due
 ), picked AS MATERIALIZED (
-    SELECT c.id, c.event_id, r.webhook_id
+    SELECT c.id, c.event_id, c.ordering_key, r.webhook_id
     FROM allowed r
     CROSS JOIN LATERAL (
-        SELECT d.id, d.event_id
+        SELECT d.id, d.event_id, d.ordering_key
         FROM postbox.deliveries d
         WHERE d.webhook_id = r.webhook_id
           AND d.status IN ('pending', 'retrying')
@@ -146,7 +146,7 @@ WITH RECURSIVE queued AS (
     ) c
     LIMIT $1::bigint
 ), claimed AS MATERIALIZED (
-    SELECT p.id, p.webhook_id, e.id IS NOT NULL AS sendable, e.payload::text AS payload, e.created_at AS event_created_at
+    SELECT p.id, p.webhook_id, p.ordering_key, e.id IS NOT NULL AS sendable, e.payload::text AS payload, e.created_at AS event_created_at
     FROM picked p
     LEFT JOIN postbox.events e ON e.id = p.event_id
 ), gate_spent AS (
@@ -164,6 +164,14 @@ WITH RECURSIVE queued AS (
       ON t.webhook_id = g.webhook_id
     WHERE s.webhook_id = ANY (ARRAY(SELECT g2.webhook_id FROM gated g2))
       AND s.webhook_id = g.webhook_id
+), gone_lines AS (
+    -- Ordered delivery (V12): a keyed delivery dead-lettered here (its event
+    -- is gone) frees its line: queued for the promotion pass.
+    INSERT INTO postbox.ordering_dirty (webhook_id, ordering_key)
+    SELECT DISTINCT c.webhook_id, c.ordering_key
+    FROM claimed c
+    WHERE NOT c.sendable AND c.ordering_key IS NOT NULL
+    ON CONFLICT DO NOTHING
 )
 UPDATE postbox.deliveries d
 SET status = CASE WHEN c.sendable THEN 'sending'::postbox.delivery_status ELSE 'failed' END,
@@ -179,7 +187,7 @@ FROM claimed c, postbox.webhooks w
 WHERE d.id = c.id
   AND w.id = d.webhook_id
 RETURNING d.id, d.webhook_id, d.event_id, d.event_type, d.attempts, d.lease_expires_at,
-          c.payload, c.event_created_at,
+          c.payload, c.event_created_at, d.ordering_key, w.ordering_policy,
           w.url, w.secret,
           CASE WHEN w.previous_secret_expires_at > $2 THEN w.previous_secret END AS previous_secret,
           w.headers, w.max_retries, w.retry_delay_seconds, w.active, w.template, w.retry_schedule

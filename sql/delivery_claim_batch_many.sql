@@ -65,10 +65,10 @@ WITH batched AS MATERIALIZED (
     ORDER BY coalesce(r.due, n.due)
     LIMIT $1::bigint
 ), retried AS MATERIALIZED (
-    SELECT r.webhook_id, r.retry_batch AS batch_id, c.id, c.event_id
+    SELECT r.webhook_id, r.retry_batch AS batch_id, c.id, c.event_id, c.ordering_key
     FROM ready r
     CROSS JOIN LATERAL (
-        SELECT d.id, d.event_id
+        SELECT d.id, d.event_id, d.ordering_key
         FROM postbox.deliveries d
         WHERE d.batch_id = r.retry_batch
           AND d.webhook_id = r.webhook_id
@@ -82,12 +82,12 @@ WITH batched AS MATERIALIZED (
 ), fresh AS MATERIALIZED (
     -- Up to `room` new batches per webhook: its queued rows in due order,
     -- cut into chunks of maxEvents.
-    SELECT r.webhook_id, r.max_events, c.id, c.event_id, c.next_attempt_at,
+    SELECT r.webhook_id, r.max_events, c.id, c.event_id, c.ordering_key, c.next_attempt_at,
            (row_number() OVER (PARTITION BY r.webhook_id ORDER BY c.next_attempt_at, c.id) - 1)
                / r.max_events AS chunk
     FROM ready r
     CROSS JOIN LATERAL (
-        SELECT d.id, d.event_id, d.next_attempt_at
+        SELECT d.id, d.event_id, d.ordering_key, d.next_attempt_at
         FROM postbox.deliveries d
         WHERE d.webhook_id = r.webhook_id
           AND d.status IN ('pending', 'retrying')
@@ -107,14 +107,22 @@ WITH batched AS MATERIALIZED (
     ORDER BY min(f.next_attempt_at), f.webhook_id, f.chunk
     LIMIT greatest($1::bigint - (SELECT count(DISTINCT rt.batch_id) FROM retried rt), 0)
 ), claimed AS MATERIALIZED (
-    SELECT p.id, p.batch_id, e.id IS NOT NULL AS sendable, e.payload::text AS payload,
+    SELECT p.id, p.batch_id, p.webhook_id, p.ordering_key, e.id IS NOT NULL AS sendable, e.payload::text AS payload,
            e.created_at AS event_created_at
-    FROM (SELECT rt.id, rt.event_id, rt.batch_id FROM retried rt
+    FROM (SELECT rt.id, rt.event_id, rt.batch_id, rt.webhook_id, rt.ordering_key FROM retried rt
           UNION ALL
-          SELECT f.id, f.event_id, ch.batch_id
+          SELECT f.id, f.event_id, ch.batch_id, f.webhook_id, f.ordering_key
           FROM fresh f
           JOIN chunks ch ON ch.webhook_id = f.webhook_id AND ch.chunk = f.chunk) p
     LEFT JOIN postbox.events e ON e.id = p.event_id
+), gone_lines AS (
+    -- Ordered delivery (V12): a keyed delivery dead-lettered here (its event
+    -- is gone) frees its line: queued for the promotion pass.
+    INSERT INTO postbox.ordering_dirty (webhook_id, ordering_key)
+    SELECT DISTINCT c.webhook_id, c.ordering_key
+    FROM claimed c
+    WHERE NOT c.sendable AND c.ordering_key IS NOT NULL
+    ON CONFLICT DO NOTHING
 )
 UPDATE postbox.deliveries d
 SET status = CASE WHEN c.sendable THEN 'sending'::postbox.delivery_status ELSE 'failed' END,
@@ -130,7 +138,7 @@ FROM claimed c, postbox.webhooks w
 WHERE d.id = c.id
   AND w.id = d.webhook_id
 RETURNING d.id, d.webhook_id, d.event_id, d.event_type, d.attempts, d.lease_expires_at, d.batch_id,
-          c.payload, c.event_created_at,
+          c.payload, c.event_created_at, d.ordering_key, w.ordering_policy,
           w.url, w.secret,
           CASE WHEN w.previous_secret_expires_at > $2 THEN w.previous_secret END AS previous_secret,
           w.headers, w.max_retries, w.retry_delay_seconds, w.active, w.template, w.retry_schedule

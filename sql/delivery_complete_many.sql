@@ -4,7 +4,10 @@
 -- $5 response codes, $6 response bodies, $7 error messages, $8 started_at,
 -- $9 duration_ms, $10 now, $11 throttle_until (a 429/503's Retry-After),
 -- $12 endpoint_ok (true 2xx, false failed, NULL says nothing), $13-$15 the
--- breaker rule (failures to open, first and longest probe interval, s).
+-- breaker rule (failures to open, first and longest probe interval, s),
+-- $16 leave_line (ordered delivery, skip_failed: a failed attempt takes the
+-- delivery out of its key's line, ordering_seq NULL; the caller locked the
+-- line's row before and promotes the next one after: store::delivery).
 -- issue 15: the same statement keeps postbox.webhook_state (breaker,
 -- in-flight counter, AIMD rate, Retry-After hold) and writes the owners'
 -- notifications (breaker opened/closed, dead letters); see touch and below.
@@ -36,9 +39,9 @@ WITH outcome AS MATERIALIZED (
     SELECT *
     FROM unnest($1::uuid[], $2::int[], $3::postbox.delivery_status[], $4::timestamptz[],
                 $5::int[], $6::text[], $7::text[], $8::timestamptz[], $9::int[],
-                $11::timestamptz[], $12::boolean[])
+                $11::timestamptz[], $12::boolean[], $16::boolean[])
          AS o(id, attempt, status, next_attempt_at, response_code, response_body, error_message, started_at, duration_ms,
-              throttle_until, endpoint_ok)
+              throttle_until, endpoint_ok, leave_line)
 ), taken AS MATERIALIZED (
     -- Each outcome, and whether its row is current and now locked by us
     -- (with the row's webhook, status before and test flag).
@@ -166,7 +169,8 @@ WITH outcome AS MATERIALIZED (
         response_body = o.response_body,
         error_message = o.error_message,
         updated_at = $10::timestamptz,
-        completed_at = CASE WHEN o.status IN ('success', 'failed') THEN $10::timestamptz END
+        completed_at = CASE WHEN o.status IN ('success', 'failed') THEN $10::timestamptz END,
+        ordering_seq = CASE WHEN o.leave_line THEN NULL ELSE d.ordering_seq END
     FROM settled o
     WHERE o.written
       AND d.id = o.id

@@ -11,14 +11,25 @@ WITH target AS (
     FOR UPDATE OF d
 ), requeued AS (
     UPDATE postbox.deliveries d
-    SET status = 'pending',
+    -- Ordered delivery (V12): a keyed delivery goes back to its key's line
+    -- as 'held', in commit order (its event's ordering_seq), and the line
+    -- is queued for the dispatcher's promotion pass (below).
+    SET status = CASE WHEN d.ordering_key IS NULL THEN 'pending' ELSE 'held' END::postbox.delivery_status,
+        ordering_seq = CASE WHEN d.ordering_key IS NOT NULL
+                            THEN coalesce((SELECT e.ordering_seq FROM postbox.events e WHERE e.id = d.event_id),
+                                          d.ordering_seq, 0) END,
         next_attempt_at = now(),
         lease_expires_at = NULL,
         completed_at = NULL,
         updated_at = now()
     FROM target t
     WHERE d.id = t.id AND t.status <> 'sending' AND d.status <> 'sending'
-    RETURNING d.id
+    RETURNING d.id, d.webhook_id, d.ordering_key
+), lines AS (
+    INSERT INTO postbox.ordering_dirty (webhook_id, ordering_key)
+    SELECT DISTINCT r.webhook_id, r.ordering_key FROM requeued r
+    WHERE r.ordering_key IS NOT NULL
+    ON CONFLICT DO NOTHING
 )
 SELECT t.status AS previous_status, EXISTS (SELECT 1 FROM requeued) AS requeued
 FROM target t

@@ -4,17 +4,32 @@
 -- letters never holds them all locked in one transaction. Reads failed rows
 -- through deliveries_failed_idx (V2), oldest first; locks only the rows of
 -- its batch (SKIP LOCKED). One webhook's: delivery_retry_failed_by_webhook.
-UPDATE postbox.deliveries d
-SET status = 'pending',
-    next_attempt_at = now(),
-    lease_expires_at = NULL,
-    completed_at = NULL,
-    updated_at = now()
-WHERE d.id = ANY (ARRAY(
-    SELECT f.id
-    FROM postbox.deliveries f
-    WHERE f.status = 'failed'
-    ORDER BY f.completed_at
-    LIMIT $1
-    FOR UPDATE SKIP LOCKED
-))
+WITH requeued AS (
+    UPDATE postbox.deliveries d
+    -- Ordered delivery (V12): a keyed delivery goes back to its key's line
+    -- as 'held', in commit order (its event's ordering_seq), and the line
+    -- is queued for the dispatcher's promotion pass (below).
+    SET status = CASE WHEN d.ordering_key IS NULL THEN 'pending' ELSE 'held' END::postbox.delivery_status,
+        ordering_seq = CASE WHEN d.ordering_key IS NOT NULL
+                            THEN coalesce((SELECT e.ordering_seq FROM postbox.events e WHERE e.id = d.event_id),
+                                          d.ordering_seq, 0) END,
+        next_attempt_at = now(),
+        lease_expires_at = NULL,
+        completed_at = NULL,
+        updated_at = now()
+    WHERE d.id = ANY (ARRAY(
+        SELECT f.id
+        FROM postbox.deliveries f
+        WHERE f.status = 'failed'
+        ORDER BY f.completed_at
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED
+    ))
+    RETURNING d.webhook_id, d.ordering_key
+), lines AS (
+    INSERT INTO postbox.ordering_dirty (webhook_id, ordering_key)
+    SELECT DISTINCT r.webhook_id, r.ordering_key FROM requeued r
+    WHERE r.ordering_key IS NOT NULL
+    ON CONFLICT DO NOTHING
+)
+SELECT count(*) AS requeued FROM requeued

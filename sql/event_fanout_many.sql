@@ -58,15 +58,32 @@
 -- follows the backlog, not the table; reaches them again by primary key
 -- (= ANY of an array), a plan that does not depend on statistics. The unique
 -- key (event_id, webhook_id) makes a repeated fan-out add nothing.
-WITH batch AS MATERIALIZED (
+WITH batch_all AS MATERIALIZED (
     SELECT e.id, e.event_type, e.owner_id, e.payload, e.created_at, e.txid,
            coalesce(e.fanout_cursor, '00000000-0000-0000-0000-000000000000') AS after,
-           ARRAY[e.event_type, split_part(e.event_type, '.', 1) || '.*', '*'] AS patterns
+           ARRAY[e.event_type, split_part(e.event_type, '.', 1) || '.*', '*'] AS patterns,
+           e.ordering_key, e.ordering_seq, e.superseded_by
     FROM postbox.events e
     WHERE e.fanout_pending
     ORDER BY e.created_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED
+), batch AS MATERIALIZED (
+    -- Ordered delivery (V12): a keyed event waits (left locked, untouched)
+    -- while an earlier event of its key, outside this batch, still waits for
+    -- its fan-out (another dispatcher holds it, or the batch's LIMIT left it
+    -- out), so a key's deliveries are always written in commit order. One
+    -- probe of events_ordering_pending_idx per keyed event; none for others.
+    SELECT b.*
+    FROM batch_all b
+    WHERE b.ordering_key IS NULL
+       OR NOT EXISTS (SELECT 1 FROM postbox.events p
+                      WHERE p.owner_id = b.owner_id
+                        AND p.ordering_key = b.ordering_key
+                        AND p.fanout_pending
+                        AND p.ordering_key IS NOT NULL
+                        AND p.ordering_seq < b.ordering_seq
+                        AND p.id <> ALL (ARRAY(SELECT a.id FROM batch_all a)))
 ), share AS MATERIALIZED (
     SELECT greatest(ceil($8::bigint::numeric / greatest(count(*), 1))::bigint, 32) AS per_event FROM batch
 ), seen AS MATERIALIZED (
@@ -91,6 +108,7 @@ WITH batch AS MATERIALIZED (
     -- Up to per_event + 1 subscribed webhooks per event after its cursor
     -- (the extra one only says that more remain).
     SELECT b.id AS event_id, b.event_type, b.created_at AS event_created_at,
+           b.owner_id AS event_owner_id, b.ordering_key, b.ordering_seq, b.superseded_by,
            w.id AS webhook_id, w.active, w.batch_max_wait_ms, w.gated,
            row_number() OVER (PARTITION BY b.id ORDER BY w.id) AS rank_in_event
     FROM batch b
@@ -171,11 +189,26 @@ WITH batch AS MATERIALIZED (
     FROM picked p
     GROUP BY p.event_id
     HAVING NOT bool_and(p.picked)
+), deferred AS MATERIALIZED (
+    -- Ordered delivery: a keyed event behind an event of its key that this
+    -- statement does not finish (more webhooks than it takes, or one
+    -- skipped while locked) waits for the next statement, untouched.
+    SELECT DISTINCT c.event_id
+    FROM candidates c
+    WHERE c.ordering_key IS NOT NULL
+      AND EXISTS (SELECT 1 FROM candidates u
+                  WHERE u.ordering_key = c.ordering_key
+                    AND u.event_owner_id = c.event_owner_id
+                    AND u.ordering_seq < c.ordering_seq
+                    AND (u.event_id IN (SELECT pr.event_id FROM progress pr)
+                         OR u.event_id IN (SELECT bl.event_id FROM blocked bl)))
 ), marked AS (
     UPDATE postbox.events e
     SET fanout_pending = e.id = ANY (ARRAY(SELECT event_id FROM progress))
-                         OR e.id = ANY (ARRAY(SELECT event_id FROM blocked)),
+                         OR e.id = ANY (ARRAY(SELECT event_id FROM blocked))
+                         OR e.id = ANY (ARRAY(SELECT event_id FROM deferred)),
         fanout_cursor = CASE WHEN e.id = ANY (ARRAY(SELECT event_id FROM blocked))
+                               OR e.id = ANY (ARRAY(SELECT event_id FROM deferred))
                              THEN e.fanout_cursor
                              WHEN e.id = ANY (ARRAY(SELECT event_id FROM progress))
                              THEN coalesce((SELECT pr.done_until FROM progress pr WHERE pr.event_id = e.id),
@@ -190,6 +223,7 @@ WITH batch AS MATERIALIZED (
     FROM picked p
     WHERE p.picked
       AND p.webhook_id IN (SELECT k.id FROM keyed k)
+      AND p.event_id NOT IN (SELECT df.event_id FROM deferred df)
 ), busy AS MATERIALIZED (
     SELECT b.webhook_id, b.room
     FROM unnest($4::uuid[], $7::bigint[]) AS b(webhook_id, room)
@@ -210,22 +244,76 @@ WITH batch AS MATERIALIZED (
                               AND (s.breaker_state <> 'closed' OR s.throttled_until > $2))) AS claim
     FROM matched mt
     LEFT JOIN busy b ON b.webhook_id = mt.webhook_id
+), line_first AS MATERIALIZED (
+    -- Ordered delivery (V12): each (webhook, key) line's first new row of
+    -- this batch (lowest ordering_seq), not superseded and not a repeat of
+    -- an existing (event, webhook) pair (so that it never names a line's
+    -- head without being written), and whether the line already has held
+    -- rows (then it waits behind them). Empty for unkeyed events.
+    SELECT DISTINCT ON (d.webhook_id, d.ordering_key)
+           d.webhook_id, d.ordering_key, d.id,
+           EXISTS (SELECT 1 FROM postbox.deliveries h
+                   WHERE h.webhook_id = d.webhook_id AND h.ordering_key = d.ordering_key
+                     AND h.status = 'held') AS behind_held
+    FROM decided d
+    WHERE d.ordering_key IS NOT NULL
+      AND d.superseded_by IS NULL
+      AND NOT EXISTS (SELECT 1 FROM postbox.deliveries x
+                      WHERE x.event_id = d.event_id AND x.webhook_id = d.webhook_id)
+    ORDER BY d.webhook_id, d.ordering_key, d.ordering_seq
+), line_up AS (
+    -- The line's row (postbox.ordering_lines): inserted with that row as
+    -- its head when the line is empty; otherwise locked by a no-op update,
+    -- so that whoever ends the head waits for this statement to commit and
+    -- its promotion (a later statement) sees the rows held here. A line
+    -- with held rows but no row (a lost promotion) gets one naming no
+    -- delivery (the nil uuid) and is queued in ordering_dirty below for the
+    -- promotion pass. In key order, like every statement that locks lines,
+    -- so two never deadlock.
+    INSERT INTO postbox.ordering_lines AS l (webhook_id, ordering_key, head)
+    SELECT f.webhook_id, f.ordering_key,
+           CASE WHEN f.behind_held THEN '00000000-0000-0000-0000-000000000000'::uuid ELSE f.id END
+    FROM line_first f
+    ORDER BY f.webhook_id, f.ordering_key
+    ON CONFLICT (webhook_id, ordering_key) DO UPDATE SET head = l.head
+    RETURNING l.webhook_id, l.ordering_key, l.head
+), line_lost AS (
+    INSERT INTO postbox.ordering_dirty (webhook_id, ordering_key)
+    SELECT u.webhook_id, u.ordering_key FROM line_up u
+    WHERE u.head = '00000000-0000-0000-0000-000000000000'::uuid
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+), settled_rows AS MATERIALIZED (
+    -- Each row's status: a superseded event's rows are cancelled; a keyed
+    -- row is in line only as its line's head (named above), else held; the
+    -- rest as decided.
+    SELECT d.*,
+           CASE WHEN d.superseded_by IS NOT NULL THEN 'cancelled'
+                WHEN d.ordering_key IS NOT NULL
+                     AND d.id <> ALL (ARRAY(SELECT u.head FROM line_up u)) THEN 'held'
+                WHEN d.claim THEN 'sending'
+                ELSE 'pending' END::postbox.delivery_status AS status
+    FROM decided d
 ), inserted AS (
     INSERT INTO postbox.deliveries (id, webhook_id, event_id, event_type, status, attempts,
-                                    next_attempt_at, lease_expires_at, created_at, updated_at)
+                                    next_attempt_at, lease_expires_at, created_at, updated_at,
+                                    ordering_key, ordering_seq, error_message, completed_at)
     SELECT d.id, d.webhook_id, d.event_id, d.event_type,
-           CASE WHEN d.claim THEN 'sending'::postbox.delivery_status ELSE 'pending' END,
-           CASE WHEN d.claim THEN 1 ELSE 0 END,
+           d.status,
+           CASE WHEN d.status = 'sending' THEN 1 ELSE 0 END,
            -- A batched webhook's delivery is due when its batch must go at
            -- the latest: maxWaitMs after the fan-out (sooner if it fills).
            $2::timestamptz + make_interval(secs => coalesce(d.batch_max_wait_ms, 0) / 1000.0),
            -- The lease starts when the row is written: time the statement
            -- waited (a lock) does not eat it.
-           CASE WHEN d.claim THEN $2::timestamptz + (clock_timestamp() - statement_timestamp()) + make_interval(secs => $5) END,
-           $2, $2
-    FROM decided d
+           CASE WHEN d.status = 'sending' THEN $2::timestamptz + (clock_timestamp() - statement_timestamp()) + make_interval(secs => $5) END,
+           $2, $2,
+           d.ordering_key, d.ordering_seq,
+           CASE WHEN d.status = 'cancelled' THEN 'superseded by event ' || d.superseded_by END,
+           CASE WHEN d.status = 'cancelled' THEN $2::timestamptz END
+    FROM settled_rows d
     ON CONFLICT (event_id, webhook_id) DO NOTHING
-    RETURNING id, webhook_id, event_id, status, lease_expires_at
+    RETURNING id, webhook_id, event_id, status, lease_expires_at, ordering_key
 )
 SELECT (SELECT count(*) FROM marked) AS events,
        (SELECT count(*) FROM progress) AS partial,
@@ -237,11 +325,13 @@ SELECT (SELECT count(*) FROM marked) AS events,
          WHERE q.status IN ('pending', 'retrying')
            AND NOT (SELECT paused FROM postbox.queue_state)) AS next_due,
        CASE WHEN pg_try_advisory_lock(7138400190000001) THEN pg_advisory_unlock(7138400190000001) ELSE false END AS barrier_clear,
+       -- Ordered delivery: lines wait in ordering_dirty for the promotion pass.
+       EXISTS (SELECT 1 FROM postbox.ordering_dirty) OR EXISTS (SELECT 1 FROM line_lost) AS lines_dirty,
        c.*
 FROM (SELECT 1) AS one
 LEFT JOIN (
     SELECT i.id, i.webhook_id, i.event_id, i.lease_expires_at, e.event_type, e.payload::text AS payload,
-           e.created_at AS event_created_at, w.url, w.secret,
+           e.created_at AS event_created_at, i.ordering_key, w.ordering_policy, w.url, w.secret,
            CASE WHEN w.previous_secret_expires_at > $2 THEN w.previous_secret END AS previous_secret,
            w.headers, w.max_retries, w.retry_delay_seconds, w.template, w.retry_schedule
     FROM inserted i

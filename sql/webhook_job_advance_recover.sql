@@ -43,14 +43,25 @@ WITH job AS MATERIALIZED (
            OR '*' = ANY (j.event_types))
 ), requeued AS (
     UPDATE postbox.deliveries d
-    SET status = 'pending',
+    SET -- Ordered delivery (V12): a keyed delivery goes back to its key's
+        -- line as 'held', in commit order, and the line is queued for the
+        -- dispatcher's promotion pass (lines, below).
+        status = CASE WHEN d.ordering_key IS NULL THEN 'pending' ELSE 'held' END::postbox.delivery_status,
+        ordering_seq = CASE WHEN d.ordering_key IS NOT NULL
+                            THEN coalesce((SELECT e.ordering_seq FROM postbox.events e WHERE e.id = d.event_id),
+                                          d.ordering_seq, 0) END,
         next_attempt_at = $3,
         lease_expires_at = NULL,
         completed_at = NULL,
         updated_at = $3
     WHERE d.id = ANY (ARRAY(SELECT p.id FROM picked p))
       AND d.status = 'failed'
-    RETURNING d.id
+    RETURNING d.id, d.webhook_id, d.ordering_key
+), lines AS (
+    INSERT INTO postbox.ordering_dirty (webhook_id, ordering_key)
+    SELECT DISTINCT r.webhook_id, r.ordering_key FROM requeued r
+    WHERE r.ordering_key IS NOT NULL
+    ON CONFLICT DO NOTHING
 ), last AS (
     SELECT s.created_at, s.id FROM scanned s ORDER BY s.created_at DESC, s.id DESC LIMIT 1
 )

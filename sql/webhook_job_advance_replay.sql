@@ -19,10 +19,10 @@ WITH job AS MATERIALIZED (
     WHERE j.id = $1 AND j.kind = 'replay' AND j.finished_at IS NULL
     FOR UPDATE SKIP LOCKED
 ), scanned AS MATERIALIZED (
-    SELECT e.id, e.created_at, e.event_type, e.owner_id, e.fanout_pending
+    SELECT e.id, e.created_at, e.event_type, e.owner_id, e.fanout_pending, e.ordering_key, e.ordering_seq
     FROM job j
     CROSS JOIN LATERAL (
-        SELECT e.id, e.created_at, e.event_type, e.owner_id, e.fanout_pending
+        SELECT e.id, e.created_at, e.event_type, e.owner_id, e.fanout_pending, e.ordering_key, e.ordering_seq
         FROM postbox.events e
         WHERE e.created_at >= greatest(j.cursor_at, j.since)
           AND e.created_at < j.until
@@ -31,7 +31,7 @@ WITH job AS MATERIALIZED (
         LIMIT $2
     ) e
 ), picked AS MATERIALIZED (
-    SELECT s.id, s.event_type, w.id AS webhook_id
+    SELECT s.id, s.event_type, s.ordering_key, s.ordering_seq, w.id AS webhook_id
     FROM scanned s
     CROSS JOIN job j
     JOIN postbox.webhooks w ON w.id = j.webhook_id
@@ -44,18 +44,29 @@ WITH job AS MATERIALIZED (
            OR split_part(s.event_type, '.', 1) || '.*' = ANY (j.event_types)
            OR '*' = ANY (j.event_types))
 ), written AS (
+    -- Ordered delivery (V12): a keyed event's delivery goes to its key's
+    -- line as 'held', in commit order, and the line is queued for the
+    -- dispatcher's promotion pass (lines, below).
     INSERT INTO postbox.deliveries AS d (id, webhook_id, event_id, event_type, status, attempts,
-                                         next_attempt_at, created_at, updated_at)
-    SELECT postbox.uuid_v7(), p.webhook_id, p.id, p.event_type, 'pending', 0, $3, $3, $3
+                                         next_attempt_at, created_at, updated_at, ordering_key, ordering_seq)
+    SELECT postbox.uuid_v7(), p.webhook_id, p.id, p.event_type,
+           CASE WHEN p.ordering_key IS NULL THEN 'pending' ELSE 'held' END::postbox.delivery_status,
+           0, $3, $3, $3, p.ordering_key, p.ordering_seq
     FROM picked p
     ON CONFLICT (event_id, webhook_id) DO UPDATE
-    SET status = 'pending',
+    SET status = excluded.status,
+        ordering_seq = excluded.ordering_seq,
         next_attempt_at = $3,
         lease_expires_at = NULL,
         completed_at = NULL,
         updated_at = $3
     WHERE d.status <> 'sending'
-    RETURNING d.id
+    RETURNING d.id, d.webhook_id, d.ordering_key
+), lines AS (
+    INSERT INTO postbox.ordering_dirty (webhook_id, ordering_key)
+    SELECT DISTINCT r.webhook_id, r.ordering_key FROM written r
+    WHERE r.ordering_key IS NOT NULL
+    ON CONFLICT DO NOTHING
 ), last AS (
     SELECT s.created_at, s.id FROM scanned s ORDER BY s.created_at DESC, s.id DESC LIMIT 1
 )

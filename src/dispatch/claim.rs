@@ -9,6 +9,11 @@
 //! statement sees the fan-out's claims in the per-webhook caps. A third
 //! statement then claims the due batches of batched webhooks (one claim, one
 //! request, per batch), which the first two leave alone.
+//!
+//! Ordered delivery: when the fan-out reports lines queued for promotion
+//! (`FanoutResult::lines_dirty`: a producer's supersede, a recover, a
+//! replay), the promotion pass runs between the fan-out and the claim, so
+//! the deliveries it promotes are claimed in the same round.
 
 use std::time::Duration;
 
@@ -16,6 +21,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::store::{ClaimLimits, ClaimedDelivery, FanoutResult, Store, StoreError};
+
+/// Lines one promotion pass takes from `postbox.ordering_dirty`.
+const PROMOTE_BATCH: i64 = 1000;
 
 /// How much one round may claim.
 #[derive(Debug, Clone, Copy)]
@@ -84,8 +92,12 @@ pub async fn fan_out_then_claim(
     let mut claimed = fanned.len();
     fanned.into_iter().for_each(&mut start);
     let room = plan.limit.saturating_sub(claimed);
+    let mut promoted = 0;
+    if fan.lines_dirty {
+        (_, promoted) = store.ordering_promote_dirty(now, PROMOTE_BATCH).await?;
+    }
     let mut rest = None;
-    if want_rest(&fan) && room > 0 {
+    if (want_rest(&fan) || promoted > 0) && room > 0 {
         // The fan-out's claims count against their webhooks' caps.
         let after = busy();
         let rows = store

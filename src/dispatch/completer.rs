@@ -45,6 +45,21 @@ const MAX_HELD: usize = 100_000;
 /// the producer's rescue (which skips them: their outcome is in hand).
 pub(super) type HeldIds = Arc<Mutex<Vec<uuid::Uuid>>>;
 
+/// How the completer tells the producer that outcomes promoted held
+/// deliveries of ordered lines (due now): the same wake-up a NOTIFY gives.
+pub(super) struct Promoted {
+    pub(super) wake: Arc<tokio::sync::Notify>,
+    pub(super) wake_claim: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Promoted {
+    fn tell(&self) {
+        self.wake_claim
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+}
+
 /// An attempt's outcome on its way to the database.
 #[derive(Debug, Clone)]
 pub(super) struct Outcome {
@@ -180,6 +195,7 @@ pub(super) async fn run_completer(
     clock: SharedClock,
     signals: Option<TestSignals>,
     held_ids: HeldIds,
+    promoted: Promoted,
 ) {
     let mut backlog = Backlog::default();
     let mut open = true;
@@ -213,7 +229,9 @@ pub(super) async fn run_completer(
                 .map(|h| h.outcome.completion.delivery_id)
                 .chain(backlog.ids())
                 .collect();
-            write(&store, &clock, &signals, &mut backlog, batch).await;
+            if write(&store, &clock, &signals, &mut backlog, batch).await > 0 {
+                promoted.tell();
+            }
         }
         *held_ids.lock().expect("held ids") = backlog.ids();
         metrics::gauge!("postbox_outcomes_unwritten").set(backlog.len() as f64);
@@ -221,13 +239,14 @@ pub(super) async fn run_completer(
 }
 
 /// One write of `batch`; what is not written goes back to the backlog.
+/// Returns how many held deliveries it promoted.
 async fn write(
     store: &Store,
     clock: &SharedClock,
     signals: &Option<TestSignals>,
     backlog: &mut Backlog,
     batch: Vec<Held>,
-) {
+) -> u64 {
     let completions: Vec<Completion> = batch.iter().map(|h| h.outcome.completion.clone()).collect();
     match store
         .delivery_complete_many(&completions, clock.now())
@@ -251,6 +270,7 @@ async fn write(
                 s.skipped(skipped);
             }
             backlog.written(batch, &report.skipped, Instant::now());
+            report.promoted
         }
         Err(e) => {
             tracing::warn!(error = %e, outcomes = batch.len() + backlog.len(), "recording outcomes failed; retrying until their leases run out");
@@ -258,6 +278,7 @@ async fn write(
                 s.write_failed();
             }
             backlog.failed(batch, Instant::now());
+            0
         }
     }
 }

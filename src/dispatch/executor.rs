@@ -100,6 +100,7 @@ impl Executor {
         let now = self.clock.now();
         Completion {
             delivery_id: d.id,
+            webhook_id: d.webhook_id,
             attempt: d.attempt,
             status: DeliveryStatus::Retrying,
             next_attempt_at: Some(now),
@@ -110,6 +111,8 @@ impl Executor {
             duration_ms: 0,
             throttle_until: None,
             endpoint_ok: None,
+            ordering_key: d.ordering_key.clone(),
+            leave_line: false,
         }
     }
 
@@ -161,6 +164,8 @@ pub(super) fn spread(d: &ClaimedDelivery, c: Completion) -> Vec<Completion> {
             .map(|m| Completion {
                 delivery_id: m.delivery_id,
                 attempt: m.attempt,
+                leave_line: c.leave_line && m.ordering_key.is_some(),
+                ordering_key: m.ordering_key.clone(),
                 ..c.clone()
             })
             .collect(),

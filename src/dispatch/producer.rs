@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::cap::Answer;
 use super::claim::{fan_out_then_claim, ClaimPlan};
-use super::completer::{run_completer, HeldIds, Outcome};
+use super::completer::{run_completer, HeldIds, Outcome, Promoted};
 use super::executor::{spread, Executor};
 use super::idle::{IdleState, RESCUE_EVERY};
 use super::inflight::InFlight;
@@ -81,12 +81,18 @@ impl Producer {
         let slots = shared.config.concurrency.max(1);
         let (completions, rx) = mpsc::channel(slots * 2);
         let held_ids = HeldIds::default();
+        let wake = Arc::new(Notify::new());
+        let wake_claim = Arc::new(AtomicBool::new(false));
         let completer = tokio::spawn(run_completer(
             shared.store.clone(),
             rx,
             shared.clock.clone(),
             shared.signals.clone(),
             held_ids.clone(),
+            Promoted {
+                wake: wake.clone(),
+                wake_claim: wake_claim.clone(),
+            },
         ));
         Producer {
             state: LoopState::new(&shared.config),
@@ -97,8 +103,8 @@ impl Producer {
             completer,
             held_ids,
             cut_off: CancellationToken::new(),
-            wake: Arc::new(Notify::new()),
-            wake_claim: Arc::new(AtomicBool::new(false)),
+            wake,
+            wake_claim,
         }
     }
 

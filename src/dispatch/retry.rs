@@ -110,6 +110,7 @@ pub fn complete(d: &ClaimedDelivery, a: &Attempt, now: DateTime<Utc>, jitter: f6
     };
     Completion {
         delivery_id: d.id,
+        webhook_id: d.webhook_id,
         attempt: d.attempt,
         status,
         next_attempt_at,
@@ -123,6 +124,8 @@ pub fn complete(d: &ClaimedDelivery, a: &Attempt, now: DateTime<Utc>, jitter: f6
             .filter(|_| throttles(a.status))
             .and_then(|ra| chrono::Duration::from_std(ra).ok())
             .map(|ra| now + ra),
+        ordering_key: d.ordering_key.clone(),
+        leave_line: status == DeliveryStatus::Retrying && d.skip_failed && d.ordering_key.is_some(),
         endpoint_ok: if a.succeeded() {
             Some(true)
         } else if a.status == Some(429) {

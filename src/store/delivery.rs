@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use super::db;
 use super::{
     BatchMember, BreakerRule, ClaimLimits, ClaimedBatch, ClaimedDelivery, CompleteReport,
     Completion, DeliveryStatus, Store, StoreError,
@@ -117,6 +118,8 @@ pub(super) fn claimed_from_row(r: &Row, attempt: i32, webhook_active: bool) -> C
         webhook_active,
         lease_expires_at: r.get("lease_expires_at"),
         template: r.get("template"),
+        ordering_key: r.get("ordering_key"),
+        skip_failed: r.get::<_, Option<&str>>("ordering_policy") == Some("skip_failed"),
         batch: None,
     }
 }
@@ -134,6 +137,7 @@ fn batch_from_rows(id: Uuid, rows: Vec<&Row>) -> ClaimedDelivery {
             attempt: r.get("attempts"),
             payload: r.get("payload"),
             event_created_at: r.get("event_created_at"),
+            ordering_key: r.get("ordering_key"),
         })
         .collect();
     members.sort_by_key(|m| (m.event_created_at, m.event_id));
@@ -229,6 +233,13 @@ impl Store {
     /// transaction holds locked is skipped, not waited for, and reported so
     /// that the caller can write it again; the rest (their attempt was
     /// superseded) change nothing.
+    ///
+    /// Ordered delivery (V12): when an outcome frees its (webhook, ordering
+    /// key) line (`Completion::frees_line`), the write runs in a transaction
+    /// of three statements: lock the lines' rows (`sql/ordering_lines_lock.sql`),
+    /// write, promote the next held delivery of each (`sql/delivery_promote_lines.sql`,
+    /// counted in `CompleteReport::promoted`). Otherwise one statement, as
+    /// before.
     pub async fn delivery_complete_many(
         &self,
         outcomes: &[Completion],
@@ -237,6 +248,81 @@ impl Store {
         if outcomes.is_empty() {
             return Ok(CompleteReport::default());
         }
+        let (line_hooks, line_keys) = lines_freed(outcomes);
+        let client = self.client().await?;
+        if line_keys.is_empty() {
+            return self.complete_rows(&client, outcomes, now).await;
+        }
+        client
+            .batch_execute("BEGIN")
+            .await
+            .map_err(db("complete: begin"))?;
+        let done = async {
+            statement!("ordering_lines_lock")
+                .query_one(&client, &[&line_hooks, &line_keys])
+                .await?;
+            let mut report = self.complete_rows(&client, outcomes, now).await?;
+            report.promoted = promote(&client, &line_hooks, &line_keys, now).await?;
+            client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(db("complete: commit"))?;
+            Ok(report)
+        }
+        .await;
+        if done.is_err() {
+            let _ = client.batch_execute("ROLLBACK").await;
+        }
+        done
+    }
+
+    /// Promotes the next held delivery of up to `limit` lines queued in
+    /// `postbox.ordering_dirty` (`sql/ordering_dirty_take.sql`, then
+    /// `sql/ordering_lines_lock.sql` and `sql/delivery_promote_lines.sql`,
+    /// one transaction). Returns (lines taken, deliveries promoted).
+    pub async fn ordering_promote_dirty(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<(usize, u64), StoreError> {
+        let client = self.client().await?;
+        client
+            .batch_execute("BEGIN")
+            .await
+            .map_err(db("promote: begin"))?;
+        let done = async {
+            let rows = statement!("ordering_dirty_take")
+                .query(&client, &[&limit])
+                .await?;
+            let hooks: Vec<Uuid> = rows.iter().map(|r| r.get("webhook_id")).collect();
+            let keys: Vec<String> = rows.iter().map(|r| r.get("ordering_key")).collect();
+            let mut promoted = 0;
+            if !rows.is_empty() {
+                statement!("ordering_lines_lock")
+                    .query_one(&client, &[&hooks, &keys])
+                    .await?;
+                promoted = promote(&client, &hooks, &keys, now).await?;
+            }
+            client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(db("promote: commit"))?;
+            Ok((rows.len(), promoted))
+        }
+        .await;
+        if done.is_err() {
+            let _ = client.batch_execute("ROLLBACK").await;
+        }
+        done
+    }
+
+    /// `sql/delivery_complete_many.sql` on `client`.
+    async fn complete_rows(
+        &self,
+        client: &deadpool_postgres::Object,
+        outcomes: &[Completion],
+        now: DateTime<Utc>,
+    ) -> Result<CompleteReport, StoreError> {
         let ids: Vec<Uuid> = outcomes.iter().map(|o| o.delivery_id).collect();
         let attempts: Vec<i32> = outcomes.iter().map(|o| o.attempt).collect();
         let statuses: Vec<DeliveryStatus> = outcomes.iter().map(|o| o.status).collect();
@@ -255,10 +341,11 @@ impl Store {
         let throttles: Vec<Option<DateTime<Utc>>> =
             outcomes.iter().map(|o| o.throttle_until).collect();
         let health: Vec<Option<bool>> = outcomes.iter().map(|o| o.endpoint_ok).collect();
+        let leave: Vec<bool> = outcomes.iter().map(|o| o.leave_line).collect();
         let rule = BreakerRule::DEFAULT;
-        let rows = self
-            .rows(
-                statement!("delivery_complete_many"),
+        let rows = statement!("delivery_complete_many")
+            .query(
+                client,
                 &[
                     &ids,
                     &attempts,
@@ -275,6 +362,7 @@ impl Store {
                     &rule.open_after_failures,
                     &rule.first_probe_secs,
                     &rule.max_probe_secs,
+                    &leave,
                 ],
             )
             .await?;
@@ -423,17 +511,17 @@ impl Store {
             // webhook filter would get a generic plan that walks every
             // dead letter.
             let n = match webhook_id {
-                Some(id) => {
-                    self.exec(
+                Some(id) => self
+                    .row(
                         statement!("delivery_retry_failed_by_webhook"),
                         &[&id, &BATCH],
                     )
                     .await?
-                }
-                None => {
-                    self.exec(statement!("delivery_retry_failed_many"), &[&BATCH])
-                        .await?
-                }
+                    .get::<_, i64>("requeued") as u64,
+                None => self
+                    .row(statement!("delivery_retry_failed_many"), &[&BATCH])
+                    .await?
+                    .get::<_, i64>("requeued") as u64,
             };
             total += n;
             if (n as i64) < BATCH {
@@ -548,4 +636,30 @@ impl Store {
             .await?;
         Ok(rows.iter().map(DeliveryRow::from_row).collect())
     }
+}
+
+/// The (webhook, ordering key) lines the outcomes may free, each once, in
+/// key order (the order every statement locks lines in).
+fn lines_freed(outcomes: &[Completion]) -> (Vec<Uuid>, Vec<String>) {
+    let mut lines: Vec<(Uuid, &str)> = outcomes
+        .iter()
+        .filter(|o| o.frees_line())
+        .filter_map(|o| Some((o.webhook_id, o.ordering_key.as_deref()?)))
+        .collect();
+    lines.sort_unstable();
+    lines.dedup();
+    lines.into_iter().map(|(w, k)| (w, k.to_string())).unzip()
+}
+
+/// `sql/delivery_promote_lines.sql` on `client`: the promoted count.
+async fn promote(
+    client: &deadpool_postgres::Object,
+    hooks: &[Uuid],
+    keys: &[String],
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let row = statement!("delivery_promote_lines")
+        .query_one(client, &[&hooks, &keys, &now])
+        .await?;
+    Ok(row.get::<_, i64>("promoted") as u64)
 }

@@ -90,6 +90,7 @@ impl Store {
             result.queued = r.get("queued");
             result.next_due = r.get("next_due");
             result.barrier_clear = r.get("barrier_clear");
+            result.lines_dirty = r.get("lines_dirty");
         }
         for r in &rows {
             let id: Option<Uuid> = r.get("id");

@@ -102,6 +102,12 @@ pub struct ClaimedDelivery {
     /// `"discord"`, `"teams"` or `{"body": "<jinja>"}`; `None` for the
     /// standard body.
     pub template: Option<serde_json::Value>,
+    /// The event's ordering key (V12): this delivery is its (webhook, key)
+    /// line's head; its outcome may let the next one go.
+    pub ordering_key: Option<String>,
+    /// The webhook's `ordering_policy` is `skip_failed`: a failed attempt
+    /// takes this delivery out of its key's line.
+    pub skip_failed: bool,
     /// Set when this claim is a batch request: its events, the first of
     /// which is the claim's own (`id`, `event_id`, ... above; `attempt` is
     /// the highest of the members').
@@ -129,6 +135,8 @@ pub struct BatchMember {
     /// The event's payload as stored, as JSON text.
     pub payload: String,
     pub event_created_at: DateTime<Utc>,
+    /// The event's ordering key, if any.
+    pub ordering_key: Option<String>,
 }
 
 #[cfg(test)]
@@ -153,6 +161,8 @@ impl ClaimedDelivery {
             webhook_active: true,
             lease_expires_at: DateTime::UNIX_EPOCH,
             template: None,
+            ordering_key: None,
+            skip_failed: false,
             batch: None,
         }
     }
@@ -162,6 +172,8 @@ impl ClaimedDelivery {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
     pub delivery_id: Uuid,
+    /// The delivery's webhook (the line an ordered delivery frees).
+    pub webhook_id: Uuid,
     pub attempt: i32,
     pub status: DeliveryStatus,
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -177,6 +189,27 @@ pub struct Completion {
     /// `Some(true)` a 2xx, `Some(false)` a failure, `None` nothing (no
     /// request made, requeued, or a 429, which throttles but is no failure).
     pub endpoint_ok: Option<bool>,
+    /// The delivery's ordering key (V12): when set, an outcome that ends the
+    /// delivery (success, failed) or takes it out of line (`leave_line`)
+    /// lets the next delivery of its (webhook, key) line go.
+    pub ordering_key: Option<String>,
+    /// A failed attempt under `skip_failed`: the delivery retries out of its
+    /// key's line (`ordering_seq` set to NULL).
+    pub leave_line: bool,
+}
+
+impl Completion {
+    /// Whether this outcome may free its (webhook, ordering key) line: the
+    /// line's row must then be locked before it is written and the next
+    /// delivery promoted after (`Store::delivery_complete_many`).
+    pub fn frees_line(&self) -> bool {
+        self.ordering_key.is_some()
+            && (self.leave_line
+                || matches!(
+                    self.status,
+                    DeliveryStatus::Success | DeliveryStatus::Failed
+                ))
+    }
 }
 
 /// What `delivery_complete_many` did with a batch of outcomes.
@@ -190,6 +223,8 @@ pub struct CompleteReport {
     /// Circuit-breaker transitions the batch caused: webhook and new state
     /// (`open` or `closed`).
     pub breaker: Vec<(Uuid, String)>,
+    /// Held deliveries promoted because an outcome freed their line: due now.
+    pub promoted: u64,
 }
 
 /// The circuit breaker's rule, applied by `delivery_complete_many` and
@@ -230,6 +265,9 @@ pub struct FanoutResult {
     pub next_due: Option<DateTime<Utc>>,
     /// Whether the wake-up barrier was clear during the statement.
     pub barrier_clear: bool,
+    /// Ordered delivery: lines wait in `postbox.ordering_dirty` for the
+    /// promotion pass (`Store::ordering_promote_dirty`).
+    pub lines_dirty: bool,
     /// Deliveries claimed at once (status 'sending', attempt 1).
     pub claimed: Vec<ClaimedDelivery>,
 }

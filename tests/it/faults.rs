@@ -150,6 +150,7 @@ fn limits() -> ClaimLimits<'static> {
 fn success(id: uuid::Uuid, attempt: i32) -> Completion {
     Completion {
         delivery_id: id,
+        webhook_id: uuid::Uuid::nil(),
         attempt,
         status: DeliveryStatus::Success,
         next_attempt_at: None,
@@ -160,6 +161,8 @@ fn success(id: uuid::Uuid, attempt: i32) -> Completion {
         duration_ms: 5,
         throttle_until: None,
         endpoint_ok: None,
+        ordering_key: None,
+        leave_line: false,
     }
 }
 

@@ -160,6 +160,8 @@ fn claimed(url: String) -> ClaimedDelivery {
         retry_schedule: None,
         webhook_active: true,
         template: None,
+        ordering_key: None,
+        skip_failed: false,
         batch: None,
         lease_expires_at: chrono::Utc::now() + chrono::Duration::seconds(60),
     }

@@ -372,6 +372,7 @@ async fn a_late_completion_after_a_takeover_changes_nothing() {
     assert_eq!(second[0].attempt, 2);
     let outcome = |attempt, status| Completion {
         delivery_id: first[0].id,
+        webhook_id: first[0].webhook_id,
         attempt,
         status,
         next_attempt_at: None,
@@ -382,6 +383,8 @@ async fn a_late_completion_after_a_takeover_changes_nothing() {
         duration_ms: 5,
         throttle_until: None,
         endpoint_ok: None,
+        ordering_key: None,
+        leave_line: false,
     };
     // The first claimer finally answers: its lease is gone, nothing changes.
     assert_eq!(

@@ -144,11 +144,11 @@ async fn completing_a_batch_examines_each_outcome_once_in_the_generic_plan() {
     .unwrap();
     let args: String = c
         .query_one(
-            "SELECT format('%L, %L, %L, %L, %L, %L, %L, %L, %L, now(), %L, %L, 10, 30, 1800',
+            "SELECT format('%L, %L, %L, %L, %L, %L, %L, %L, %L, now(), %L, %L, 10, 30, 1800, %L',
                            array_agg(id), array_agg(1), array_agg('success'::postbox.delivery_status),
                            array_agg(NULL::timestamptz), array_agg(200), array_agg(''::text),
                            array_agg(NULL::text), array_agg(now()), array_agg(3),
-                           array_agg(NULL::timestamptz), array_agg(true))
+                           array_agg(NULL::timestamptz), array_agg(true), array_agg(false))
              FROM ids",
             &[],
         )

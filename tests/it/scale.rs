@@ -162,6 +162,7 @@ async fn dispatcher_rounds(store: Store, rounds: usize, seed: usize) {
                 };
                 Completion {
                     delivery_id: d.id,
+                    webhook_id: d.webhook_id,
                     attempt: d.attempt,
                     status,
                     next_attempt_at: (status == DeliveryStatus::Retrying)
@@ -177,6 +178,8 @@ async fn dispatcher_rounds(store: Store, rounds: usize, seed: usize) {
                     duration_ms: 5,
                     throttle_until: None,
                     endpoint_ok: None,
+                    ordering_key: None,
+                    leave_line: false,
                 }
             })
             .collect();

@@ -205,6 +205,7 @@ pub async fn queue_alone(
                     .iter()
                     .map(|d| Completion {
                         delivery_id: d.id,
+                        webhook_id: d.webhook_id,
                         attempt: d.attempt,
                         status: DeliveryStatus::Success,
                         next_attempt_at: None,
@@ -215,6 +216,8 @@ pub async fn queue_alone(
                         duration_ms: 1,
                         throttle_until: None,
                         endpoint_ok: None,
+                        ordering_key: d.ordering_key.clone(),
+                        leave_line: false,
                     })
                     .collect();
                 store
