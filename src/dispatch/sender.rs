@@ -470,6 +470,7 @@ mod tests {
             attempt: 1,
             payload: payload.into(),
             event_created_at: at,
+            ordering_key: None,
         };
         // A UUIDv7 of 2026-11-28T19:47:23.456Z.
         let ts = uuid::Timestamp::from_unix(uuid::NoContext, 1_795_895_243, 456_000_000);

@@ -488,7 +488,7 @@ async fn stress_concurrent_producers_several_dispatchers_and_a_flaky_receiver_ke
                     client.batch_execute("ROLLBACK").await.unwrap();
                     rolled_back.push(id);
                 } else {
-                    if i % 3 == 0 {
+                    if i.is_multiple_of(3) {
                         tokio::time::sleep(Duration::from_millis(2)).await;
                     }
                     client.batch_execute("COMMIT").await.unwrap();
