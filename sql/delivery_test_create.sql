@@ -25,5 +25,7 @@ WITH w AS (
 SELECT d.id, d.lease_expires_at, w.id AS webhook_id, ev.id AS event_id, ev.event_type, d.attempts,
        ev.payload::text AS payload, ev.created_at AS event_created_at,
        w.url, w.secret, w.previous_secret, w.headers, w.max_retries, w.retry_delay_seconds, w.active,
-       w.template, w.retry_schedule
+       w.template, w.retry_schedule,
+       -- A test send is never ordered.
+       NULL::text AS ordering_key, NULL::text AS ordering_policy
 FROM w, ev, d

@@ -15,6 +15,15 @@
 -- match gets no row. A batched webhook's rows are never claimed here: they
 -- are queued 'pending', due maxWaitMs later, for delivery_claim_batch_many.
 --
+-- Ordered delivery (V12; docs/WEBHOOKS.md): a keyed event's rows are
+-- written in commit order per key: an event waits (batch) while an earlier
+-- one of its key waits for its fan-out elsewhere, or (deferred) is not
+-- finished by this statement. Per (webhook, key) line, the batch's first
+-- row becomes the line's head when the line is empty (line_up: its row in
+-- postbox.ordering_lines, inserted or locked), every other keyed row is
+-- written 'held'; a superseded event's rows are written 'cancelled'.
+-- Unkeyed events take none of these steps.
+--
 -- Subscribed as of commit: webhook W of the event's owner, active, whose
 -- event_types hold the type, 'group.*' or '*', in the state W had before the
 -- earliest recorded change of W that the event committed before (its txid
@@ -83,7 +92,7 @@ WITH batch_all AS MATERIALIZED (
                         AND p.fanout_pending
                         AND p.ordering_key IS NOT NULL
                         AND p.ordering_seq < b.ordering_seq
-                        AND p.id <> ALL (ARRAY(SELECT a.id FROM batch_all a)))
+                        AND p.id NOT IN (SELECT a.id FROM batch_all a))
 ), share AS MATERIALIZED (
     SELECT greatest(ceil($8::bigint::numeric / greatest(count(*), 1))::bigint, 32) AS per_event FROM batch
 ), seen AS MATERIALIZED (
@@ -189,19 +198,24 @@ WITH batch_all AS MATERIALIZED (
     FROM picked p
     GROUP BY p.event_id
     HAVING NOT bool_and(p.picked)
-), deferred AS MATERIALIZED (
-    -- Ordered delivery: a keyed event behind an event of its key that this
-    -- statement does not finish (more webhooks than it takes, or one
-    -- skipped while locked) waits for the next statement, untouched.
-    SELECT DISTINCT c.event_id
+), unfinished AS MATERIALIZED (
+    -- Ordered delivery: the keys of the keyed events this statement does
+    -- not finish (more webhooks than it takes, or one skipped while
+    -- locked), with the earliest such event of each (usually none).
+    SELECT c.event_owner_id, c.ordering_key, min(c.ordering_seq) AS seq
     FROM candidates c
     WHERE c.ordering_key IS NOT NULL
-      AND EXISTS (SELECT 1 FROM candidates u
-                  WHERE u.ordering_key = c.ordering_key
-                    AND u.event_owner_id = c.event_owner_id
-                    AND u.ordering_seq < c.ordering_seq
-                    AND (u.event_id IN (SELECT pr.event_id FROM progress pr)
-                         OR u.event_id IN (SELECT bl.event_id FROM blocked bl)))
+      AND (c.event_id IN (SELECT pr.event_id FROM progress pr)
+           OR c.event_id IN (SELECT bl.event_id FROM blocked bl))
+    GROUP BY c.event_owner_id, c.ordering_key
+), deferred AS MATERIALIZED (
+    -- The later events of those keys wait for the next statement, untouched.
+    SELECT DISTINCT c.event_id
+    FROM candidates c
+    JOIN unfinished u
+      ON u.event_owner_id = c.event_owner_id
+     AND u.ordering_key = c.ordering_key
+     AND c.ordering_seq > u.seq
 ), marked AS (
     UPDATE postbox.events e
     SET fanout_pending = e.id = ANY (ARRAY(SELECT event_id FROM progress))
@@ -290,7 +304,7 @@ WITH batch_all AS MATERIALIZED (
     SELECT d.*,
            CASE WHEN d.superseded_by IS NOT NULL THEN 'cancelled'
                 WHEN d.ordering_key IS NOT NULL
-                     AND d.id <> ALL (ARRAY(SELECT u.head FROM line_up u)) THEN 'held'
+                     AND d.id NOT IN (SELECT u.head FROM line_up u) THEN 'held'
                 WHEN d.claim THEN 'sending'
                 ELSE 'pending' END::postbox.delivery_status AS status
     FROM decided d

@@ -118,7 +118,15 @@ async fn the_document_states_the_rules_the_handlers_enforce() {
     );
     assert_eq!(
         schemas["DeliveryStatus"]["enum"],
-        json!(["pending", "sending", "success", "failed", "retrying"])
+        json!([
+            "pending",
+            "sending",
+            "success",
+            "failed",
+            "retrying",
+            "held",
+            "cancelled"
+        ])
     );
     // Answers: every webhook field is present (nullable ones too); the
     // secret only where it is shown.
