@@ -220,3 +220,106 @@ async fn fanning_out_a_batch_examines_each_event_a_bounded_number_of_times_in_th
     );
     assert_linear("event_fanout_many", &plan);
 }
+
+#[tokio::test]
+async fn fanning_out_keyed_events_examines_each_event_a_bounded_number_of_times() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute(
+        "INSERT INTO postbox.webhooks (owner_id, url, event_types)
+         SELECT 'o' || g, 'http://127.0.0.1:9/x', '{*}' FROM generate_series(0, 9) g;",
+    )
+    .await
+    .unwrap();
+    // A burst over 64 keys per owner: most rows are held behind their
+    // line's first, and half the lines already have a head in flight.
+    let grow = format!(
+        "INSERT INTO postbox.events (event_type, owner_id, payload, ordering_key)
+         SELECT 'webhook.test', 'o' || (g % 10), jsonb_build_object('n', g), 'k' || (g % 64)
+         FROM generate_series(1, {N}) g;
+         INSERT INTO postbox.ordering_lines (webhook_id, ordering_key, head)
+         SELECT w.id, 'k' || k, postbox.uuid_v7()
+         FROM postbox.webhooks w, generate_series(0, 31) k;"
+    );
+    let args = format!(
+        "{N}, now(), {}, '{{}}'::uuid[], 30, 32, '{{}}'::bigint[], 1000",
+        N / 2
+    );
+    let plan = generic_plan(
+        &c,
+        include_str!("../../sql/event_fanout_many.sql"),
+        &grow,
+        &args,
+    )
+    .await;
+    assert!(
+        plan["Actual Rows"].as_f64().unwrap_or(0.0) >= 1.0,
+        "{plan:#}"
+    );
+    assert_linear("event_fanout_many (keyed)", &plan);
+}
+
+#[tokio::test]
+async fn promoting_many_lines_examines_each_line_a_bounded_number_of_times() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute(
+        "INSERT INTO postbox.webhooks (owner_id, url, event_types)
+         VALUES ('o0', 'http://127.0.0.1:9/x', '{*}');",
+    )
+    .await
+    .unwrap();
+    // N lines whose head was delivered, three held rows behind each.
+    let grow = format!(
+        "WITH e AS (
+             INSERT INTO postbox.events (event_type, owner_id, payload, fanout_pending, ordering_key)
+             SELECT 'webhook.test', 'o0', '{{}}', false, 'k' || (g % {N})
+             FROM generate_series(0, {N} * 4 - 1) g
+             RETURNING id, ordering_key, ordering_seq
+         ), d AS (
+             INSERT INTO postbox.deliveries (webhook_id, event_id, event_type, status, attempts,
+                                             ordering_key, ordering_seq)
+             SELECT (SELECT id FROM postbox.webhooks), e.id, 'webhook.test',
+                    CASE WHEN row_number() OVER (PARTITION BY e.ordering_key ORDER BY e.ordering_seq) = 1
+                         THEN 'success' ELSE 'held' END::postbox.delivery_status,
+                    1, e.ordering_key, e.ordering_seq
+             FROM e
+             RETURNING id, webhook_id, ordering_key, status
+         )
+         INSERT INTO postbox.ordering_lines (webhook_id, ordering_key, head)
+         SELECT webhook_id, ordering_key, id FROM d WHERE status = 'success';"
+    );
+    let args: String = c
+        .query_one(
+            &format!(
+                "SELECT format('%L::uuid[], %L::text[], now()', array_agg(w.id), array_agg('k' || g))
+                 FROM postbox.webhooks w, generate_series(0, {N} - 1) g"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let plan = generic_plan(
+        &c,
+        include_str!("../../sql/delivery_promote_lines.sql"),
+        &grow,
+        &args,
+    )
+    .await;
+    assert_linear("delivery_promote_lines", &plan);
+    // Sanity: one held row per line was promoted (the UPDATE of deliveries).
+    fn updated(plan: &Value, table: &str) -> Option<f64> {
+        if plan["Node Type"] == "ModifyTable"
+            && plan["Operation"] == "Update"
+            && plan["Relation Name"] == table
+        {
+            return plan["Actual Rows"].as_f64();
+        }
+        plan["Plans"]
+            .as_array()?
+            .iter()
+            .find_map(|p| updated(p, table))
+    }
+    assert_eq!(updated(&plan, "deliveries"), Some(N as f64), "{plan:#}");
+}
