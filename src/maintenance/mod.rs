@@ -42,6 +42,9 @@ pub struct RunReport {
     /// `POSTBOX_RETENTION_FAILED`).
     pub deleted_notifications: i64,
     pub deleted_jobs: i64,
+    /// Ordered delivery: lines with held deliveries whose head was lost,
+    /// queued for the dispatchers' promotion pass.
+    pub lost_lines: i64,
 }
 
 impl RunReport {
@@ -52,7 +55,7 @@ impl RunReport {
                 "maintenance: skipped, another instance holds the maintenance lock".into(),
             ];
         }
-        vec![
+        let mut lines = vec![
             format!(
                 "lease rescue: {} expired lease(s) returned to the queue",
                 self.rescued
@@ -81,7 +84,14 @@ impl RunReport {
                 human(config.retention_failed),
                 self.deleted_events
             ),
-        ]
+        ];
+        if self.lost_lines > 0 {
+            lines.push(format!(
+                "ordered delivery: {} line(s) had lost their head; queued for promotion",
+                self.lost_lines
+            ));
+        }
+        lines
     }
 }
 
@@ -150,6 +160,7 @@ async fn jobs(
     report.deleted_failed = deleted.failed;
     report.deleted_events = deleted.events;
     report.pruned_changes = prune_subscription_changes(store, config.batch_size).await?;
+    report.lost_lines = check_lines(store, config.batch_size).await?;
     let cutoff = now
         - chrono::Duration::from_std(config.retention_failed)
             .unwrap_or_else(|_| chrono::Duration::days(36500));
@@ -201,6 +212,35 @@ async fn prune_subscription_changes(store: &Store, batch: i64) -> Result<u64, St
         }
     }
     Ok(total)
+}
+
+/// The most lines with held deliveries one run checks (`check_lines`).
+const LINES_PER_RUN: i64 = 100_000;
+
+/// Ordered delivery's safety net: queues for promotion every line with held
+/// deliveries whose head is no longer in line (changed or deleted by hand),
+/// walking the lines in key order in batches, at most `LINES_PER_RUN` per
+/// run (a larger backlog of lines is checked in part each run). Returns the
+/// lines queued.
+async fn check_lines(store: &Store, batch: i64) -> Result<i64, StoreError> {
+    let mut after = (Uuid::nil(), String::new());
+    let (mut walked_all, mut queued_all) = (0, 0);
+    while walked_all < LINES_PER_RUN {
+        let (walked, queued, last) = store.ordering_lines_check(&after, batch).await?;
+        walked_all += walked;
+        queued_all += queued;
+        match last {
+            Some(l) if walked == batch => after = l,
+            _ => break,
+        }
+    }
+    if queued_all > 0 {
+        tracing::warn!(
+            lines = queued_all,
+            "ordered lines had lost their head; queued for promotion"
+        );
+    }
+    Ok(queued_all)
 }
 
 /// Lease rescue: the dispatchers do it every few seconds themselves; running

@@ -561,3 +561,66 @@ async fn stress_concurrent_producers_several_dispatchers_and_a_flaky_receiver_ke
         .count();
     assert_eq!(failed, 0);
 }
+
+#[tokio::test]
+async fn a_line_whose_head_was_deleted_by_hand_is_found_by_maintenance_and_goes_on() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let rx = Receiver::ok().await;
+    let hook = hook(&c, "owner_m", rx.url(), "block").await;
+    c.execute("UPDATE postbox.webhooks SET paused = true", &[])
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(
+            keyed(
+                &c,
+                "project.updated",
+                json!({"n": n}),
+                "owner_m",
+                "k",
+                false,
+            )
+            .await,
+        );
+    }
+    db.store()
+        .ordering_lines_check(&(Uuid::nil(), String::new()), 10)
+        .await
+        .unwrap();
+    let d = spawn_dispatcher(db.store(), dispatch_config(), system_clock());
+    wait_until(
+        "the fan-out wrote the deliveries",
+        Duration::from_secs(10),
+        || async { statuses(&c, hook).await.len() == 3 },
+    )
+    .await;
+    d.shutdown().await;
+    // A healthy line: nothing to queue.
+    let (walked, queued, _) = db
+        .store()
+        .ordering_lines_check(&(Uuid::nil(), String::new()), 10)
+        .await
+        .unwrap();
+    assert_eq!((walked, queued), (1, 0));
+    // An operator deletes the head by hand: its line is stuck until checked.
+    c.execute(
+        "DELETE FROM postbox.deliveries WHERE event_id = $1",
+        &[&ids[0]],
+    )
+    .await
+    .unwrap();
+    c.execute("UPDATE postbox.webhooks SET paused = false", &[])
+        .await
+        .unwrap();
+    let config = postbox::config::MaintenanceConfig::default();
+    let report = postbox::maintenance::run_once(&db.store(), &config, &system_clock())
+        .await
+        .unwrap();
+    assert_eq!(report.lost_lines, 1);
+    let d = spawn_dispatcher(db.store(), dispatch_config(), system_clock());
+    rx.wait_for(2, Duration::from_secs(10)).await;
+    d.shutdown().await;
+    assert_eq!(arrivals(&rx), [ids[1], ids[2]]);
+}

@@ -1,0 +1,57 @@
+-- ordering_lines_check: the maintenance run's safety net for ordered
+-- delivery (V12). Walks up to $3 (webhook, ordering key) lines that have
+-- held deliveries, in key order after ($1, $2), and queues in
+-- postbox.ordering_dirty each whose head is not in line (no row in
+-- postbox.ordering_lines, or its head delivered, dead-lettered, cancelled or
+-- gone): a line that lost its promotion (a head deleted or changed by hand)
+-- would otherwise wait for ever; the dispatchers' promotion pass picks it
+-- up. Changes nothing for a healthy line. Returns how many lines it walked
+-- and queued, and the last line walked (the next call's cursor).
+-- A recursive skip scan of deliveries_held_idx: one probe per line, not per
+-- held row, and one primary-key probe of ordering_lines and of its head.
+WITH RECURSIVE line AS (
+    (SELECT d.webhook_id, d.ordering_key
+     FROM postbox.deliveries d
+     WHERE d.status = 'held'
+       AND (d.webhook_id, d.ordering_key) > ($1::uuid, $2::text)
+     ORDER BY d.webhook_id, d.ordering_key
+     LIMIT 1)
+    UNION ALL
+    SELECT x.webhook_id, x.ordering_key
+    FROM line l
+    CROSS JOIN LATERAL (
+        SELECT d.webhook_id, d.ordering_key
+        FROM postbox.deliveries d
+        WHERE d.status = 'held'
+          AND (d.webhook_id, d.ordering_key) > (l.webhook_id, l.ordering_key)
+        ORDER BY d.webhook_id, d.ordering_key
+        LIMIT 1
+    ) x
+), walked AS MATERIALIZED (
+    SELECT l.webhook_id, l.ordering_key FROM line l LIMIT $3
+), lost AS MATERIALIZED (
+    SELECT w.webhook_id, w.ordering_key
+    FROM walked w
+    WHERE NOT EXISTS (
+        SELECT 1
+        FROM postbox.ordering_lines o
+        JOIN postbox.deliveries h ON h.id = o.head
+        WHERE o.webhook_id = w.webhook_id
+          AND o.ordering_key = w.ordering_key
+          AND h.status IN ('pending', 'sending', 'retrying')
+          AND h.ordering_seq IS NOT NULL)
+), queued AS (
+    INSERT INTO postbox.ordering_dirty (webhook_id, ordering_key)
+    SELECT l.webhook_id, l.ordering_key FROM lost l
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM walked) AS walked,
+       (SELECT count(*) FROM queued) AS queued,
+       w.webhook_id AS last_webhook_id, w.ordering_key AS last_ordering_key
+FROM (SELECT 1) one
+LEFT JOIN LATERAL (
+    SELECT x.webhook_id, x.ordering_key FROM walked x
+    ORDER BY x.webhook_id DESC, x.ordering_key DESC
+    LIMIT 1
+) w ON true
