@@ -10,7 +10,7 @@ use warp::http::{HeaderName, HeaderValue};
 
 use super::ApiState;
 use crate::dispatch::sender::RESERVED_HEADERS;
-use crate::store::EventType;
+use crate::store::{EventType, OrderingPolicy};
 use crate::web::ApiError;
 
 pub use crate::net::URL_MAX;
@@ -45,6 +45,9 @@ pub const RETRY_SCHEDULE_SECS: (i64, i64) = (1, 604_800);
 pub const GRACE_MAX: i64 = 7 * 86400;
 /// Longest idempotency key of `POST /api/events`, in characters.
 pub const IDEMPOTENCY_KEY_MAX: usize = 255;
+/// Longest ordering key of `POST /api/events`, in bytes of UTF-8 (the
+/// trigger `postbox.events_before_insert_order` refuses longer ones).
+pub const ORDERING_KEY_MAX_BYTES: usize = 256;
 /// Longest event type name accepted by `POST /api/events` and the admin
 /// routes of the catalogue.
 pub const EVENT_TYPE_MAX: usize = 200;
@@ -103,6 +106,37 @@ pub fn text(field: &str, v: Value, max: usize) -> Result<String, ApiError> {
         ));
     }
     Ok(s)
+}
+
+/// `orderingKey`: a string of 1 to [`ORDERING_KEY_MAX_BYTES`] bytes without
+/// NUL, kept as sent (a blank key is a key: the SQL function accepts it).
+pub fn ordering_key(v: Value) -> Result<String, ApiError> {
+    let Value::String(s) = v else {
+        return Err(ApiError::validation("orderingKey", "must be a string"));
+    };
+    if s.is_empty() {
+        return Err(ApiError::validation("orderingKey", "must not be empty"));
+    }
+    if s.len() > ORDERING_KEY_MAX_BYTES {
+        return Err(ApiError::validation(
+            "orderingKey",
+            format!("must be at most {ORDERING_KEY_MAX_BYTES} bytes as UTF-8"),
+        ));
+    }
+    if s.contains('\0') {
+        return Err(ApiError::validation(
+            "orderingKey",
+            "must not contain NUL characters",
+        ));
+    }
+    Ok(s)
+}
+
+/// `orderingPolicy`: `"block"` or `"skip_failed"`.
+pub fn ordering_policy(v: Value) -> Result<OrderingPolicy, ApiError> {
+    v.as_str().and_then(OrderingPolicy::parse).ok_or_else(|| {
+        ApiError::validation("orderingPolicy", "must be \"block\" or \"skip_failed\"")
+    })
 }
 
 /// An event type name by [`EVENT_TYPE_PATTERN`], at most [`EVENT_TYPE_MAX`]
@@ -610,6 +644,45 @@ pub fn idempotency_key_schema() -> ObjectBuilder {
         .min_length(Some(1))
         .max_length(Some(IDEMPOTENCY_KEY_MAX))
         .pattern(Some(not_blank_pattern()))
+}
+
+/// `orderingPolicy` of a webhook.
+pub fn ordering_policy_schema() -> ObjectBuilder {
+    string()
+        .enum_values(Some(OrderingPolicy::ALL.map(OrderingPolicy::as_str)))
+        .default(Some(json!(OrderingPolicy::default().as_str())))
+        .description(Some(
+            "ordered delivery: block (a failing delivery holds its key's later ones until it is delivered, dead-lettered or cancelled) or skip_failed (a failed attempt lets the next go; the failed one retries out of line)",
+        ))
+}
+
+/// `orderingKey` of a published event. JSON Schema counts characters, the
+/// server bytes: the description says so.
+pub fn ordering_key_schema() -> ObjectBuilder {
+    nullable(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(ORDERING_KEY_MAX_BYTES))
+        .pattern(Some(NO_NUL))
+        .description(Some(
+            "deliveries of one key go one at a time per webhook, in commit order; 1 to 256 bytes as UTF-8, no NUL; absent or null: unordered",
+        ))
+}
+
+/// `supersede` of a published event.
+pub fn supersede_schema() -> ObjectBuilder {
+    nullable(Type::Boolean).description(Some(
+        "true (needs orderingKey) cancels the key's not-yet-sent deliveries of the same type; absent or null: false",
+    ))
+}
+
+/// `PublishRequest`'s `if`: `supersede` is true ...
+pub fn supersede_condition() -> serde_json::Value {
+    json!({"properties": {"supersede": {"const": true}}, "required": ["supersede"]})
+}
+
+/// ... `then`: `orderingKey` is a string (not absent, not null).
+pub fn supersede_needs_key() -> serde_json::Value {
+    json!({"properties": {"orderingKey": {"type": "string"}}, "required": ["orderingKey"]})
 }
 
 /// An event type name (path `{type}`, body `type` of the admin routes).

@@ -13,6 +13,21 @@ use super::{ClaimLimits, FanoutResult, Store, StoreError, FANOUT_MAX_DELIVERIES}
 /// own connections.
 pub const EVENT_PUBLISH_SQL: &str = sql!("event_publish");
 
+/// The optional inputs of a publish, beside type, payload and owner.
+/// `Default` is a plain, unordered event without an idempotency key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PublishOptions<'a> {
+    /// A second publish with the same owner and key adds nothing and answers
+    /// the first event's id.
+    pub idempotency_key: Option<&'a str>,
+    /// Deliveries of one key go one at a time per webhook, in commit order
+    /// (1-256 bytes; the database refuses others with SQLSTATE 22023).
+    pub ordering_key: Option<&'a str>,
+    /// Cancels the key's not-yet-sent deliveries of the same event type, in
+    /// the caller's transaction; needs `ordering_key` (else SQLSTATE 22023).
+    pub supersede: bool,
+}
+
 /// What publishing one event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Published {
@@ -29,13 +44,14 @@ impl Store {
     /// Publishes one event on a pooled connection
     /// (`sql/event_publish_outcome.sql`, the INSERT `postbox.publish()` runs)
     /// and says whether it was new. Callers that publish inside their own
-    /// transaction use `postbox::publish` instead.
+    /// transaction use `postbox::publish` instead. A keyed publish waits
+    /// for any open transaction that published the same (owner, key).
     pub async fn event_publish(
         &self,
         event_type: &str,
         payload: &serde_json::Value,
         owner_id: &str,
-        idempotency_key: Option<&str>,
+        options: &PublishOptions<'_>,
     ) -> Result<Published, StoreError> {
         // No row: the first event of this key committed while the statement
         // waited for it, after its snapshot; the next statement sees it.
@@ -43,7 +59,14 @@ impl Store {
             let row = self
                 .row_opt(
                     statement!("event_publish_outcome"),
-                    &[&event_type, payload, &owner_id, &idempotency_key],
+                    &[
+                        &event_type,
+                        payload,
+                        &owner_id,
+                        &options.idempotency_key,
+                        &options.ordering_key,
+                        &options.supersede,
+                    ],
                 )
                 .await?;
             if let Some(r) = row {

@@ -32,6 +32,7 @@ mod image;
 mod inbound;
 mod maintenance;
 mod ops_docs;
+mod ordering_surface;
 mod pipeline;
 mod plans;
 mod portal;
