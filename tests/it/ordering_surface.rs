@@ -791,3 +791,75 @@ async fn cost_of_an_ordering_key_for_producers() {
         );
     }
 }
+
+#[tokio::test]
+async fn success_retention_deletes_cancelled_deliveries_and_keeps_the_last_success_time() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let (hook, _) = NewWebhook::new("shop", "http://127.0.0.1:9/".into(), &["*"])
+        .insert(&c)
+        .await;
+    let stale = publish_keyed(&c, "project.updated", "shop", "project-1").await;
+    let dead = publish_keyed(&c, "project.created", "shop", "project-1").await;
+    c.execute("UPDATE postbox.events SET fanout_pending = false", &[])
+        .await
+        .unwrap();
+    keyed_delivery(&c, hook, stale, "retrying").await;
+    let dead_letter = keyed_delivery(&c, hook, dead, "held").await;
+    c.execute(
+        "UPDATE postbox.deliveries SET status = 'failed', completed_at = now() WHERE id = $1",
+        &[&dead_letter],
+    )
+    .await
+    .unwrap();
+    c.query_one(
+        "SELECT postbox.publish('project.updated', '{}', 'shop', ordering_key => 'project-1', supersede => true)",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM postbox.deliveries WHERE status = 'cancelled'"
+        )
+        .await,
+        1
+    );
+
+    let config = postbox::config::MaintenanceConfig {
+        retention_success: Duration::from_secs(86400),
+        retention_failed: Duration::from_secs(30 * 86400),
+        ..Default::default()
+    };
+    let later = chrono::Utc::now() + chrono::TimeDelta::days(2);
+    postbox::maintenance::run_once_at(
+        &db.store(),
+        &config,
+        later,
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let left: Vec<String> = c
+        .query("SELECT status::text FROM postbox.deliveries", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        left,
+        ["failed"],
+        "the cancelled delivery went, the dead letter stays"
+    );
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM postbox.webhooks WHERE last_success_at IS NOT NULL"
+        )
+        .await,
+        0,
+        "a cancelled delivery is not a success"
+    );
+}
