@@ -863,3 +863,105 @@ async fn success_retention_deletes_cancelled_deliveries_and_keeps_the_last_succe
         "a cancelled delivery is not a success"
     );
 }
+
+#[tokio::test]
+async fn the_portal_sets_the_ordering_policy_and_shows_held_and_cancelled_deliveries() {
+    use crate::portal_support::PortalSession;
+
+    let api = Api::start().await;
+    let s = PortalSession::open(&api, "shop", false).await;
+    let id = s
+        .create(&api, "hook", "http://127.0.0.1:9/hook", &["*"])
+        .await;
+    let (_, page) = s.get(&format!("/portal/endpoints/{id}")).await;
+    assert!(
+        page.contains("Ordered events") && page.contains("block:"),
+        "{page}"
+    );
+    let (_, form) = s.get(&format!("/portal/endpoints/{id}/edit")).await;
+    assert!(form.contains(r#"name="ordering_policy""#), "{form}");
+
+    let edit = |policy: &'static str| {
+        let (s, id) = (&s, &id);
+        async move {
+            s.post(
+                &format!("/portal/endpoints/{id}/edit"),
+                &[
+                    ("name", "hook"),
+                    ("url", "http://127.0.0.1:9/hook"),
+                    ("events", "*"),
+                    ("max_retries", "3"),
+                    ("retry_delay", "60"),
+                    ("ordering_policy", policy),
+                    ("active", "1"),
+                ],
+            )
+            .await
+        }
+    };
+    let (status, _, form) = edit("sometimes").await;
+    assert_eq!(status, 400, "{form}");
+    assert!(
+        form.contains("orderingPolicy:") && form.contains("aria-invalid"),
+        "{form}"
+    );
+    let (status, _, _) = edit("skip_failed").await;
+    assert_eq!(status, 303);
+    let (_, w) = api
+        .call(
+            "GET",
+            &format!("/api/webhooks/{id}"),
+            Some(&api.token("shop")),
+            None,
+        )
+        .await;
+    assert_eq!(w["data"]["orderingPolicy"], "skip_failed");
+    let (_, page) = s.get(&format!("/portal/endpoints/{id}")).await;
+    assert!(page.contains("skip failed:"), "{page}");
+
+    // A held delivery and a cancelled one, in the log and on their own page.
+    let c = api.db.client().await;
+    let hook: Uuid = id.parse().unwrap();
+    let first = publish_keyed(&c, "project.updated", "shop", "project-7").await;
+    let second = publish_keyed(&c, "project.created", "shop", "project-7").await;
+    c.execute("UPDATE postbox.events SET fanout_pending = false", &[])
+        .await
+        .unwrap();
+    let pending = keyed_delivery(&c, hook, first, "pending").await;
+    let held = keyed_delivery(&c, hook, second, "held").await;
+    c.query_one(
+        "SELECT postbox.publish('project.updated', '{}', 'shop', ordering_key => 'project-7', supersede => true)",
+        &[],
+    )
+    .await
+    .unwrap();
+    for (status, row) in [("held", held), ("cancelled", pending)] {
+        let (code, log) = s
+            .get(&format!(
+                "/portal/endpoints/{id}/deliveries?status={status}"
+            ))
+            .await;
+        assert_eq!(code, 200, "{log}");
+        assert!(
+            log.contains(&format!(r#"class="badge s-{status}""#)),
+            "{status}: {log}"
+        );
+        assert!(log.contains(&row.to_string()), "{status}: {log}");
+        let (code, one) = s
+            .get(&format!("/portal/endpoints/{id}/deliveries/{row}"))
+            .await;
+        assert_eq!(code, 200, "{one}");
+        assert!(one.contains("project-7"), "the ordering key: {one}");
+    }
+    let (_, one) = s
+        .get(&format!("/portal/endpoints/{id}/deliveries/{pending}"))
+        .await;
+    assert!(one.contains("superseded by event"), "{one}");
+    let (_, one) = s
+        .get(&format!("/portal/endpoints/{id}/deliveries/{held}"))
+        .await;
+    assert!(
+        one.contains("behind an earlier event of its ordering key"),
+        "{one}"
+    );
+}
