@@ -23,14 +23,7 @@ pub async fn publish(
     let row = tx
         .query_one(
             EVENT_PUBLISH_SQL,
-            &[
-                &event_type,
-                payload,
-                &owner_id,
-                &options.idempotency_key,
-                &options.ordering_key,
-                &options.supersede,
-            ],
+            &options.params(&event_type, payload, &owner_id),
         )
         .await?;
     row.try_get(0)

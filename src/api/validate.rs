@@ -99,6 +99,11 @@ pub fn text(field: &str, v: Value, max: usize) -> Result<String, ApiError> {
             format!("must be at most {max} characters"),
         ));
     }
+    without_nul(field, s)
+}
+
+/// `s` when it holds no NUL (Postgres text cannot store U+0000).
+fn without_nul(field: &str, s: String) -> Result<String, ApiError> {
     if s.contains('\0') {
         return Err(ApiError::validation(
             field,
@@ -123,13 +128,7 @@ pub fn ordering_key(v: Value) -> Result<String, ApiError> {
             format!("must be at most {ORDERING_KEY_MAX_BYTES} bytes as UTF-8"),
         ));
     }
-    if s.contains('\0') {
-        return Err(ApiError::validation(
-            "orderingKey",
-            "must not contain NUL characters",
-        ));
-    }
-    Ok(s)
+    without_nul("orderingKey", s)
 }
 
 /// `orderingPolicy`: `"block"` or `"skip_failed"`.
@@ -171,13 +170,7 @@ pub fn type_description(v: Value) -> Result<String, ApiError> {
             format!("must be at most {DESCRIPTION_MAX} characters"),
         ));
     }
-    if s.contains('\0') {
-        return Err(ApiError::validation(
-            "description",
-            "must not contain NUL characters",
-        ));
-    }
-    Ok(s)
+    without_nul("description", s)
 }
 
 /// `name`: 1 to [`NAME_MAX`] characters, not blank.

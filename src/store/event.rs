@@ -3,6 +3,7 @@
 //! of them in the same statement.
 
 use chrono::{DateTime, Utc};
+use postgres_types::ToSql;
 use uuid::Uuid;
 
 use super::delivery::claimed_from_row;
@@ -26,6 +27,27 @@ pub struct PublishOptions<'a> {
     /// Cancels the key's not-yet-sent deliveries of the same event type, in
     /// the caller's transaction; needs `ordering_key` (else SQLSTATE 22023).
     pub supersede: bool,
+}
+
+impl PublishOptions<'_> {
+    /// The six parameters of `sql/event_publish.sql` and
+    /// `sql/event_publish_outcome.sql`, in their order: type, payload, owner,
+    /// then these options.
+    pub fn params<'a>(
+        &'a self,
+        event_type: &'a &'a str,
+        payload: &'a serde_json::Value,
+        owner_id: &'a &'a str,
+    ) -> [&'a (dyn ToSql + Sync); 6] {
+        [
+            event_type,
+            payload,
+            owner_id,
+            &self.idempotency_key,
+            &self.ordering_key,
+            &self.supersede,
+        ]
+    }
 }
 
 /// What publishing one event did.
@@ -59,14 +81,7 @@ impl Store {
             let row = self
                 .row_opt(
                     statement!("event_publish_outcome"),
-                    &[
-                        &event_type,
-                        payload,
-                        &owner_id,
-                        &options.idempotency_key,
-                        &options.ordering_key,
-                        &options.supersede,
-                    ],
+                    &options.params(&event_type, payload, &owner_id),
                 )
                 .await?;
             if let Some(r) = row {
