@@ -54,6 +54,18 @@ async fn column<T: for<'a> tokio_postgres::types::FromSql<'a>>(
     rows.iter().map(|r| r.get(0)).collect()
 }
 
+/// Publishes a `project.updated` of owner `shop` and key `key` that
+/// supersedes the earlier ones, in `c` (a client or a transaction).
+async fn publish_superseding(c: &impl tokio_postgres::GenericClient, key: &str) -> Uuid {
+    c.query_one(
+        "SELECT postbox.publish('project.updated', '{}', 'shop', ordering_key => $1, supersede => true)",
+        &[&key],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
 fn sqlstate(e: &tokio_postgres::Error) -> String {
     e.code().map(|c| c.code().to_string()).unwrap_or_default()
 }
@@ -281,12 +293,7 @@ async fn supersede_marks_the_keys_unfanned_events_and_cancels_its_unsent_deliver
 
     // Rolled back: nothing is marked.
     let tx = c.transaction().await.unwrap();
-    tx.query_one(
-        "SELECT postbox.publish('project.updated', '{}', 'shop', ordering_key => 'project-1', supersede => true)",
-        &[],
-    )
-    .await
-    .unwrap();
+    publish_superseding(&tx, "project-1").await;
     tx.rollback().await.unwrap();
     assert_eq!(
         count(
@@ -341,12 +348,7 @@ async fn supersede_marks_the_keys_unfanned_events_and_cancels_its_unsent_deliver
     let pending = keyed_delivery(&c, hook, fanned[3], "pending").await;
 
     let tx = c.transaction().await.unwrap();
-    tx.query_one(
-        "SELECT postbox.publish('project.updated', '{}', 'shop', ordering_key => 'project-3', supersede => true)",
-        &[],
-    )
-    .await
-    .unwrap();
+    publish_superseding(&tx, "project-3").await;
     tx.rollback().await.unwrap();
     assert_eq!(
         count(
@@ -358,14 +360,7 @@ async fn supersede_marks_the_keys_unfanned_events_and_cancels_its_unsent_deliver
         "rolled back: nothing cancelled"
     );
 
-    let newest = c
-        .query_one(
-            "SELECT postbox.publish('project.updated', '{}', 'shop', ordering_key => 'project-3', supersede => true)",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get::<_, Uuid>(0);
+    let newest = publish_superseding(&c, "project-3").await;
     let status_of = |id: Uuid| {
         let c = &c;
         async move {
@@ -601,12 +596,7 @@ async fn deliveries_show_their_ordering_key_and_filter_on_held_and_cancelled() {
     assert_eq!(rows[0]["status"], "held");
     assert_eq!(j["pagination"]["total"], 1, "{j}");
 
-    c.query_one(
-        "SELECT postbox.publish('project.updated', '{}', 'shop', ordering_key => 'project-1', supersede => true)",
-        &[],
-    )
-    .await
-    .unwrap();
+    publish_superseding(&c, "project-1").await;
     let (s, j) = list("?status=cancelled").await;
     assert_eq!(s, 200, "{j}");
     assert_eq!(j["data"].as_array().unwrap().len(), 2, "{j}");
@@ -789,12 +779,7 @@ async fn success_retention_deletes_cancelled_deliveries_and_keeps_the_last_succe
     )
     .await
     .unwrap();
-    c.query_one(
-        "SELECT postbox.publish('project.updated', '{}', 'shop', ordering_key => 'project-1', supersede => true)",
-        &[],
-    )
-    .await
-    .unwrap();
+    publish_superseding(&c, "project-1").await;
     assert_eq!(
         count(
             &c,
@@ -900,12 +885,7 @@ async fn the_portal_sets_the_ordering_policy_and_shows_held_and_cancelled_delive
         .unwrap();
     let pending = keyed_delivery(&c, hook, first, "pending").await;
     let held = keyed_delivery(&c, hook, second, "held").await;
-    c.query_one(
-        "SELECT postbox.publish('project.updated', '{}', 'shop', ordering_key => 'project-7', supersede => true)",
-        &[],
-    )
-    .await
-    .unwrap();
+    publish_superseding(&c, "project-7").await;
     for (status, row) in [("held", held), ("cancelled", pending)] {
         let (code, log) = s
             .get(&format!(
