@@ -816,4 +816,42 @@ mod tests {
             assert!(int("maxRetries", bad, MAX_RETRIES).is_err());
         }
     }
+
+    #[test]
+    fn ordering_keys_are_1_to_256_bytes_without_nul_and_policies_are_two_words() {
+        assert_eq!(ordering_key(json!(" ")).unwrap(), " ");
+        assert!(ordering_key(json!("k".repeat(256))).is_ok());
+        assert!(ordering_key(json!("é".repeat(128))).is_ok());
+        for bad in [
+            json!(""),
+            json!("k".repeat(257)),
+            json!("é".repeat(129)),
+            json!("a\u{0}b"),
+            json!(1),
+            json!(null),
+        ] {
+            let e = ordering_key(bad.clone()).unwrap_err();
+            assert!(
+                e.message.starts_with("orderingKey:"),
+                "{bad}: {}",
+                e.message
+            );
+        }
+        assert_eq!(
+            ordering_policy(json!("block")).unwrap(),
+            OrderingPolicy::Block
+        );
+        assert_eq!(
+            ordering_policy(json!("skip_failed")).unwrap(),
+            OrderingPolicy::SkipFailed
+        );
+        for bad in [json!("Block"), json!(""), json!(null), json!(true)] {
+            let e = ordering_policy(bad.clone()).unwrap_err();
+            assert!(
+                e.message.starts_with("orderingPolicy:"),
+                "{bad}: {}",
+                e.message
+            );
+        }
+    }
 }
