@@ -1,13 +1,13 @@
--- delivery_delete_success_many: deletes up to $3 successful deliveries
--- completed before $2 (now - POSTBOX_RETENTION_SUCCESS) and at or after $1 (the
+-- delivery_delete_success_many: deletes up to $3 successful and cancelled
+-- (superseded, V12: final and not dead letters) deliveries completed before $2 (now - POSTBOX_RETENTION_SUCCESS) and at or after $1 (the
 -- previous batch's newest completed_at, so a run never rescans what it deleted);
 -- their attempts go with them (ON DELETE CASCADE), and so does each event left
 -- without any delivery (counted in retention_state.events_released, reported
 -- by the next event retention batch). Before the rows go, each webhook's
--- newest deleted success is kept in webhooks.last_success_at.
--- Cancelled deliveries (V12: superseded, final) go the same way.
--- Reads deliveries_finished_ok_idx (V12: successes and cancelled only, so dead letters are
--- never walked) in completed_at order, and the batch's events by primary key
+-- newest deleted success (not a cancelled one) is kept in
+-- webhooks.last_success_at.
+-- Reads deliveries_finished_ok_idx (V12: successes and cancelled only, so
+-- dead letters are never walked) in completed_at order, and the batch's events by primary key
 -- with a probe of deliveries_event_webhook_key each; locks only the rows it
 -- deletes, SKIP LOCKED so it never waits on (or blocks) the queue.
 -- $4: events created at or after it are kept (POSTBOX_RETENTION_EVENTS:
@@ -29,8 +29,8 @@ WITH doomed AS MATERIALIZED (
 ), remembered AS (
     UPDATE postbox.webhooks w
     SET last_success_at = g.latest
-    FROM (SELECT webhook_id, max(completed_at) AS latest FROM gone WHERE status = 'success'
-          GROUP BY webhook_id) g
+    FROM (SELECT webhook_id, max(completed_at) AS latest FROM gone
+          WHERE status = 'success' GROUP BY webhook_id) g
     WHERE w.id = g.webhook_id
       AND (w.last_success_at IS NULL OR w.last_success_at < g.latest)
 ), events_gone AS (

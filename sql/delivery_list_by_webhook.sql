@@ -74,7 +74,8 @@ WITH hours AS MATERIALIZED (
      LIMIT $4 OFFSET greatest((SELECT n - skip - $4::bigint FROM place), 0))
 )
 SELECT d.id, d.webhook_id, d.event_id, d.event_type, d.status, d.attempts, d.next_attempt_at,
-       d.response_code, d.response_body, d.error_message, d.created_at, d.updated_at, d.completed_at, d.batch_id
+       d.response_code, d.response_body, d.error_message, d.created_at, d.updated_at, d.completed_at, d.batch_id,
+       d.ordering_key
 FROM postbox.deliveries d
 JOIN postbox.webhooks w ON w.id = d.webhook_id
 WHERE d.id = ANY (ARRAY(SELECT id FROM page)) AND w.owner_id = $2 AND d.webhook_id = $1

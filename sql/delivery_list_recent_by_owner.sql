@@ -5,7 +5,7 @@
 -- webhooks_owner_idx. No lock.
 SELECT x.id, x.webhook_id, x.event_id, x.event_type, x.status, x.attempts, x.next_attempt_at,
        x.response_code, NULL::text AS response_body, x.error_message, x.created_at,
-       x.updated_at, x.completed_at, x.batch_id
+       x.updated_at, x.completed_at, x.batch_id, x.ordering_key
 FROM postbox.webhooks w
 CROSS JOIN LATERAL (
     SELECT d.* FROM postbox.deliveries d

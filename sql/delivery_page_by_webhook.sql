@@ -11,7 +11,7 @@
 -- holds and however rare the filtered rows are. No lock.
 SELECT d.id, d.webhook_id, d.event_id, d.event_type, d.status, d.attempts, d.next_attempt_at,
        d.response_code, NULL::text AS response_body, d.error_message, d.created_at,
-       d.updated_at, d.completed_at, d.batch_id,
+       d.updated_at, d.completed_at, d.batch_id, d.ordering_key,
        ($7::postbox.delivery_status IS NULL OR d.status = $7)
          AND ($8::text IS NULL OR d.event_type = $8) AS matches
 FROM postbox.deliveries d

@@ -1,6 +1,8 @@
 //! `POST /api/events`: publish over HTTP for the caller as owner, through the
 //! same INSERT and triggers as the SQL function producers call; the answer
-//! says whether the idempotency key was already used.
+//! says whether the idempotency key was already used. `orderingKey` and
+//! `supersede` are those of `postbox.publish()`, checked here first so that
+//! a refusal names the field.
 
 use serde_json::Value;
 
@@ -9,6 +11,7 @@ use super::request::{AnyQuery, Input, Json};
 use super::validate::{self as v, required};
 use super::wire::{PublishRequest, PublishResult};
 use super::ApiState;
+use crate::store::PublishOptions;
 use crate::web::ApiError;
 
 /// `POST /api/events`
@@ -26,6 +29,20 @@ pub async fn publish(
         None | Some(Value::Null) => None,
         Some(k) => Some(v::text("idempotencyKey", k, v::IDEMPOTENCY_KEY_MAX)?),
     };
+    let ordering_key = match b.ordering_key {
+        None | Some(Value::Null) => None,
+        Some(k) => Some(v::ordering_key(k)?),
+    };
+    let supersede = match b.supersede {
+        None | Some(Value::Null) => false,
+        Some(x) => v::boolean("supersede", x)?,
+    };
+    if supersede && ordering_key.is_none() {
+        return Err(ApiError::validation(
+            "supersede",
+            "needs orderingKey: it cancels that key's earlier deliveries",
+        ));
+    }
     // The database checks too; asking first gives the field name.
     let catalogue = state.store.event_type_list().await?;
     if !catalogue.iter().any(|t| t.name == event_type) {
@@ -36,7 +53,16 @@ pub async fn publish(
     }
     let p = state
         .store
-        .event_publish(&event_type, &data, &req.caller.owner, key.as_deref())
+        .event_publish(
+            &event_type,
+            &data,
+            &req.caller.owner,
+            &PublishOptions {
+                idempotency_key: key.as_deref(),
+                ordering_key: ordering_key.as_deref(),
+                supersede,
+            },
+        )
         .await?;
     Ok(Accepted::new(PublishResult {
         id: p.id,

@@ -332,6 +332,10 @@ pub fn document() -> Value {
     let mut doc = serde_json::to_value(&api).unwrap_or_else(|_| json!({}));
     doc["components"]["schemas"]["Error"] = error_schema();
     doc["components"]["schemas"]["JsonValue"] = super::validate::json_value_schema();
+    // A rule between two fields, which utoipa's builders cannot state.
+    let publish = &mut doc["components"]["schemas"]["PublishRequest"];
+    publish["if"] = super::validate::supersede_condition();
+    publish["then"] = super::validate::supersede_needs_key();
     doc
 }
 

@@ -286,10 +286,8 @@ impl FromQuery for DeliveryQuery {
         for (k, value) in pairs {
             if k == "status" {
                 q.status = Some(DeliveryStatus::parse(&value).ok_or_else(|| {
-                    ApiError::validation(
-                        "status",
-                        "must be one of pending, sending, success, failed, retrying",
-                    )
+                    let all = DeliveryStatus::ALL.map(DeliveryStatus::as_str);
+                    ApiError::validation("status", format!("must be one of {}", all.join(", ")))
                 })?);
             } else {
                 q.page.set(&k, &value)?;

@@ -10,7 +10,7 @@ use warp::http::{HeaderName, HeaderValue};
 
 use super::ApiState;
 use crate::dispatch::sender::RESERVED_HEADERS;
-use crate::store::EventType;
+use crate::store::{EventType, OrderingPolicy};
 use crate::web::ApiError;
 
 pub use crate::net::URL_MAX;
@@ -45,6 +45,9 @@ pub const RETRY_SCHEDULE_SECS: (i64, i64) = (1, 604_800);
 pub const GRACE_MAX: i64 = 7 * 86400;
 /// Longest idempotency key of `POST /api/events`, in characters.
 pub const IDEMPOTENCY_KEY_MAX: usize = 255;
+/// Longest ordering key of `POST /api/events`, in bytes of UTF-8 (the
+/// trigger `postbox.events_before_insert_order` refuses longer ones).
+pub const ORDERING_KEY_MAX_BYTES: usize = 256;
 /// Longest event type name accepted by `POST /api/events` and the admin
 /// routes of the catalogue.
 pub const EVENT_TYPE_MAX: usize = 200;
@@ -96,6 +99,11 @@ pub fn text(field: &str, v: Value, max: usize) -> Result<String, ApiError> {
             format!("must be at most {max} characters"),
         ));
     }
+    without_nul(field, s)
+}
+
+/// `s` when it holds no NUL (Postgres text cannot store U+0000).
+fn without_nul(field: &str, s: String) -> Result<String, ApiError> {
     if s.contains('\0') {
         return Err(ApiError::validation(
             field,
@@ -103,6 +111,31 @@ pub fn text(field: &str, v: Value, max: usize) -> Result<String, ApiError> {
         ));
     }
     Ok(s)
+}
+
+/// `orderingKey`: a string of 1 to [`ORDERING_KEY_MAX_BYTES`] bytes without
+/// NUL, kept as sent (a blank key is a key: the SQL function accepts it).
+pub fn ordering_key(v: Value) -> Result<String, ApiError> {
+    let Value::String(s) = v else {
+        return Err(ApiError::validation("orderingKey", "must be a string"));
+    };
+    if s.is_empty() {
+        return Err(ApiError::validation("orderingKey", "must not be empty"));
+    }
+    if s.len() > ORDERING_KEY_MAX_BYTES {
+        return Err(ApiError::validation(
+            "orderingKey",
+            format!("must be at most {ORDERING_KEY_MAX_BYTES} bytes as UTF-8"),
+        ));
+    }
+    without_nul("orderingKey", s)
+}
+
+/// `orderingPolicy`: `"block"` or `"skip_failed"`.
+pub fn ordering_policy(v: Value) -> Result<OrderingPolicy, ApiError> {
+    v.as_str().and_then(OrderingPolicy::parse).ok_or_else(|| {
+        ApiError::validation("orderingPolicy", "must be \"block\" or \"skip_failed\"")
+    })
 }
 
 /// An event type name by [`EVENT_TYPE_PATTERN`], at most [`EVENT_TYPE_MAX`]
@@ -137,13 +170,7 @@ pub fn type_description(v: Value) -> Result<String, ApiError> {
             format!("must be at most {DESCRIPTION_MAX} characters"),
         ));
     }
-    if s.contains('\0') {
-        return Err(ApiError::validation(
-            "description",
-            "must not contain NUL characters",
-        ));
-    }
-    Ok(s)
+    without_nul("description", s)
 }
 
 /// `name`: 1 to [`NAME_MAX`] characters, not blank.
@@ -612,6 +639,45 @@ pub fn idempotency_key_schema() -> ObjectBuilder {
         .pattern(Some(not_blank_pattern()))
 }
 
+/// `orderingPolicy` of a webhook.
+pub fn ordering_policy_schema() -> ObjectBuilder {
+    string()
+        .enum_values(Some(OrderingPolicy::ALL.map(OrderingPolicy::as_str)))
+        .default(Some(json!(OrderingPolicy::default().as_str())))
+        .description(Some(
+            "ordered delivery: block (a failing delivery holds its key's later ones until it is delivered, dead-lettered or cancelled) or skip_failed (a failed attempt lets the next go; the failed one retries out of line)",
+        ))
+}
+
+/// `orderingKey` of a published event. JSON Schema counts characters, the
+/// server bytes: the description says so.
+pub fn ordering_key_schema() -> ObjectBuilder {
+    nullable(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(ORDERING_KEY_MAX_BYTES))
+        .pattern(Some(NO_NUL))
+        .description(Some(
+            "deliveries of one key go one at a time per webhook, in commit order; 1 to 256 bytes as UTF-8, no NUL; absent or null: unordered",
+        ))
+}
+
+/// `supersede` of a published event.
+pub fn supersede_schema() -> ObjectBuilder {
+    nullable(Type::Boolean).description(Some(
+        "true (needs orderingKey) cancels the key's not-yet-sent deliveries of the same type; absent or null: false",
+    ))
+}
+
+/// `PublishRequest`'s `if`: `supersede` is true ...
+pub fn supersede_condition() -> serde_json::Value {
+    json!({"properties": {"supersede": {"const": true}}, "required": ["supersede"]})
+}
+
+/// ... `then`: `orderingKey` is a string (not absent, not null).
+pub fn supersede_needs_key() -> serde_json::Value {
+    json!({"properties": {"orderingKey": {"type": "string"}}, "required": ["orderingKey"]})
+}
+
 /// An event type name (path `{type}`, body `type` of the admin routes).
 pub fn event_type_name_schema() -> ObjectBuilder {
     string()
@@ -748,6 +814,44 @@ mod tests {
         assert_eq!(int("maxRetries", json!(10), MAX_RETRIES).unwrap(), 10);
         for bad in [json!(11), json!(-1), json!(1.5), json!("3"), json!(null)] {
             assert!(int("maxRetries", bad, MAX_RETRIES).is_err());
+        }
+    }
+
+    #[test]
+    fn ordering_keys_are_1_to_256_bytes_without_nul_and_policies_are_two_words() {
+        assert_eq!(ordering_key(json!(" ")).unwrap(), " ");
+        assert!(ordering_key(json!("k".repeat(256))).is_ok());
+        assert!(ordering_key(json!("é".repeat(128))).is_ok());
+        for bad in [
+            json!(""),
+            json!("k".repeat(257)),
+            json!("é".repeat(129)),
+            json!("a\u{0}b"),
+            json!(1),
+            json!(null),
+        ] {
+            let e = ordering_key(bad.clone()).unwrap_err();
+            assert!(
+                e.message.starts_with("orderingKey:"),
+                "{bad}: {}",
+                e.message
+            );
+        }
+        assert_eq!(
+            ordering_policy(json!("block")).unwrap(),
+            OrderingPolicy::Block
+        );
+        assert_eq!(
+            ordering_policy(json!("skip_failed")).unwrap(),
+            OrderingPolicy::SkipFailed
+        );
+        for bad in [json!("Block"), json!(""), json!(null), json!(true)] {
+            let e = ordering_policy(bad.clone()).unwrap_err();
+            assert!(
+                e.message.starts_with("orderingPolicy:"),
+                "{bad}: {}",
+                e.message
+            );
         }
     }
 }

@@ -56,6 +56,7 @@ async fn patch(state: &ApiState, b: WebhookBody) -> Result<WebhookPatch, ApiErro
         .map(|x| v::optional_int("maxInFlight", x, v::MAX_IN_FLIGHT))
         .transpose()?;
     p.retry_schedule = b.retry_schedule.map(v::retry_schedule).transpose()?;
+    p.ordering_policy = b.ordering_policy.map(v::ordering_policy).transpose()?;
     if let Some(url) = b.url {
         p.url = Some(v::url(state, url).await?);
     }
@@ -96,6 +97,7 @@ pub async fn create(
         rate_limit: p.rate_limit.flatten(),
         max_in_flight: p.max_in_flight.flatten(),
         retry_schedule: p.retry_schedule.flatten(),
+        ordering_policy: p.ordering_policy.unwrap_or_default(),
     };
     let owner = new.owner_id.clone();
     let webhook: Webhook = state.store.webhook_insert(&new).await?.into();

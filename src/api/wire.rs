@@ -62,8 +62,31 @@ pub struct Webhook {
     /// `retryDelay`.
     #[schema(required = true)]
     pub retry_schedule: Option<Vec<i32>>,
+    /// What a failing delivery of an ordering key does to the later ones
+    /// of its key.
+    pub ordering_policy: OrderingPolicy,
     /// The circuit breaker (read only).
     pub breaker: Breaker,
+}
+
+/// A webhook's head-of-line policy for ordered delivery: `block` (a failing
+/// delivery holds its key's later ones until it is delivered,
+/// dead-lettered or cancelled) or `skip_failed` (a failed attempt lets the
+/// next go; the failed one retries out of line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderingPolicy {
+    Block,
+    SkipFailed,
+}
+
+impl From<store::OrderingPolicy> for OrderingPolicy {
+    fn from(p: store::OrderingPolicy) -> OrderingPolicy {
+        match p {
+            store::OrderingPolicy::Block => OrderingPolicy::Block,
+            store::OrderingPolicy::SkipFailed => OrderingPolicy::SkipFailed,
+        }
+    }
 }
 
 /// A webhook's circuit breaker: `closed` (deliveries flow), `open` (held
@@ -128,6 +151,7 @@ impl From<store::WebhookRow> for Webhook {
             rate_limit: r.rate_limit,
             max_in_flight: r.max_in_flight,
             retry_schedule: r.retry_schedule,
+            ordering_policy: r.ordering_policy.into(),
             breaker: r.breaker.into(),
         }
     }
@@ -208,6 +232,10 @@ pub struct Delivery {
     /// in; null when its webhook does not batch.
     #[schema(required = true)]
     pub batch_id: Option<Uuid>,
+    /// Its event's ordering key: deliveries of one key go one at a time to
+    /// this webhook, in commit order; null: unordered.
+    #[schema(required = true)]
+    pub ordering_key: Option<String>,
 }
 
 impl From<store::DeliveryRow> for Delivery {
@@ -227,6 +255,7 @@ impl From<store::DeliveryRow> for Delivery {
             updated_at: r.updated_at,
             completed_at: r.completed_at,
             batch_id: r.batch_id,
+            ordering_key: r.ordering_key,
         }
     }
 }
@@ -454,6 +483,9 @@ pub struct WebhookBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = v::retry_schedule_schema)]
     pub retry_schedule: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::ordering_policy_schema)]
+    pub ordering_policy: Field,
     /// Create only (an update refuses it): replay the owner's events since
     /// then to the new webhook.
     #[serde(default, deserialize_with = "present")]
@@ -550,6 +582,12 @@ pub struct PublishRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = v::idempotency_key_schema)]
     pub idempotency_key: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::ordering_key_schema)]
+    pub ordering_key: Field,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = v::supersede_schema)]
+    pub supersede: Field,
 }
 
 /// A new event type for the catalogue.

@@ -306,6 +306,12 @@ pub struct PublishArgs {
     /// Idempotency key: a second publish with the same owner and key adds nothing
     #[arg(long, env = "POSTBOX_IDEMPOTENCY_KEY")]
     pub idempotency_key: Option<String>,
+    /// Ordering key (1-256 bytes): deliveries of one key go one at a time per webhook, in commit order
+    #[arg(long)]
+    pub ordering_key: Option<String>,
+    /// Cancel the ordering key's not-yet-sent deliveries of the same event type
+    #[arg(long, requires = "ordering_key")]
+    pub supersede: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -10,7 +10,7 @@ mod receive;
 use std::sync::Arc;
 
 use postbox::clock::{SharedClock, SystemClock};
-use postbox::store::Store;
+use postbox::store::{PublishOptions, Store};
 
 use args::Command;
 
@@ -38,7 +38,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                     &args.event_type,
                     &payload,
                     &args.owner,
-                    args.idempotency_key.as_deref(),
+                    &PublishOptions {
+                        idempotency_key: args.idempotency_key.as_deref(),
+                        ordering_key: args.ordering_key.as_deref(),
+                        supersede: args.supersede,
+                    },
                 )
                 .await
                 // The database's own message for what the SQL function refused;

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::Req;
-use crate::api::wire::{EventType, Webhook, WebhookBody};
+use crate::api::wire::{EventType, OrderingPolicy, Webhook, WebhookBody};
 use crate::web::ApiError;
 
 /// The form's values as typed, to show them again after a refusal.
@@ -19,6 +19,8 @@ pub(super) struct FormValues {
     headers: String,
     max_retries: String,
     retry_delay: String,
+    /// `block` or `skip_failed`; blank: left out (the API's default).
+    ordering_policy: String,
     active: bool,
 }
 
@@ -28,6 +30,7 @@ impl FormValues {
         FormValues {
             max_retries: crate::api::validate::DEFAULT_MAX_RETRIES.to_string(),
             retry_delay: crate::api::validate::DEFAULT_RETRY_DELAY.to_string(),
+            ordering_policy: crate::store::OrderingPolicy::default().as_str().into(),
             active: true,
             ..FormValues::default()
         }
@@ -51,6 +54,11 @@ impl FormValues {
                 .unwrap_or_default(),
             max_retries: w.max_retries.to_string(),
             retry_delay: w.retry_delay.to_string(),
+            ordering_policy: match w.ordering_policy {
+                OrderingPolicy::Block => "block",
+                OrderingPolicy::SkipFailed => "skip_failed",
+            }
+            .into(),
             active: w.active,
         }
     }
@@ -65,6 +73,7 @@ impl FormValues {
             headers: f.get("headers").unwrap_or("").to_string(),
             max_retries: f.get("max_retries").unwrap_or("").to_string(),
             retry_delay: f.get("retry_delay").unwrap_or("").to_string(),
+            ordering_policy: f.get("ordering_policy").unwrap_or("").trim().to_string(),
             active: f.get("active").is_some(),
         }
     }
@@ -94,6 +103,9 @@ impl FormValues {
             max_retries: number(&self.max_retries),
             retry_delay: number(&self.retry_delay),
             active: Some(Value::Bool(self.active)),
+            // The API names `orderingPolicy` when the value is not one of its two.
+            ordering_policy: (!self.ordering_policy.is_empty())
+                .then(|| Value::String(self.ordering_policy.clone())),
             // Not on the portal's form: left as they are (issue 15's and
             // 17's settings are set through the API or SQL).
             filter: None,

@@ -432,6 +432,7 @@ mod tests {
             rate_limit: None,
             max_in_flight: None,
             retry_schedule: None,
+            ordering_policy: crate::api::wire::OrderingPolicy::Block,
             breaker: crate::api::wire::Breaker {
                 state: crate::api::wire::BreakerState::Closed,
                 since: None,

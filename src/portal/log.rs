@@ -154,7 +154,7 @@ impl Portal {
                 rows => rows,
                 scanned => scanned,
                 status => status.map(|x| x.as_str()),
-                statuses => ["pending", "sending", "retrying", "success", "failed"],
+                statuses => DeliveryStatus::ALL.map(DeliveryStatus::as_str),
                 event_type => event_type,
                 types => catalogue.into_iter().map(|t| t.name).collect::<Vec<_>>(),
                 within => within,

@@ -194,10 +194,15 @@ struct Client {
     last_read: Option<tokio::time::Instant>,
 }
 
+/// Still on its way: re-read until it ends. A held delivery waits its turn
+/// behind its ordering key, so it counts as waiting too.
 fn in_flight(s: DeliveryStatus) -> bool {
     matches!(
         s,
-        DeliveryStatus::Pending | DeliveryStatus::Sending | DeliveryStatus::Retrying
+        DeliveryStatus::Pending
+            | DeliveryStatus::Sending
+            | DeliveryStatus::Retrying
+            | DeliveryStatus::Held
     )
 }
 

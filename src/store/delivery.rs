@@ -34,6 +34,8 @@ pub struct DeliveryRow {
     pub completed_at: Option<DateTime<Utc>>,
     /// The batch this delivery was last sent in (V9); `None` if never batched.
     pub batch_id: Option<Uuid>,
+    /// Its event's ordering key (V12); `None`: unordered.
+    pub ordering_key: Option<String>,
 }
 
 impl DeliveryRow {
@@ -53,6 +55,7 @@ impl DeliveryRow {
             updated_at: r.get("updated_at"),
             completed_at: r.get("completed_at"),
             batch_id: r.get("batch_id"),
+            ordering_key: r.get("ordering_key"),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! of them in the same statement.
 
 use chrono::{DateTime, Utc};
+use postgres_types::ToSql;
 use uuid::Uuid;
 
 use super::delivery::claimed_from_row;
@@ -12,6 +13,42 @@ use super::{ClaimLimits, FanoutResult, Store, StoreError, FANOUT_MAX_DELIVERIES}
 /// caller's transaction) and the benchmark's producers prepare it on their
 /// own connections.
 pub const EVENT_PUBLISH_SQL: &str = sql!("event_publish");
+
+/// The optional inputs of a publish, beside type, payload and owner.
+/// `Default` is a plain, unordered event without an idempotency key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PublishOptions<'a> {
+    /// A second publish with the same owner and key adds nothing and answers
+    /// the first event's id.
+    pub idempotency_key: Option<&'a str>,
+    /// Deliveries of one key go one at a time per webhook, in commit order
+    /// (1-256 bytes; the database refuses others with SQLSTATE 22023).
+    pub ordering_key: Option<&'a str>,
+    /// Cancels the key's not-yet-sent deliveries of the same event type, in
+    /// the caller's transaction; needs `ordering_key` (else SQLSTATE 22023).
+    pub supersede: bool,
+}
+
+impl PublishOptions<'_> {
+    /// The six parameters of `sql/event_publish.sql` and
+    /// `sql/event_publish_outcome.sql`, in their order: type, payload, owner,
+    /// then these options.
+    pub fn params<'a>(
+        &'a self,
+        event_type: &'a &'a str,
+        payload: &'a serde_json::Value,
+        owner_id: &'a &'a str,
+    ) -> [&'a (dyn ToSql + Sync); 6] {
+        [
+            event_type,
+            payload,
+            owner_id,
+            &self.idempotency_key,
+            &self.ordering_key,
+            &self.supersede,
+        ]
+    }
+}
 
 /// What publishing one event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,13 +66,14 @@ impl Store {
     /// Publishes one event on a pooled connection
     /// (`sql/event_publish_outcome.sql`, the INSERT `postbox.publish()` runs)
     /// and says whether it was new. Callers that publish inside their own
-    /// transaction use `postbox::publish` instead.
+    /// transaction use `postbox::publish` instead. A keyed publish waits
+    /// for any open transaction that published the same (owner, key).
     pub async fn event_publish(
         &self,
         event_type: &str,
         payload: &serde_json::Value,
         owner_id: &str,
-        idempotency_key: Option<&str>,
+        options: &PublishOptions<'_>,
     ) -> Result<Published, StoreError> {
         // No row: the first event of this key committed while the statement
         // waited for it, after its snapshot; the next statement sees it.
@@ -43,7 +81,7 @@ impl Store {
             let row = self
                 .row_opt(
                     statement!("event_publish_outcome"),
-                    &[&event_type, payload, &owner_id, &idempotency_key],
+                    &options.params(&event_type, payload, &owner_id),
                 )
                 .await?;
             if let Some(r) = row {

@@ -11,7 +11,7 @@ use tokio_postgres::Row;
 
 pub use delivery::{DeliveryRow, DeliveryWindow, DeliveryWindowRow, QueueDepth, RetryOutcome};
 pub use delivery_attempt::AttemptRow;
-pub use event::{EventRow, Published, EVENT_PUBLISH_SQL};
+pub use event::{EventRow, PublishOptions, Published, EVENT_PUBLISH_SQL};
 pub use event_type::EventType;
 pub use maintenance::{DeletedBatch, MaintenanceLock, Retention};
 pub use portal::{NewPortalSession, PortalSessionRow, PORTAL_TAIL_CHANNEL};
@@ -21,8 +21,8 @@ pub use types::{
     Completion, DeliveryStatus, FanoutResult, FANOUT_MAX_DELIVERIES,
 };
 pub use webhook::{
-    BreakerRow, FilterMatch, HourlyRow, NewWebhook, TroubledWebhookRow, WebhookHealthRow,
-    WebhookPatch, WebhookRow, WebhookStatsRow,
+    BreakerRow, FilterMatch, HourlyRow, NewWebhook, OrderingPolicy, TroubledWebhookRow,
+    WebhookHealthRow, WebhookPatch, WebhookRow, WebhookStatsRow,
 };
 pub use webhook_job::{JobKind, JobProgress, JobRange, JOB_BATCH};
 

@@ -44,6 +44,40 @@ pub struct WebhookRow {
     pub template: Option<serde_json::Value>,
     /// The batch settings (`{"maxEvents", "maxWaitMs"}`), if any.
     pub batch: Option<serde_json::Value>,
+    /// What a failing delivery of an ordering key does to its successors.
+    pub ordering_policy: OrderingPolicy,
+}
+
+/// `postbox.webhooks.ordering_policy`: what a failing delivery of an
+/// ordering key does to the later ones of its key (docs/WEBHOOKS.md,
+/// "Ordered delivery").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum OrderingPolicy {
+    /// The failing delivery holds its key's successors until it is
+    /// delivered, dead-lettered or cancelled.
+    #[default]
+    Block,
+    /// A failed attempt lets the next go at once; the failed delivery
+    /// retries on its own schedule, out of line.
+    SkipFailed,
+}
+
+impl OrderingPolicy {
+    /// Every policy, the default first.
+    pub const ALL: [OrderingPolicy; 2] = [OrderingPolicy::Block, OrderingPolicy::SkipFailed];
+
+    /// The column's value (the table's CHECK allows exactly these).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderingPolicy::Block => "block",
+            OrderingPolicy::SkipFailed => "skip_failed",
+        }
+    }
+
+    /// The policy whose value is `s`.
+    pub fn parse(s: &str) -> Option<OrderingPolicy> {
+        OrderingPolicy::ALL.into_iter().find(|p| p.as_str() == s)
+    }
 }
 
 /// A webhook's circuit breaker: `closed`, `open` or `half_open`, since when
@@ -84,6 +118,8 @@ impl WebhookRow {
             filter: r.get("filter"),
             template: r.get("template"),
             batch: r.get("batch"),
+            // The column's CHECK admits the two values only.
+            ordering_policy: OrderingPolicy::parse(r.get("ordering_policy")).unwrap_or_default(),
         }
     }
 }
@@ -109,6 +145,7 @@ pub struct NewWebhook {
     pub filter: Option<serde_json::Value>,
     pub template: Option<serde_json::Value>,
     pub batch: Option<serde_json::Value>,
+    pub ordering_policy: OrderingPolicy,
 }
 
 /// A partial update: `None` keeps the stored value.
@@ -134,6 +171,7 @@ pub struct WebhookPatch {
     pub filter: Option<Option<serde_json::Value>>,
     pub template: Option<Option<serde_json::Value>>,
     pub batch: Option<Option<serde_json::Value>>,
+    pub ordering_policy: Option<OrderingPolicy>,
 }
 
 /// A stored event and whether a filter matches its payload.
@@ -183,6 +221,7 @@ impl Store {
                     &w.filter,
                     &w.template,
                     &w.batch,
+                    &w.ordering_policy.as_str(),
                 ],
             )
             .await?;
@@ -238,6 +277,7 @@ impl Store {
         let (filter_given, filter) = given(&p.filter);
         let (template_given, template) = given(&p.template);
         let (batch_given, batch) = given(&p.batch);
+        let ordering_policy = p.ordering_policy.map(OrderingPolicy::as_str);
         let row = self
             .row_opt(
                 statement!("webhook_update"),
@@ -266,6 +306,7 @@ impl Store {
                     &template,
                     &batch_given,
                     &batch,
+                    &ordering_policy,
                 ],
             )
             .await?;

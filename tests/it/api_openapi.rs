@@ -128,6 +128,23 @@ async fn the_document_states_the_rules_the_handlers_enforce() {
             "cancelled"
         ])
     );
+    // Ordered delivery: the publish fields, the rule between them, the policy.
+    assert_eq!(
+        props(&doc, "PublishRequest")["orderingKey"]["maxLength"],
+        256
+    );
+    assert_eq!(
+        schemas["PublishRequest"]["then"]["required"],
+        json!(["orderingKey"])
+    );
+    assert_eq!(
+        props(&doc, "WebhookUpdate")["orderingPolicy"]["enum"],
+        json!(["block", "skip_failed"])
+    );
+    assert_eq!(
+        schemas["OrderingPolicy"]["enum"],
+        json!(["block", "skip_failed"])
+    );
     // Answers: every webhook field is present (nullable ones too); the
     // secret only where it is shown.
     let webhook_required = schemas["Webhook"]["required"].as_array().unwrap();

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::CommandFactory;
+use postbox::publish::PublishOptions;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
@@ -353,7 +354,11 @@ async fn rename_project(
         "project.updated",
         &json!({"id": project_id, "name": name}),
         "user_7",
-        Some(&format!("project-{project_id}-renamed-to-{name}")),
+        &PublishOptions {
+            idempotency_key: Some(&format!("project-{project_id}-renamed-to-{name}")),
+            ordering_key: Some(&format!("project-{project_id}")),
+            ..Default::default()
+        },
     )
     .await?;
     tx.commit().await?;
@@ -390,9 +395,15 @@ async fn integration_doc_rust_example_is_the_tested_function() {
     tx.execute("UPDATE projects SET name = 'Zeus' WHERE id = 42", &[])
         .await
         .unwrap();
-    let err = postbox::publish::publish(&tx, "project.renamed", &json!({}), "user_7", None)
-        .await
-        .unwrap_err();
+    let err = postbox::publish::publish(
+        &tx,
+        "project.renamed",
+        &json!({}),
+        "user_7",
+        &PublishOptions::default(),
+    )
+    .await
+    .unwrap_err();
     let msg = err.as_db_error().map(|d| d.message()).unwrap_or_default();
     assert!(msg.contains("unknown event type"), "{err:?}");
     drop(tx);

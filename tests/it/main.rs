@@ -33,6 +33,7 @@ mod inbound;
 mod maintenance;
 mod ops_docs;
 mod ordering;
+mod ordering_surface;
 mod pipeline;
 mod plans;
 mod portal;

@@ -52,7 +52,14 @@ pub async fn producers_flat_out(
                     Target::Publish => {
                         tx.query_one(
                             &stmt,
-                            &[&"project.updated", &payload, &owner, &None::<String>],
+                            &[
+                                &"project.updated",
+                                &payload,
+                                &owner,
+                                &None::<String>,
+                                &None::<String>,
+                                &false,
+                            ],
                         )
                         .await?;
                     }
@@ -111,7 +118,14 @@ pub async fn producers_at_rate(
                 let id: Uuid = tx
                     .query_one(
                         &stmt,
-                        &[&"project.updated", &payload, owner, &None::<String>],
+                        &[
+                            &"project.updated",
+                            &payload,
+                            owner,
+                            &None::<String>,
+                            &None::<String>,
+                            &false,
+                        ],
                     )
                     .await?
                     .get(0);
