@@ -77,8 +77,13 @@ BEGIN
 END
 $$;
 
+-- Fires only for a row that asks for ordering (or sets a column the
+-- trigger owns): an unkeyed publish pays no function call.
 CREATE TRIGGER events_before_insert_order BEFORE INSERT ON postbox.events
-    FOR EACH ROW EXECUTE FUNCTION postbox.events_before_insert_order();
+    FOR EACH ROW
+    WHEN (NEW.ordering_key IS NOT NULL OR NEW.supersede OR NEW.ordering_seq IS NOT NULL
+          OR NEW.superseded_by IS NOT NULL)
+    EXECUTE FUNCTION postbox.events_before_insert_order();
 
 -- Deliveries -----------------------------------------------------------------
 
@@ -94,9 +99,10 @@ COMMENT ON COLUMN postbox.deliveries.ordering_seq IS
 -- The held deliveries of each line, in commit order: what a promotion reads.
 CREATE INDEX deliveries_held_idx ON postbox.deliveries (webhook_id, ordering_key, ordering_seq)
     WHERE status = 'held';
--- A key's deliveries not yet delivered, for supersede (the owner is checked
--- through the webhook).
-CREATE INDEX deliveries_ordering_open_idx ON postbox.deliveries (ordering_key, event_type)
+-- A key's deliveries not yet delivered, per webhook, for supersede (which
+-- probes it once per webhook of the owner: a key common to many owners,
+-- such as user_1, costs each owner only its own rows).
+CREATE INDEX deliveries_ordering_open_idx ON postbox.deliveries (webhook_id, ordering_key, event_type)
     WHERE ordering_key IS NOT NULL AND status IN ('pending', 'retrying', 'held');
 -- Retention deletes cancelled deliveries with the successes (both final and
 -- not dead letters): the successes' index takes both.
@@ -121,13 +127,23 @@ CREATE TABLE postbox.ordering_lines (
 );
 
 -- Lines whose head may have ended outside the dispatcher (a producer's
--- supersede, a recover, a replay, a retry): the dispatcher's promotion pass
--- takes them (DELETE ... SKIP LOCKED) and promotes. Transient.
+-- supersede, a recover, a replay, a retry, a lost line found by
+-- maintenance): the dispatcher's promotion pass takes them (DELETE ...
+-- SKIP LOCKED, in id order) and promotes. Transient. No unique key on the
+-- line on purpose: an insert never waits for another transaction's insert
+-- of the same line (a producer's open transaction above all), and a line
+-- queued twice is promoted twice, which changes nothing the second time.
 CREATE TABLE postbox.ordering_dirty (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     webhook_id   uuid NOT NULL,
-    ordering_key text NOT NULL,
-    PRIMARY KEY (webhook_id, ordering_key)
+    ordering_key text NOT NULL
 );
+
+-- The maintenance check's cursor (sql/ordering_lines_check.sql): the last
+-- line it walked; each run goes on from there and starts over at the end.
+ALTER TABLE postbox.retention_state
+    ADD COLUMN ordering_checked_webhook uuid NOT NULL DEFAULT '00000000-0000-0000-0000-000000000000',
+    ADD COLUMN ordering_checked_key text NOT NULL DEFAULT '';
 
 -- Webhooks -------------------------------------------------------------------
 
@@ -145,8 +161,10 @@ COMMENT ON COLUMN postbox.webhooks.ordering_policy IS
 -- were not delivered yet: events still waiting for their fan-out are marked
 -- superseded_by (the fan-out writes their deliveries as 'cancelled'), and
 -- deliveries pending, retrying or held end as 'cancelled' with the reason.
--- A delivery in flight ('sending') is left to finish. Rolled back, nothing is
--- cancelled. The lines that lost their head are queued in ordering_dirty for
+-- A delivery in flight ('sending') is left to finish, and so is one a
+-- lease rescue returned (retrying with its lease kept: its request may have
+-- landed, and its late outcome still counts). A dead letter ('failed') is
+-- final and stays one. Rolled back, nothing is cancelled. The lines that lost their head are queued in ordering_dirty for
 -- the dispatcher's promotion (the producer never touches ordering_lines, so a
 -- dispatcher never waits on a producer's transaction). Each statement of
 -- this function takes a fresh snapshot: the deliveries step sees the rows of
@@ -170,17 +188,17 @@ BEGIN
             updated_at = now(),
             lease_expires_at = NULL
         FROM postbox.webhooks w
-        WHERE d.ordering_key = NEW.ordering_key
+        WHERE w.owner_id = NEW.owner_id
+          AND d.webhook_id = w.id
+          AND d.ordering_key = NEW.ordering_key
           AND d.event_type = NEW.event_type
           AND d.status IN ('pending', 'retrying', 'held')
+          AND NOT (d.status = 'retrying' AND d.lease_expires_at IS NOT NULL)
           AND d.event_id <> NEW.id
-          AND w.id = d.webhook_id
-          AND w.owner_id = NEW.owner_id
         RETURNING d.webhook_id, d.ordering_key
     )
     INSERT INTO postbox.ordering_dirty (webhook_id, ordering_key)
-    SELECT DISTINCT c.webhook_id, c.ordering_key FROM cancelled c
-    ON CONFLICT DO NOTHING;
+    SELECT DISTINCT c.webhook_id, c.ordering_key FROM cancelled c;
     RETURN NULL;
 END
 $$;

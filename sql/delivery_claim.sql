@@ -171,7 +171,6 @@ WITH RECURSIVE queued AS (
     SELECT DISTINCT c.webhook_id, c.ordering_key
     FROM claimed c
     WHERE NOT c.sendable AND c.ordering_key IS NOT NULL
-    ON CONFLICT DO NOTHING
 )
 UPDATE postbox.deliveries d
 SET status = CASE WHEN c.sendable THEN 'sending'::postbox.delivery_status ELSE 'failed' END,

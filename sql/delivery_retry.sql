@@ -1,8 +1,9 @@
 -- delivery_retry: puts one delivery of one owner's webhook back in the queue,
 -- due now ($1 delivery, $2 webhook, $3 owner). The attempt counter keeps
--- counting up. A delivery being sent ('sending') is left alone. Answers one
--- row when the delivery exists: its status before, and whether it was
--- requeued. Locks the delivery row (primary key).
+-- counting up. A delivery being sent ('sending') is left alone, and so is
+-- one already waiting in its key's line ('held': answered as requeued, it is
+-- queued). Answers one row when the delivery exists: its status before, and
+-- whether it was requeued. Locks the delivery row (primary key).
 WITH target AS (
     SELECT d.id, d.status
     FROM postbox.deliveries d
@@ -23,13 +24,12 @@ WITH target AS (
         completed_at = NULL,
         updated_at = now()
     FROM target t
-    WHERE d.id = t.id AND t.status <> 'sending' AND d.status <> 'sending'
+    WHERE d.id = t.id AND t.status NOT IN ('sending', 'held') AND d.status NOT IN ('sending', 'held')
     RETURNING d.id, d.webhook_id, d.ordering_key
 ), lines AS (
     INSERT INTO postbox.ordering_dirty (webhook_id, ordering_key)
     SELECT DISTINCT r.webhook_id, r.ordering_key FROM requeued r
     WHERE r.ordering_key IS NOT NULL
-    ON CONFLICT DO NOTHING
 )
-SELECT t.status AS previous_status, EXISTS (SELECT 1 FROM requeued) AS requeued
+SELECT t.status AS previous_status, EXISTS (SELECT 1 FROM requeued) OR t.status = 'held' AS requeued
 FROM target t

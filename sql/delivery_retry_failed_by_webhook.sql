@@ -31,6 +31,5 @@ WITH requeued AS (
     INSERT INTO postbox.ordering_dirty (webhook_id, ordering_key)
     SELECT DISTINCT r.webhook_id, r.ordering_key FROM requeued r
     WHERE r.ordering_key IS NOT NULL
-    ON CONFLICT DO NOTHING
 )
 SELECT count(*) AS requeued FROM requeued

@@ -77,22 +77,37 @@ WITH batch_all AS MATERIALIZED (
     ORDER BY e.created_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED
+), outside AS MATERIALIZED (
+    -- Ordered delivery (V12): per key of the batch, the earliest event still
+    -- waiting for its fan-out outside this batch (another dispatcher holds
+    -- it, or the batch's LIMIT left it out), if any: one ordered walk of
+    -- events_ordering_pending_idx per key, which stops at the first event
+    -- not in the batch (linear in the batch, however busy the key). Empty
+    -- for unkeyed events.
+    SELECT k.owner_id, k.ordering_key, o.ordering_seq AS first_outside
+    FROM (SELECT DISTINCT b.owner_id, b.ordering_key FROM batch_all b
+          WHERE b.ordering_key IS NOT NULL) k
+    CROSS JOIN LATERAL (
+        SELECT p.ordering_seq
+        FROM postbox.events p
+        WHERE p.owner_id = k.owner_id
+          AND p.ordering_key = k.ordering_key
+          AND p.fanout_pending
+          AND p.ordering_key IS NOT NULL
+          AND p.id NOT IN (SELECT a.id FROM batch_all a)
+        ORDER BY p.ordering_seq
+        LIMIT 1
+    ) o
 ), batch AS MATERIALIZED (
-    -- Ordered delivery (V12): a keyed event waits (left locked, untouched)
-    -- while an earlier event of its key, outside this batch, still waits for
-    -- its fan-out (another dispatcher holds it, or the batch's LIMIT left it
-    -- out), so a key's deliveries are always written in commit order. One
-    -- probe of events_ordering_pending_idx per keyed event; none for others.
+    -- A keyed event behind such an event waits (left locked, untouched), so
+    -- a key's deliveries are always written in commit order.
     SELECT b.*
     FROM batch_all b
-    WHERE b.ordering_key IS NULL
-       OR NOT EXISTS (SELECT 1 FROM postbox.events p
-                      WHERE p.owner_id = b.owner_id
-                        AND p.ordering_key = b.ordering_key
-                        AND p.fanout_pending
-                        AND p.ordering_key IS NOT NULL
-                        AND p.ordering_seq < b.ordering_seq
-                        AND p.id NOT IN (SELECT a.id FROM batch_all a))
+    WHERE b.id NOT IN (SELECT w.id
+                       FROM batch_all w
+                       JOIN outside o
+                         ON o.owner_id = w.owner_id AND o.ordering_key = w.ordering_key
+                       WHERE w.ordering_seq > o.first_outside)
 ), share AS MATERIALIZED (
     SELECT greatest(ceil($8::bigint::numeric / greatest(count(*), 1))::bigint, 32) AS per_event FROM batch
 ), seen AS MATERIALIZED (
@@ -282,20 +297,23 @@ WITH batch_all AS MATERIALIZED (
     -- its promotion (a later statement) sees the rows held here. A line
     -- with held rows but no row (a lost promotion) gets one naming no
     -- delivery (the nil uuid) and is queued in ordering_dirty below for the
-    -- promotion pass. In key order, like every statement that locks lines,
-    -- so two never deadlock.
+    -- promotion pass. Each line's advisory lock first (as
+    -- sql/ordering_lines_lock.sql takes it), in key order (a volatile
+    -- function is evaluated after the sort), so two statements never lock
+    -- lines in different orders.
     INSERT INTO postbox.ordering_lines AS l (webhook_id, ordering_key, head)
     SELECT f.webhook_id, f.ordering_key,
            CASE WHEN f.behind_held THEN '00000000-0000-0000-0000-000000000000'::uuid ELSE f.id END
-    FROM line_first f
-    ORDER BY f.webhook_id, f.ordering_key
+    FROM (SELECT g.*,
+                 pg_advisory_xact_lock(7138403, hashtext(g.webhook_id::text || '/' || g.ordering_key)) AS locked
+          FROM line_first g
+          ORDER BY g.webhook_id, g.ordering_key) f
     ON CONFLICT (webhook_id, ordering_key) DO UPDATE SET head = l.head
     RETURNING l.webhook_id, l.ordering_key, l.head
 ), line_lost AS (
     INSERT INTO postbox.ordering_dirty (webhook_id, ordering_key)
     SELECT u.webhook_id, u.ordering_key FROM line_up u
     WHERE u.head = '00000000-0000-0000-0000-000000000000'::uuid
-    ON CONFLICT DO NOTHING
     RETURNING 1
 ), settled_rows AS MATERIALIZED (
     -- Each row's status: a superseded event's rows are cancelled; a keyed

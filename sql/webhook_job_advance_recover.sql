@@ -61,7 +61,6 @@ WITH job AS MATERIALIZED (
     INSERT INTO postbox.ordering_dirty (webhook_id, ordering_key)
     SELECT DISTINCT r.webhook_id, r.ordering_key FROM requeued r
     WHERE r.ordering_key IS NOT NULL
-    ON CONFLICT DO NOTHING
 ), last AS (
     SELECT s.created_at, s.id FROM scanned s ORDER BY s.created_at DESC, s.id DESC LIMIT 1
 )

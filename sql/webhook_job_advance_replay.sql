@@ -60,13 +60,13 @@ WITH job AS MATERIALIZED (
         lease_expires_at = NULL,
         completed_at = NULL,
         updated_at = $3
-    WHERE d.status <> 'sending'
+    -- In flight, or already waiting in its key's line: left alone.
+    WHERE d.status NOT IN ('sending', 'held')
     RETURNING d.id, d.webhook_id, d.ordering_key
 ), lines AS (
     INSERT INTO postbox.ordering_dirty (webhook_id, ordering_key)
     SELECT DISTINCT r.webhook_id, r.ordering_key FROM written r
     WHERE r.ordering_key IS NOT NULL
-    ON CONFLICT DO NOTHING
 ), last AS (
     SELECT s.created_at, s.id FROM scanned s ORDER BY s.created_at DESC, s.id DESC LIMIT 1
 )

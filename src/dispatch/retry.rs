@@ -125,7 +125,12 @@ pub fn complete(d: &ClaimedDelivery, a: &Attempt, now: DateTime<Utc>, jitter: f6
             .and_then(|ra| chrono::Duration::from_std(ra).ok())
             .map(|ra| now + ra),
         ordering_key: d.ordering_key.clone(),
-        leave_line: status == DeliveryStatus::Retrying && d.skip_failed && d.ordering_key.is_some(),
+        // skip_failed: a failed attempt lets the next of the key go; a 429
+        // throttles the whole webhook, so the next would wait all the same.
+        leave_line: status == DeliveryStatus::Retrying
+            && d.skip_failed
+            && d.ordering_key.is_some()
+            && a.status != Some(429),
         endpoint_ok: if a.succeeded() {
             Some(true)
         } else if a.status == Some(429) {

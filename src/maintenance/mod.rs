@@ -219,19 +219,17 @@ const LINES_PER_RUN: i64 = 100_000;
 
 /// Ordered delivery's safety net: queues for promotion every line with held
 /// deliveries whose head is no longer in line (changed or deleted by hand),
-/// walking the lines in key order in batches, at most `LINES_PER_RUN` per
-/// run (a larger backlog of lines is checked in part each run). Returns the
-/// lines queued.
+/// walking the lines in key order in batches from where the last run
+/// stopped, at most `LINES_PER_RUN` per run (a larger backlog of lines is
+/// covered over several runs). Returns the lines queued.
 async fn check_lines(store: &Store, batch: i64) -> Result<i64, StoreError> {
-    let mut after = (Uuid::nil(), String::new());
     let (mut walked_all, mut queued_all) = (0, 0);
     while walked_all < LINES_PER_RUN {
-        let (walked, queued, last) = store.ordering_lines_check(&after, batch).await?;
+        let (walked, queued) = store.ordering_lines_check(batch).await?;
         walked_all += walked;
         queued_all += queued;
-        match last {
-            Some(l) if walked == batch => after = l,
-            _ => break,
+        if walked < batch {
+            break;
         }
     }
     if queued_all > 0 {

@@ -320,24 +320,15 @@ impl Store {
     }
 
     /// Queues for promotion the lines with held deliveries but no head in
-    /// line, walking up to `limit` lines after `after` (`sql/ordering_lines_check.sql`).
-    /// Returns (lines walked, lines queued, the last line walked).
-    pub async fn ordering_lines_check(
-        &self,
-        after: &(Uuid, String),
-        limit: i64,
-    ) -> Result<(i64, i64, Option<(Uuid, String)>), StoreError> {
+    /// line, walking up to `limit` lines on from the cursor the database
+    /// keeps (`sql/ordering_lines_check.sql`). Returns (lines walked, lines
+    /// queued); fewer walked than `limit`: the walk reached the end and
+    /// starts over next time.
+    pub async fn ordering_lines_check(&self, limit: i64) -> Result<(i64, i64), StoreError> {
         let r = self
-            .row(
-                statement!("ordering_lines_check"),
-                &[&after.0, &after.1, &limit],
-            )
+            .row(statement!("ordering_lines_check"), &[&limit])
             .await?;
-        let last = match (r.get("last_webhook_id"), r.get("last_ordering_key")) {
-            (Some(w), Some(k)) => Some((w, k)),
-            _ => None,
-        };
-        Ok((r.get("walked"), r.get("queued"), last))
+        Ok((r.get("walked"), r.get("queued")))
     }
 
     /// `sql/delivery_complete_many.sql` on `client`.

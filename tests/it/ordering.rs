@@ -585,10 +585,6 @@ async fn a_line_whose_head_was_deleted_by_hand_is_found_by_maintenance_and_goes_
             .await,
         );
     }
-    db.store()
-        .ordering_lines_check(&(Uuid::nil(), String::new()), 10)
-        .await
-        .unwrap();
     let d = spawn_dispatcher(db.store(), dispatch_config(), system_clock());
     wait_until(
         "the fan-out wrote the deliveries",
@@ -598,11 +594,7 @@ async fn a_line_whose_head_was_deleted_by_hand_is_found_by_maintenance_and_goes_
     .await;
     d.shutdown().await;
     // A healthy line: nothing to queue.
-    let (walked, queued, _) = db
-        .store()
-        .ordering_lines_check(&(Uuid::nil(), String::new()), 10)
-        .await
-        .unwrap();
+    let (walked, queued) = db.store().ordering_lines_check(10).await.unwrap();
     assert_eq!((walked, queued), (1, 0));
     // An operator deletes the head by hand: its line is stuck until checked.
     c.execute(
@@ -623,4 +615,75 @@ async fn a_line_whose_head_was_deleted_by_hand_is_found_by_maintenance_and_goes_
     rx.wait_for(2, Duration::from_secs(10)).await;
     d.shutdown().await;
     assert_eq!(arrivals(&rx), [ids[1], ids[2]]);
+}
+
+#[tokio::test]
+async fn a_supersede_left_open_then_rolled_back_never_lets_a_later_delivery_go_first() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let rx = Receiver::ok().await;
+    let hook = hook(&c, "owner_r", rx.url(), "block").await;
+    c.execute("UPDATE postbox.webhooks SET paused = true", &[])
+        .await
+        .unwrap();
+    let head = keyed(
+        &c,
+        "project.created",
+        json!({"n": 0}),
+        "owner_r",
+        "k",
+        false,
+    )
+    .await;
+    let second = keyed(
+        &c,
+        "project.updated",
+        json!({"n": 1}),
+        "owner_r",
+        "k",
+        false,
+    )
+    .await;
+    let third = keyed(
+        &c,
+        "project.deleted",
+        json!({"n": 2}),
+        "owner_r",
+        "k",
+        false,
+    )
+    .await;
+    let d = spawn_dispatcher(db.store(), dispatch_config(), system_clock());
+    wait_until(
+        "the fan-out wrote the deliveries",
+        Duration::from_secs(10),
+        || async { statuses(&c, hook).await.len() == 3 },
+    )
+    .await;
+    // A producer supersedes the second one's type and keeps its transaction
+    // open: the second delivery is locked (cancelled, not committed).
+    let producer = db.client().await;
+    producer.batch_execute("BEGIN").await.unwrap();
+    keyed(
+        &producer,
+        "project.updated",
+        json!({"n": 9}),
+        "owner_r",
+        "k",
+        true,
+    )
+    .await;
+    // The head goes out meanwhile; its line must not skip the locked second.
+    c.execute("UPDATE postbox.webhooks SET paused = false", &[])
+        .await
+        .unwrap();
+    rx.wait_for(1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let s = statuses(&c, hook).await;
+    assert_eq!(s[&third].0, "held", "{s:?}");
+    assert_eq!(arrivals(&rx), [head]);
+    producer.batch_execute("ROLLBACK").await.unwrap();
+    rx.wait_for(3, Duration::from_secs(10)).await;
+    d.shutdown().await;
+    assert_eq!(arrivals(&rx), [head, second, third]);
 }
