@@ -279,16 +279,26 @@ WITH batch_all AS MATERIALIZED (
     -- an existing (event, webhook) pair (so that it never names a line's
     -- head without being written), and whether the line already has held
     -- rows (then it waits behind them). Empty for unkeyed events.
+    -- Each probe must reach its own index (deliveries_held_idx; the unique
+    -- key) in a generic plan made on a small table: deliveries_webhook_idx
+    -- walked the webhook's whole history per row, 2,400 rows read per
+    -- delivery in the keyed drain (tests/it/plans.rs). Scalar subqueries:
+    -- an EXISTS becomes an anti-join that drops the ORDER BY.
     SELECT DISTINCT ON (d.webhook_id, d.ordering_key)
            d.webhook_id, d.ordering_key, d.id,
-           EXISTS (SELECT 1 FROM postbox.deliveries h
-                   WHERE h.webhook_id = d.webhook_id AND h.ordering_key = d.ordering_key
-                     AND h.status = 'held') AS behind_held
+           (SELECT h.id FROM postbox.deliveries h
+            WHERE h.webhook_id = d.webhook_id AND h.ordering_key = d.ordering_key
+              AND h.status = 'held'
+            ORDER BY h.webhook_id, h.ordering_key, h.ordering_seq
+            LIMIT 1) IS NOT NULL AS behind_held
     FROM decided d
     WHERE d.ordering_key IS NOT NULL
       AND d.superseded_by IS NULL
-      AND NOT EXISTS (SELECT 1 FROM postbox.deliveries x
-                      WHERE x.event_id = d.event_id AND x.webhook_id = d.webhook_id)
+      -- By event (the unique key's first column; the webhook compared in a
+      -- form no index serves, so the plan cannot pick the webhook's index).
+      AND (SELECT x.id FROM postbox.deliveries x
+           WHERE x.event_id = d.event_id AND x.webhook_id IS NOT DISTINCT FROM d.webhook_id
+           LIMIT 1) IS NULL
     ORDER BY d.webhook_id, d.ordering_key, d.ordering_seq
 ), line_up AS (
     -- The line's row (postbox.ordering_lines): inserted with that row as
