@@ -523,7 +523,7 @@ impl Report {
             out += &k.line("keyed (1)", None);
             if let Some(one) = &self.drain_one {
                 out += &format!(
-                    "              1,000 ordering keys: {:.2} of the unkeyed drain (1) (target >= 0.70)\n",
+                    "              the keyed backlog drains at {:.2} of the unkeyed drain (1) (target >= 0.70)\n",
                     k.median_per_second / one.median_per_second
                 );
             }
