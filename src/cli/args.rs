@@ -430,7 +430,7 @@ pub struct BenchArgs {
     /// Dispatcher concurrency
     #[arg(long, env = "POSTBOX_CONCURRENCY", default_value_t = defaults::CONCURRENCY)]
     pub concurrency: usize,
-    /// Which parts to run (comma-separated): drain (= drain1,drain10,batched),steady,producer,ceilings,scale,isolation,fanout,templates,ratelimit,recover
+    /// Which parts to run (comma-separated): drain (= drain1,drain10,keyed,batched),steady,producer,ceilings,scale,isolation,fanout,templates,ratelimit,recover,ordering
     #[arg(long, env = "POSTBOX_BENCH_ONLY", value_delimiter = ',')]
     pub only: Vec<String>,
 }

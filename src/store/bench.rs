@@ -103,19 +103,46 @@ impl Store {
 
     /// Commits `count` events of about 340 bytes each for the owners
     /// `owner_prefix0..owners-1` in one statement; returns the rows inserted.
+    /// `keys` = 0 leaves them unkeyed; otherwise event g (1-based) gets the
+    /// ordering key `k{g % keys}`.
     pub async fn bench_events_insert_many(
         &self,
         owner_prefix: &str,
         owners: i32,
         count: i32,
+        keys: i32,
     ) -> Result<u64, StoreError> {
         /// Pads `{"id": .., "name": .., "tags": .., "note": ..}` to about 340 bytes.
         const NOTE_CHARS: i32 = 265;
         self.exec(
             statement!("bench_events_insert_many"),
-            &[&owner_prefix, &owners, &count, &NOTE_CHARS],
+            &[&owner_prefix, &owners, &count, &NOTE_CHARS, &keys],
         )
         .await
+    }
+
+    /// Sets webhook `id`'s retry schedule: seconds before each retry
+    /// (1 to 20 entries).
+    pub async fn bench_webhook_retry_schedule(
+        &self,
+        id: Uuid,
+        seconds: &[i32],
+    ) -> Result<(), StoreError> {
+        self.exec(statement!("bench_webhook_retry_schedule"), &[&id, &seconds])
+            .await
+            .map(|_| ())
+    }
+
+    /// `owner`'s keyed events as (id, ordering key), in `ordering_seq`
+    /// order: for each key, the order its producers committed in.
+    pub async fn bench_events_ordering_list(
+        &self,
+        owner: &str,
+    ) -> Result<Vec<(Uuid, String)>, StoreError> {
+        let rows = self
+            .rows(statement!("bench_events_ordering_list"), &[&owner])
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     /// Fills history in chunks, with the events trigger off, then vacuums.
@@ -208,6 +235,11 @@ impl Store {
 /// connections); they publish with [`super::EVENT_PUBLISH_SQL`].
 /// `sql/bench_plain_insert.sql`: the baseline insert.
 pub const PLAIN_INSERT_SQL: &str = sql!("bench_plain_insert");
+
+/// `sql/bench_event_publish_keyed.sql`: one keyed publish ($1 type,
+/// $2 payload, $3 owner, $4 ordering key; answers the event id), prepared on
+/// the ordering part's producer connections.
+pub const KEYED_PUBLISH_SQL: &str = sql!("bench_event_publish_keyed");
 
 #[cfg(test)]
 mod tests {

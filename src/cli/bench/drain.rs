@@ -30,6 +30,9 @@ pub struct Part {
     pub count_writes: bool,
     /// The healthy webhooks batch up to this many events per request.
     pub batch: Option<i32>,
+    /// Ordering keys the events are spread over (0: unkeyed, the unordered
+    /// path). Keys are per owner, so each run's lines are fresh.
+    pub keys: i32,
 }
 
 /// What every drain run needs.
@@ -83,11 +86,21 @@ impl Bench<'_> {
             // One statement each; the dead endpoint's half first, so it sits
             // in front of the queue.
             store
-                .bench_events_insert_many(&dead_prefix, 1, (part.events - healthy_events) as i32)
+                .bench_events_insert_many(
+                    &dead_prefix,
+                    1,
+                    (part.events - healthy_events) as i32,
+                    part.keys,
+                )
                 .await?;
         }
         store
-            .bench_events_insert_many(&healthy_prefix, healthy_n as i32, healthy_events as i32)
+            .bench_events_insert_many(
+                &healthy_prefix,
+                healthy_n as i32,
+                healthy_events as i32,
+                part.keys,
+            )
             .await?;
         let committed = Instant::now();
         let mut cpu = PgCpu::start(store).await?;

@@ -9,6 +9,7 @@
 mod child;
 mod drain;
 mod load;
+mod ordering;
 mod pgcpu;
 mod ratelimit;
 mod receiver;
@@ -30,6 +31,14 @@ use postbox::store::bench::{bench_database_create, bench_database_drop};
 use postbox::store::Store;
 use receiver::BenchReceiver;
 use report::*;
+
+/// Ordering keys of the keyed drain's backlog (issue 16's target: at least
+/// 70 % of the unkeyed one-endpoint drain).
+const KEYED_KEYS: i32 = 1000;
+
+/// The dispatchers' POSTBOX_REQUEST_TIMEOUT (the ordering part's receiver
+/// hangs longer than this).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 struct Sizes {
     events: usize,
@@ -71,7 +80,8 @@ fn wants(args: &BenchArgs, part: &str) -> bool {
     args.only.is_empty() || args.only.iter().any(|p| p == part)
 }
 
-/// `drain` stands for both drains; `drain1` and `drain10` for one each.
+/// `drain` stands for every drain part (drain1, drain10, keyed, batched);
+/// each name alone runs that part.
 fn wants_drain(args: &BenchArgs, which: &str) -> bool {
     wants(args, "drain") || wants(args, which)
 }
@@ -108,7 +118,7 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
     let store = Store::connect(url, 16)?;
     store.migrate().await?;
     let secret = generate_secret(&mut rand::rng());
-    let receiver = BenchReceiver::start(secret.clone()).await?;
+    let receiver = BenchReceiver::start(secret.clone(), ordering::FLAKINESS).await?;
     let mut report = Report::new(
         sizes.events,
         sizes.endpoints,
@@ -146,7 +156,7 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
         let hooks =
             add_endpoints(&store, &receiver, "queue", sizes.endpoints, &secret, false).await?;
         store
-            .bench_events_insert_many("queue", hooks.len() as i32, sizes.events as i32)
+            .bench_events_insert_many("queue", hooks.len() as i32, sizes.events as i32, 0)
             .await?;
         report.ceilings.queue_per_second =
             Some(load::queue_alone(&store, 2, 500, sizes.events as u64).await?);
@@ -185,7 +195,10 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
 
     let env = [
         ("POSTBOX_CONCURRENCY", sizes.concurrency.to_string()),
-        ("POSTBOX_REQUEST_TIMEOUT", "5s".to_string()),
+        (
+            "POSTBOX_REQUEST_TIMEOUT",
+            format!("{}s", REQUEST_TIMEOUT.as_secs()),
+        ),
         ("POSTBOX_SHUTDOWN_TIMEOUT", "2s".to_string()),
     ];
     let mut dispatcher = DispatcherProcess::start(url, &env)?;
@@ -208,6 +221,7 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
         hang: false,
         count_writes: false,
         batch: None,
+        keys: 0,
     };
     let one = Part {
         prefix: "one",
@@ -216,6 +230,14 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
         hang: false,
         count_writes: true,
         batch: None,
+        keys: 0,
+    };
+    // drain1's backlog spread over KEYED_KEYS ordering keys: the cost of
+    // ordered delivery (one delivery in flight per key, promotions).
+    let keyed = Part {
+        prefix: "keyed",
+        keys: KEYED_KEYS,
+        ..one
     };
     let batched = Part {
         prefix: "batch",
@@ -224,6 +246,7 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
         hang: false,
         count_writes: false,
         batch: Some(100),
+        keys: 0,
     };
     let iso = Part {
         prefix: "iso",
@@ -232,10 +255,12 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
         hang: true,
         count_writes: false,
         batch: None,
+        keys: 0,
     };
     let parts: Vec<Part> = [
         (wants_drain(args, "drain10"), ten),
         (wants_drain(args, "drain1"), one),
+        (wants_drain(args, "keyed"), keyed),
         (wants(args, "isolation"), iso),
         (wants_drain(args, "batched"), batched),
     ]
@@ -246,7 +271,7 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
     for run in 0..RUNS {
         for (part, figures) in parts.iter().zip(&mut runs) {
             say(&format!(
-                "{} run {}/{RUNS}: {} events for {} endpoints{}",
+                "{} run {}/{RUNS}: {} events for {} endpoints{}{}",
                 part.prefix,
                 run + 1,
                 part.events,
@@ -255,6 +280,11 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
                     ", one of which never answers and gets half of them"
                 } else {
                     ""
+                },
+                if part.keys > 0 {
+                    format!(", over {} ordering keys", part.keys)
+                } else {
+                    String::new()
                 }
             ));
             let d = bench.drain(part, run).await?;
@@ -268,6 +298,8 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
             report.isolation = r;
         } else if part.batch.is_some() {
             report.drain_batched = r;
+        } else if part.keys > 0 {
+            report.drain_keyed = r;
         } else if part.endpoints == 1 {
             report.drain_one = r;
         } else {
@@ -342,8 +374,32 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
         .await?;
         report.rate_limit = Some(r);
     }
+    // The ordering part's deliveries are shared between three dispatchers
+    // and mostly retries: its CPU is left out of the per-delivery figure.
+    let mut cpu_elsewhere = 0.0;
+    if wants(args, "ordering") {
+        let size = ordering::Size::new(args.quick);
+        say(&format!(
+            "ordering: {} producers, {} keys, {} events, {} dispatchers, a receiver failing {:.0} % of requests ({:.0} % by hanging {:?})",
+            ordering::PRODUCERS,
+            size.keys,
+            size.events,
+            ordering::DISPATCHERS,
+            f64::from(ordering::FLAKINESS.hang_per_mille + ordering::FLAKINESS.fail_per_mille) / 10.0,
+            f64::from(ordering::FLAKINESS.hang_per_mille) / 10.0,
+            ordering::FLAKINESS.hang,
+        ));
+        wait_for_idle(&store, Duration::from_secs(120)).await?;
+        let before = dispatcher.usage().cpu_seconds;
+        let r = ordering::run(&store, &receiver, &secret, size, || {
+            DispatcherProcess::start(url, &env)
+        })
+        .await?;
+        cpu_elsewhere = dispatcher.usage().cpu_seconds - before;
+        report.ordering = Some(r);
+    }
     let usage = dispatcher.usage();
-    let cpu = usage.cpu_seconds - cpu_start;
+    let cpu = usage.cpu_seconds - cpu_start - cpu_elsewhere;
     let usage = dispatcher.stop()?;
     report.dispatcher = DispatcherFigures {
         peak_rss_mib: usage.peak_rss_kib as f64 / 1024.0,

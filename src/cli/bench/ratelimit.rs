@@ -36,7 +36,7 @@ pub async fn run(
     let backlog = LIMIT * 20;
     let before = receiver.delivered();
     store
-        .bench_events_insert_many("ratelimit", 1, backlog)
+        .bench_events_insert_many("ratelimit", 1, backlog, 0)
         .await?;
     let first = Instant::now();
     while receiver.delivered() == before {

@@ -1,18 +1,23 @@
 //! The benchmark's receiver: answers 200 at once on `/ok/<n>`, never answers
 //! on `/hang/<n>` (the isolation test's dead endpoint), records when each
 //! event arrived, and verifies a sample of signatures. `ok` counts events:
-//! a batch request counts its `x-webhook-batch-size`.
+//! a batch request counts its `x-webhook-batch-size`. `/flaky` (the ordering
+//! part) fails some requests at random and logs every request's event id
+//! and answer, in arrival order; it counts in none of the other counters.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use rand::RngExt;
 use warp::http::HeaderMap;
+use warp::http::StatusCode;
 use warp::Filter;
 
+use anyhow::Context;
 use postbox::signing::{verify, SigningKey};
 
 #[derive(Default)]
@@ -26,6 +31,29 @@ pub struct Counters {
     /// event id -> first arrival, while `record` is on.
     pub arrivals: Mutex<HashMap<String, Instant>>,
     pub record: std::sync::atomic::AtomicBool,
+    /// `/flaky`'s requests in arrival order.
+    pub flaky: Mutex<Vec<FlakyRequest>>,
+}
+
+/// One request to `/flaky`, logged when it arrived.
+#[derive(Debug, Clone)]
+pub struct FlakyRequest {
+    /// The `webhook-id` header: the event id.
+    pub event_id: String,
+    /// Whether it was answered 2xx (decided on arrival).
+    pub ok: bool,
+    /// Whether it was held past the dispatcher's request timeout (then
+    /// answered 500, if the client still waits).
+    pub hung: bool,
+}
+
+/// How `/flaky` answers: in per mille of its requests, how many hang for
+/// `hang` before a 500, and how many get a 500 at once; the rest a 200.
+#[derive(Debug, Clone, Copy)]
+pub struct Flakiness {
+    pub hang_per_mille: u32,
+    pub fail_per_mille: u32,
+    pub hang: Duration,
 }
 
 impl Counters {
@@ -42,7 +70,9 @@ pub struct BenchReceiver {
 }
 
 impl BenchReceiver {
-    pub async fn start(secret: String) -> anyhow::Result<BenchReceiver> {
+    /// Starts the receiver on a free loopback port; `flaky` sets how
+    /// `/flaky` answers.
+    pub async fn start(secret: String, flaky: Flakiness) -> anyhow::Result<BenchReceiver> {
         let key = SigningKey::from_secret(&secret)?;
         let counters = Arc::new(Counters::default());
         let c = counters.clone();
@@ -102,9 +132,41 @@ impl BenchReceiver {
                     warp::reply()
                 }
             });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let c = counters.clone();
+        let flaky_route = warp::post()
+            .and(warp::path!("flaky"))
+            .and(warp::header::optional::<String>("webhook-id"))
+            .then(move |id: Option<String>| {
+                let c = c.clone();
+                async move {
+                    let roll = rand::rng().random_range(0..1000u32);
+                    let hung = roll < flaky.hang_per_mille;
+                    let ok = roll >= flaky.hang_per_mille + flaky.fail_per_mille;
+                    c.flaky.lock().expect("flaky log").push(FlakyRequest {
+                        event_id: id.unwrap_or_default(),
+                        ok,
+                        hung,
+                    });
+                    if hung {
+                        tokio::time::sleep(flaky.hang).await;
+                    }
+                    let status = if ok {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    };
+                    warp::reply::with_status(warp::reply(), status)
+                }
+            });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("bench receiver: binding a loopback port")?;
         let addr = listener.local_addr()?;
-        tokio::spawn(warp::serve(ok.or(hang)).incoming(listener).run());
+        tokio::spawn(
+            warp::serve(ok.or(hang).or(flaky_route))
+                .incoming(listener)
+                .run(),
+        );
         Ok(BenchReceiver { addr, counters })
     }
 
@@ -114,6 +176,11 @@ impl BenchReceiver {
 
     pub fn hang_url(&self, n: usize) -> String {
         format!("http://{}/hang/{n}", self.addr)
+    }
+
+    /// The URL of the flaky path (see [`Flakiness`]).
+    pub fn flaky_url(&self) -> String {
+        format!("http://{}/flaky", self.addr)
     }
 
     pub fn delivered(&self) -> u64 {

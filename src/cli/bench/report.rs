@@ -189,6 +189,45 @@ pub struct RateLimitFigures {
     pub per_second: f64,
 }
 
+/// The ordering stress part: concurrent producers of keyed events, several
+/// dispatchers, a flaky receiver; the receiver's log checked against commit
+/// order.
+#[derive(Debug, Serialize)]
+pub struct OrderingFigures {
+    /// Committed events (all keyed, one webhook).
+    pub events: usize,
+    /// Transactions rolled back after publishing.
+    pub rolled_back: usize,
+    pub keys: usize,
+    pub producers: usize,
+    pub dispatchers: usize,
+    /// From the first transaction to the last commit.
+    pub produce_seconds: f64,
+    /// From the first transaction to every committed event recorded as
+    /// delivered (or to the part's deadline).
+    pub seconds: f64,
+    /// Committed events over `seconds`.
+    pub per_second: f64,
+    /// Requests the receiver got, failed (non-2xx or hung), and hung past
+    /// the request timeout.
+    pub requests: usize,
+    pub requests_failed: usize,
+    pub requests_hung: usize,
+    /// Committed events not recorded as delivered by the deadline.
+    pub undelivered: usize,
+    /// Keys with committed events, and those whose first successful
+    /// receipts equal their events in commit order.
+    pub keys_seen: usize,
+    pub keys_in_commit_order: usize,
+    /// First successful receipts that arrived before an event committed
+    /// earlier on their key had been received (must be 0).
+    pub order_violations: usize,
+    /// Committed events never received successfully (must be 0).
+    pub gaps: usize,
+    /// Requests for events that were not committed (rolled back; must be 0).
+    pub rolled_back_received: usize,
+}
+
 #[derive(Debug, Serialize)]
 pub struct ScaleFigures {
     pub finished_rows: usize,
@@ -223,6 +262,9 @@ pub struct Report {
     pub drain: Option<DrainRuns>,
     /// One endpoint.
     pub drain_one: Option<DrainRuns>,
+    /// One endpoint, the backlog spread over 1,000 ordering keys: compare
+    /// with `drain_one`.
+    pub drain_keyed: Option<DrainRuns>,
     pub steady: Option<SteadyFigures>,
     pub producer: Option<ProducerFigures>,
     pub scale: Option<ScaleFigures>,
@@ -236,6 +278,8 @@ pub struct Report {
     pub rate_limit: Option<RateLimitFigures>,
     /// One webhook's dead letters recovered.
     pub recover: Option<RecoverFigures>,
+    /// Ordered delivery under stress.
+    pub ordering: Option<OrderingFigures>,
     pub dispatcher: DispatcherFigures,
     pub signatures_verified: u64,
     pub signatures_bad: u64,
@@ -255,6 +299,7 @@ impl Report {
             ceilings: Ceilings::default(),
             drain: None,
             drain_one: None,
+            drain_keyed: None,
             steady: None,
             producer: None,
             scale: None,
@@ -264,6 +309,7 @@ impl Report {
             templates: None,
             rate_limit: None,
             recover: None,
+            ordering: None,
             dispatcher: DispatcherFigures::default(),
             signatures_verified: 0,
             signatures_bad: 0,
@@ -299,8 +345,38 @@ impl Report {
                 ));
             }
         }
+        if let (Some(k), Some(one)) = (&self.drain_keyed, &self.drain_one) {
+            let r = k.median_per_second / one.median_per_second;
+            checks.push(check(
+                "keyed drain",
+                ">= 0.70 of unkeyed (1 endpt)",
+                format!("{r:.2}"),
+                r >= 0.7,
+            ));
+        }
+        if let Some(o) = &self.ordering {
+            checks.push(check(
+                "ordering stress",
+                "0 violations, 0 gaps",
+                format!(
+                    "{} violations, {} gaps{}",
+                    o.order_violations,
+                    o.gaps,
+                    if o.rolled_back_received > 0 {
+                        format!(", {} rolled back sent", o.rolled_back_received)
+                    } else {
+                        String::new()
+                    }
+                ),
+                o.order_violations == 0
+                    && o.gaps == 0
+                    && o.rolled_back_received == 0
+                    && o.keys_in_commit_order == o.keys_seen,
+            ));
+        }
         for (name, runs) in [
             ("spread, 1 endpt", &self.drain_one),
+            ("spread, keyed", &self.drain_keyed),
             ("spread", &self.drain),
             ("spread, iso", &self.isolation),
         ] {
@@ -443,6 +519,15 @@ impl Report {
         if let Some(d) = &self.drain_one {
             out += &d.line("drain (1)", bound);
         }
+        if let Some(k) = &self.drain_keyed {
+            out += &k.line("keyed (1)", None);
+            if let Some(one) = &self.drain_one {
+                out += &format!(
+                    "              the keyed backlog drains at {:.2} of the unkeyed drain (1) (target >= 0.70)\n",
+                    k.median_per_second / one.median_per_second
+                );
+            }
+        }
         if let Some(s) = &self.steady {
             out += &format!(
                 "steady        {} events/s for {:.0} s: p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  max {:.2} ms  ({} events, {} missing)\n",
@@ -509,6 +594,16 @@ impl Report {
             out += &format!(
                 "rate limit    {:.1} requests/s to a webhook limited to {}/s, {} dispatchers\n",
                 r.per_second, r.limit, r.dispatchers
+            );
+        }
+        if let Some(o) = &self.ordering {
+            out += &format!(
+                "ordering      {} events ({} rolled back) over {} keys from {} producers, {} dispatchers: {:.1} s ({:.1} s producing), {:.0} deliveries/s\n",
+                o.events, o.rolled_back, o.keys, o.producers, o.dispatchers, o.seconds, o.produce_seconds, o.per_second
+            );
+            out += &format!(
+                "              {} requests, {} failed ({} hung past the timeout); {} undelivered; keys in commit order {}/{}; order violations {}, gaps {}, rolled back sent {}\n",
+                o.requests, o.requests_failed, o.requests_hung, o.undelivered, o.keys_in_commit_order, o.keys_seen, o.order_violations, o.gaps, o.rolled_back_received
             );
         }
         out += &format!(

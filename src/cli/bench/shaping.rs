@@ -54,7 +54,7 @@ pub async fn fanout(
                     .await?;
             }
             store
-                .bench_events_insert_many(&prefix, 1, events as i32)
+                .bench_events_insert_many(&prefix, 1, events as i32, 0)
                 .await?;
             let secs = fan_out_all(store).await?;
             let per_event = secs * 1e6 / events as f64;
