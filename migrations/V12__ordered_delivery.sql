@@ -113,12 +113,14 @@ DROP INDEX postbox.deliveries_succeeded_idx;
 -- Lines ----------------------------------------------------------------------
 
 -- One row per (webhook, ordering key) that has a delivery in line: head is
--- that delivery. The row is the line's lock: the fan-out takes it (upsert or
--- FOR SHARE) before it holds a delivery behind the head, and whoever ends or
--- replaces the head locks it in an earlier statement of the transaction that
--- promotes the next (sql/delivery_promote_lines.sql), so a promotion always
--- sees every delivery held behind the head. Deleted when the line empties:
--- the table holds the lines that have work, not every key ever seen.
+-- that delivery. The line's lock is a transaction-scoped advisory lock
+-- (class 7138403, the hash of webhook and key): the fan-out takes it before
+-- it writes or reads the line's row, and whoever ends or replaces the head
+-- takes it in an earlier statement of the transaction that promotes the
+-- next (sql/ordering_lines_lock.sql, sql/delivery_promote_lines.sql), so a
+-- promotion always sees every delivery held behind the head; all take it in
+-- key order. Deleted when the line empties: the table holds the lines that
+-- have work, not every key ever seen.
 CREATE TABLE postbox.ordering_lines (
     webhook_id   uuid NOT NULL REFERENCES postbox.webhooks (id) ON DELETE CASCADE,
     ordering_key text NOT NULL,

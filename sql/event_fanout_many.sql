@@ -301,16 +301,17 @@ WITH batch_all AS MATERIALIZED (
            LIMIT 1) IS NULL
     ORDER BY d.webhook_id, d.ordering_key, d.ordering_seq
 ), line_up AS (
-    -- The line's row (postbox.ordering_lines): inserted with that row as
-    -- its head when the line is empty; otherwise locked by a no-op update,
-    -- so that whoever ends the head waits for this statement to commit and
-    -- its promotion (a later statement) sees the rows held here. A line
+    -- The line's row (postbox.ordering_lines), inserted with that row as its
+    -- head when the line is empty; a line that has a row keeps it (the row
+    -- is held). The line's advisory lock is taken first (as
+    -- sql/ordering_lines_lock.sql takes it), in key order (a volatile
+    -- function is evaluated after the sort), and held until this statement
+    -- commits: whoever ends the line's head takes the same lock before its
+    -- promotion, so the promotion, a later statement, sees every row held
+    -- here; and no two statements lock lines in different orders. A line
     -- with held rows but no row (a lost promotion) gets one naming no
     -- delivery (the nil uuid) and is queued in ordering_dirty below for the
-    -- promotion pass. Each line's advisory lock first (as
-    -- sql/ordering_lines_lock.sql takes it), in key order (a volatile
-    -- function is evaluated after the sort), so two statements never lock
-    -- lines in different orders.
+    -- promotion pass. Returns the rows inserted.
     INSERT INTO postbox.ordering_lines AS l (webhook_id, ordering_key, head)
     SELECT f.webhook_id, f.ordering_key,
            CASE WHEN f.behind_held THEN '00000000-0000-0000-0000-000000000000'::uuid ELSE f.id END
@@ -318,7 +319,7 @@ WITH batch_all AS MATERIALIZED (
                  pg_advisory_xact_lock(7138403, hashtext(g.webhook_id::text || '/' || g.ordering_key)) AS locked
           FROM line_first g
           ORDER BY g.webhook_id, g.ordering_key) f
-    ON CONFLICT (webhook_id, ordering_key) DO UPDATE SET head = l.head
+    ON CONFLICT (webhook_id, ordering_key) DO NOTHING
     RETURNING l.webhook_id, l.ordering_key, l.head
 ), line_lost AS (
     INSERT INTO postbox.ordering_dirty (webhook_id, ordering_key)

@@ -5,8 +5,8 @@
 -- Ordered delivery (V12): the first statement of a transaction that frees
 -- lines (outcomes that end their head, the promotion pass) and then promotes
 -- their next deliveries with sql/delivery_promote_lines.sql. The fan-out
--- takes the same advisory lock, in the same order, before it writes a
--- line's row, and holds it until it commits: the promotion, a later
+-- takes the same advisory lock, in the same order, before it reads or
+-- writes a line's row, and holds it until it commits: the promotion, a later
 -- statement, then sees every delivery it held; and no two statements lock
 -- lines in different orders (no deadlock), also for a line whose row a
 -- promotion inserts. Waits only on dispatcher statements (producers never
