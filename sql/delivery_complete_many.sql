@@ -8,6 +8,11 @@
 -- $16 leave_line (ordered delivery, skip_failed: a failed attempt takes the
 -- delivery out of its key's line, ordering_seq NULL; the caller locked the
 -- line's row before and promotes the next one after: store::delivery).
+-- $17, $18: the (webhook, ordering key) lines these outcomes free: their
+-- advisory locks are taken here, in key order (line_locks, as
+-- sql/ordering_lines_lock.sql takes them), and held until the transaction
+-- that then promotes (sql/delivery_promote_lines.sql) commits. Empty for
+-- unordered outcomes.
 -- issue 15: the same statement keeps postbox.webhook_state (breaker,
 -- in-flight counter, AIMD rate, Retry-After hold) and writes the owners'
 -- notifications (breaker opened/closed, dead letters); see touch and below.
@@ -35,13 +40,20 @@
 -- every step walks the outcomes once (the per-webhook steps walk the
 -- batch's webhooks), reaches deliveries by primary key, and the UPDATE
 -- returns what the attempt row needs. tests/it/plans.rs checks it.
-WITH outcome AS MATERIALIZED (
+WITH line_locks AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock(7138403, hashtext(u.webhook_id::text || '/' || u.ordering_key)) IS NULL AS locked
+    FROM (SELECT DISTINCT v.webhook_id, v.ordering_key
+          FROM unnest($17::uuid[], $18::text[]) AS v(webhook_id, ordering_key)
+          ORDER BY v.webhook_id, v.ordering_key) u
+), outcome AS MATERIALIZED (
     SELECT *
     FROM unnest($1::uuid[], $2::int[], $3::postbox.delivery_status[], $4::timestamptz[],
                 $5::int[], $6::text[], $7::text[], $8::timestamptz[], $9::int[],
                 $11::timestamptz[], $12::boolean[], $16::boolean[])
          AS o(id, attempt, status, next_attempt_at, response_code, response_body, error_message, started_at, duration_ms,
               throttle_until, endpoint_ok, leave_line)
+    -- The line locks first, once (an InitPlan), before any row is locked.
+    WHERE (SELECT count(l.locked) FROM line_locks l) >= 0
 ), taken AS MATERIALIZED (
     -- Each outcome, and whether its row is current and now locked by us
     -- (with the row's webhook, status before and test flag).
@@ -240,3 +252,4 @@ WHERE s.locked AND NOT s.written
 UNION ALL
 -- Breaker transitions, for the metrics.
 SELECT b.webhook_id, NULL, b.state_now FROM breaker b WHERE b.state_now <> b.was
+

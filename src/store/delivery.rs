@@ -239,10 +239,10 @@ impl Store {
     ///
     /// Ordered delivery (V12): when an outcome frees its (webhook, ordering
     /// key) line (`Completion::frees_line`), the write runs in a transaction
-    /// of three statements: lock the lines' rows (`sql/ordering_lines_lock.sql`),
-    /// write, promote the next held delivery of each (`sql/delivery_promote_lines.sql`,
-    /// counted in `CompleteReport::promoted`). Otherwise one statement, as
-    /// before.
+    /// of two statements: the write, which first takes the lines' locks, and
+    /// the promotion of the next held delivery of each
+    /// (`sql/delivery_promote_lines.sql`, counted in
+    /// `CompleteReport::promoted`). Otherwise the write alone, as before.
     pub async fn delivery_complete_many(
         &self,
         outcomes: &[Completion],
@@ -251,21 +251,19 @@ impl Store {
         if outcomes.is_empty() {
             return Ok(CompleteReport::default());
         }
-        let (line_hooks, line_keys) = lines_freed(outcomes);
+        let lines = lines_freed(outcomes);
         let client = self.client().await?;
-        if line_keys.is_empty() {
-            return self.complete_rows(&client, outcomes, now).await;
+        if lines.1.is_empty() {
+            return self.complete_rows(&client, outcomes, &lines, now).await;
         }
+        let (line_hooks, line_keys) = &lines;
         client
             .batch_execute("BEGIN")
             .await
             .map_err(db("complete: begin"))?;
         let done = async {
-            statement!("ordering_lines_lock")
-                .query_one(&client, &[&line_hooks, &line_keys])
-                .await?;
-            let mut report = self.complete_rows(&client, outcomes, now).await?;
-            report.promoted = promote(&client, &line_hooks, &line_keys, now).await?;
+            let mut report = self.complete_rows(&client, outcomes, &lines, now).await?;
+            report.promoted = promote(&client, line_hooks, line_keys, now).await?;
             client
                 .batch_execute("COMMIT")
                 .await
@@ -331,11 +329,13 @@ impl Store {
         Ok((r.get("walked"), r.get("queued")))
     }
 
-    /// `sql/delivery_complete_many.sql` on `client`.
+    /// `sql/delivery_complete_many.sql` on `client`; it first takes the
+    /// locks of `lines` (webhooks, keys).
     async fn complete_rows(
         &self,
         client: &deadpool_postgres::Object,
         outcomes: &[Completion],
+        lines: &(Vec<Uuid>, Vec<String>),
         now: DateTime<Utc>,
     ) -> Result<CompleteReport, StoreError> {
         let ids: Vec<Uuid> = outcomes.iter().map(|o| o.delivery_id).collect();
@@ -378,6 +378,8 @@ impl Store {
                     &rule.first_probe_secs,
                     &rule.max_probe_secs,
                     &leave,
+                    &lines.0,
+                    &lines.1,
                 ],
             )
             .await?;

@@ -147,7 +147,7 @@ async fn completing_a_batch_examines_each_outcome_once_in_the_generic_plan() {
     .unwrap();
     let args: String = c
         .query_one(
-            "SELECT format('%L, %L, %L, %L, %L, %L, %L, %L, %L, now(), %L, %L, 10, 30, 1800, %L',
+            "SELECT format('%L, %L, %L, %L, %L, %L, %L, %L, %L, now(), %L, %L, 10, 30, 1800, %L, ''{}''::uuid[], ''{}''::text[]',
                            array_agg(id), array_agg(1), array_agg('success'::postbox.delivery_status),
                            array_agg(NULL::timestamptz), array_agg(200), array_agg(''::text),
                            array_agg(NULL::text), array_agg(now()), array_agg(3),
