@@ -67,7 +67,7 @@
 -- follows the backlog, not the table; reaches them again by primary key
 -- (= ANY of an array), a plan that does not depend on statistics. The unique
 -- key (event_id, webhook_id) makes a repeated fan-out add nothing.
-WITH batch_all AS MATERIALIZED (
+WITH batch AS MATERIALIZED (
     SELECT e.id, e.event_type, e.owner_id, e.payload, e.created_at, e.txid,
            coalesce(e.fanout_cursor, '00000000-0000-0000-0000-000000000000') AS after,
            ARRAY[e.event_type, split_part(e.event_type, '.', 1) || '.*', '*'] AS patterns,
@@ -77,6 +77,10 @@ WITH batch_all AS MATERIALIZED (
     ORDER BY e.created_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED
+), keyed_batch AS MATERIALIZED (
+    -- Whether any event of the batch has an ordering key: the ordering
+    -- steps below are skipped whole (a one-time filter) when none has.
+    SELECT coalesce(bool_or(b.ordering_key IS NOT NULL), false) AS any FROM batch b
 ), outside AS MATERIALIZED (
     -- Ordered delivery (V12): per key of the batch, the earliest event still
     -- waiting for its fan-out outside this batch (another dispatcher holds
@@ -85,8 +89,8 @@ WITH batch_all AS MATERIALIZED (
     -- not in the batch (linear in the batch, however busy the key). Empty
     -- for unkeyed events.
     SELECT k.owner_id, k.ordering_key, o.ordering_seq AS first_outside
-    FROM (SELECT DISTINCT b.owner_id, b.ordering_key FROM batch_all b
-          WHERE b.ordering_key IS NOT NULL) k
+    FROM (SELECT DISTINCT b.owner_id, b.ordering_key FROM batch b
+          WHERE b.ordering_key IS NOT NULL AND (SELECT kb.any FROM keyed_batch kb)) k
     CROSS JOIN LATERAL (
         SELECT p.ordering_seq
         FROM postbox.events p
@@ -94,20 +98,19 @@ WITH batch_all AS MATERIALIZED (
           AND p.ordering_key = k.ordering_key
           AND p.fanout_pending
           AND p.ordering_key IS NOT NULL
-          AND p.id NOT IN (SELECT a.id FROM batch_all a)
+          AND p.id NOT IN (SELECT a.id FROM batch a)
         ORDER BY p.ordering_seq
         LIMIT 1
     ) o
-), batch AS MATERIALIZED (
-    -- A keyed event behind such an event waits (left locked, untouched), so
-    -- a key's deliveries are always written in commit order.
-    SELECT b.*
-    FROM batch_all b
-    WHERE b.id NOT IN (SELECT w.id
-                       FROM batch_all w
-                       JOIN outside o
-                         ON o.owner_id = w.owner_id AND o.ordering_key = w.ordering_key
-                       WHERE w.ordering_seq > o.first_outside)
+), waiting AS MATERIALIZED (
+    -- A keyed event behind such an event waits (left locked, untouched: no
+    -- candidates, not marked), so a key's deliveries are always written in
+    -- commit order. Usually none.
+    SELECT w.id
+    FROM batch w
+    JOIN outside o
+      ON o.owner_id = w.owner_id AND o.ordering_key = w.ordering_key
+    WHERE w.ordering_seq > o.first_outside
 ), share AS MATERIALIZED (
     SELECT greatest(ceil($8::bigint::numeric / greatest(count(*), 1))::bigint, 32) AS per_event FROM batch
 ), seen AS MATERIALIZED (
@@ -178,6 +181,7 @@ WITH batch_all AS MATERIALIZED (
         ORDER BY w.id
         LIMIT (SELECT per_event + 1 FROM share)
     ) w
+    WHERE b.id NOT IN (SELECT wt.id FROM waiting wt)
 ), keyed AS MATERIALIZED (
     -- The candidate webhooks, locked FOR KEY SHARE (what the deliveries'
     -- foreign-key check takes anyway) but SKIP LOCKED: a webhook that a
@@ -219,7 +223,8 @@ WITH batch_all AS MATERIALIZED (
     -- locked), with the earliest such event of each (usually none).
     SELECT c.event_owner_id, c.ordering_key, min(c.ordering_seq) AS seq
     FROM candidates c
-    WHERE c.ordering_key IS NOT NULL
+    WHERE (SELECT kb.any FROM keyed_batch kb)
+      AND c.ordering_key IS NOT NULL
       AND (c.event_id IN (SELECT pr.event_id FROM progress pr)
            OR c.event_id IN (SELECT bl.event_id FROM blocked bl))
     GROUP BY c.event_owner_id, c.ordering_key
@@ -231,6 +236,7 @@ WITH batch_all AS MATERIALIZED (
       ON u.event_owner_id = c.event_owner_id
      AND u.ordering_key = c.ordering_key
      AND c.ordering_seq > u.seq
+    WHERE (SELECT kb.any FROM keyed_batch kb)
 ), marked AS (
     UPDATE postbox.events e
     SET fanout_pending = e.id = ANY (ARRAY(SELECT event_id FROM progress))
@@ -243,7 +249,7 @@ WITH batch_all AS MATERIALIZED (
                              THEN coalesce((SELECT pr.done_until FROM progress pr WHERE pr.event_id = e.id),
                                            e.fanout_cursor)
                              ELSE e.fanout_cursor END
-    WHERE e.id = ANY (ARRAY(SELECT id FROM batch))
+    WHERE e.id = ANY (ARRAY(SELECT b.id FROM batch b WHERE b.id NOT IN (SELECT wt.id FROM waiting wt)))
     RETURNING e.id
 ), matched AS MATERIALIZED (
     SELECT p.*,
@@ -292,7 +298,8 @@ WITH batch_all AS MATERIALIZED (
             ORDER BY h.webhook_id, h.ordering_key, h.ordering_seq
             LIMIT 1) IS NOT NULL AS behind_held
     FROM decided d
-    WHERE d.ordering_key IS NOT NULL
+    WHERE (SELECT kb.any FROM keyed_batch kb)
+      AND d.ordering_key IS NOT NULL
       AND d.superseded_by IS NULL
       -- By event (the unique key's first column; the webhook compared in a
       -- form no index serves, so the plan cannot pick the webhook's index).
@@ -326,7 +333,7 @@ WITH batch_all AS MATERIALIZED (
     SELECT u.webhook_id, u.ordering_key FROM line_up u
     WHERE u.head = '00000000-0000-0000-0000-000000000000'::uuid
     RETURNING 1
-), settled_rows AS MATERIALIZED (
+), settled_rows AS NOT MATERIALIZED (
     -- Each row's status: a superseded event's rows are cancelled; a keyed
     -- row is in line only as its line's head (named above), else held; the
     -- rest as decided.
