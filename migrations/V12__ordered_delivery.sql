@@ -147,6 +147,23 @@ ALTER TABLE postbox.retention_state
     ADD COLUMN ordering_checked_webhook uuid NOT NULL DEFAULT '00000000-0000-0000-0000-000000000000',
     ADD COLUMN ordering_checked_key text NOT NULL DEFAULT '';
 
+-- A delivery sent again (a retry, a recover, a replay, a hand-made requeue)
+-- goes back to the queue as 'pending', or, when it has an ordering key, to
+-- its key's line as 'held' (never beside the line's head), with its
+-- event's place in the line (kept: the delivery's own, when the event is
+-- gone). The caller queues the line in ordering_dirty for promotion.
+CREATE FUNCTION postbox.requeued_status(ordering_key text) RETURNS postbox.delivery_status
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN ordering_key IS NULL THEN 'pending' ELSE 'held' END::postbox.delivery_status
+$$;
+
+CREATE FUNCTION postbox.requeued_seq(ordering_key text, event_id uuid, kept bigint) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN ordering_key IS NOT NULL
+                THEN coalesce((SELECT e.ordering_seq FROM postbox.events e WHERE e.id = requeued_seq.event_id),
+                              kept, 0) END
+$$;
+
 -- Webhooks -------------------------------------------------------------------
 
 ALTER TABLE postbox.webhooks

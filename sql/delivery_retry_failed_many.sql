@@ -9,10 +9,8 @@ WITH requeued AS (
     -- Ordered delivery (V12): a keyed delivery goes back to its key's line
     -- as 'held', in commit order (its event's ordering_seq), and the line
     -- is queued for the dispatcher's promotion pass (below).
-    SET status = CASE WHEN d.ordering_key IS NULL THEN 'pending' ELSE 'held' END::postbox.delivery_status,
-        ordering_seq = CASE WHEN d.ordering_key IS NOT NULL
-                            THEN coalesce((SELECT e.ordering_seq FROM postbox.events e WHERE e.id = d.event_id),
-                                          d.ordering_seq, 0) END,
+    SET status = postbox.requeued_status(d.ordering_key),
+        ordering_seq = postbox.requeued_seq(d.ordering_key, d.event_id, d.ordering_seq),
         next_attempt_at = now(),
         lease_expires_at = NULL,
         completed_at = NULL,

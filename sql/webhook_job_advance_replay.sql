@@ -50,7 +50,7 @@ WITH job AS MATERIALIZED (
     INSERT INTO postbox.deliveries AS d (id, webhook_id, event_id, event_type, status, attempts,
                                          next_attempt_at, created_at, updated_at, ordering_key, ordering_seq)
     SELECT postbox.uuid_v7(), p.webhook_id, p.id, p.event_type,
-           CASE WHEN p.ordering_key IS NULL THEN 'pending' ELSE 'held' END::postbox.delivery_status,
+           postbox.requeued_status(p.ordering_key),
            0, $3, $3, $3, p.ordering_key, p.ordering_seq
     FROM picked p
     ON CONFLICT (event_id, webhook_id) DO UPDATE
