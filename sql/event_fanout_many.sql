@@ -20,8 +20,9 @@
 -- one of its key waits for its fan-out elsewhere, or (deferred) is not
 -- finished by this statement. Per (webhook, key) line, the batch's first
 -- row becomes the line's head when the line is empty (line_up: its row in
--- postbox.ordering_lines, inserted or locked), every other keyed row is
--- written 'held'; a superseded event's rows are written 'cancelled'.
+-- postbox.ordering_lines inserted, under the line's advisory lock), every
+-- other keyed row is written 'held'; a superseded event's rows are written
+-- 'cancelled'.
 -- Unkeyed events take none of these steps.
 --
 -- Subscribed as of commit: webhook W of the event's owner, active, whose

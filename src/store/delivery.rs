@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::db;
+use super::InTransaction;
 use super::{
     BatchMember, BreakerRule, ClaimLimits, ClaimedBatch, ClaimedDelivery, CompleteReport,
     Completion, DeliveryStatus, Store, StoreError,
@@ -257,24 +257,13 @@ impl Store {
             return self.complete_rows(&client, outcomes, &lines, now).await;
         }
         let (line_hooks, line_keys) = &lines;
-        client
-            .batch_execute("BEGIN")
-            .await
-            .map_err(db("complete: begin"))?;
-        let done = async {
-            let mut report = self.complete_rows(&client, outcomes, &lines, now).await?;
-            report.promoted = promote(&client, line_hooks, line_keys, now).await?;
-            client
-                .batch_execute("COMMIT")
-                .await
-                .map_err(db("complete: commit"))?;
-            Ok(report)
-        }
-        .await;
-        if done.is_err() {
-            let _ = client.batch_execute("ROLLBACK").await;
-        }
-        done
+        let tx = InTransaction::begin(client, "complete: begin").await?;
+        let mut report = self
+            .complete_rows(tx.client(), outcomes, &lines, now)
+            .await?;
+        report.promoted = promote(tx.client(), line_hooks, line_keys, now).await?;
+        tx.commit("complete: commit").await?;
+        Ok(report)
     }
 
     /// Promotes the next held delivery of up to `limit` lines queued in
@@ -286,35 +275,21 @@ impl Store {
         now: DateTime<Utc>,
         limit: i64,
     ) -> Result<(usize, u64), StoreError> {
-        let client = self.client().await?;
-        client
-            .batch_execute("BEGIN")
-            .await
-            .map_err(db("promote: begin"))?;
-        let done = async {
-            let rows = statement!("ordering_dirty_take")
-                .query(&client, &[&limit])
+        let tx = InTransaction::begin(self.client().await?, "promote: begin").await?;
+        let rows = statement!("ordering_dirty_take")
+            .query(tx.client(), &[&limit])
+            .await?;
+        let hooks: Vec<Uuid> = rows.iter().map(|r| r.get("webhook_id")).collect();
+        let keys: Vec<String> = rows.iter().map(|r| r.get("ordering_key")).collect();
+        let mut promoted = 0;
+        if !rows.is_empty() {
+            statement!("ordering_lines_lock")
+                .query_one(tx.client(), &[&hooks, &keys])
                 .await?;
-            let hooks: Vec<Uuid> = rows.iter().map(|r| r.get("webhook_id")).collect();
-            let keys: Vec<String> = rows.iter().map(|r| r.get("ordering_key")).collect();
-            let mut promoted = 0;
-            if !rows.is_empty() {
-                statement!("ordering_lines_lock")
-                    .query_one(&client, &[&hooks, &keys])
-                    .await?;
-                promoted = promote(&client, &hooks, &keys, now).await?;
-            }
-            client
-                .batch_execute("COMMIT")
-                .await
-                .map_err(db("promote: commit"))?;
-            Ok((rows.len(), promoted))
+            promoted = promote(tx.client(), &hooks, &keys, now).await?;
         }
-        .await;
-        if done.is_err() {
-            let _ = client.batch_execute("ROLLBACK").await;
-        }
-        done
+        tx.commit("promote: commit").await?;
+        Ok((rows.len(), promoted))
     }
 
     /// Queues for promotion the lines with held deliveries but no head in
@@ -655,8 +630,8 @@ impl Store {
     }
 }
 
-/// The (webhook, ordering key) lines the outcomes may free, each once, in
-/// key order (the order every statement locks lines in).
+/// The (webhook, ordering key) lines the outcomes may free, each once (the
+/// statements sort them again, in the database's order, before locking).
 fn lines_freed(outcomes: &[Completion]) -> (Vec<Uuid>, Vec<String>) {
     let mut lines: Vec<(Uuid, &str)> = outcomes
         .iter()

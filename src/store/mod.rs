@@ -176,6 +176,45 @@ impl Statement {
     }
 }
 
+/// A pooled connection inside an explicit transaction (`BEGIN` sent). Dropped
+/// before [`InTransaction::commit`] (an error, or the future cancelled), the
+/// connection is closed instead of going back to the pool, so the server
+/// rolls the transaction back and no half-done transaction is ever reused.
+pub(crate) struct InTransaction(Option<Object>);
+
+impl InTransaction {
+    /// Sends `BEGIN` on `client`; `op` names the work in errors.
+    pub(crate) async fn begin(client: Object, op: &'static str) -> Result<Self, StoreError> {
+        client.batch_execute("BEGIN").await.map_err(db(op))?;
+        Ok(InTransaction(Some(client)))
+    }
+
+    /// The connection, for the transaction's statements.
+    pub(crate) fn client(&self) -> &Object {
+        self.0.as_ref().expect("a transaction not yet committed")
+    }
+
+    /// Sends `COMMIT`; the connection goes back to the pool.
+    pub(crate) async fn commit(mut self, op: &'static str) -> Result<(), StoreError> {
+        let client = self.0.take().expect("a transaction not yet committed");
+        match client.batch_execute("COMMIT").await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                drop(Object::take(client));
+                Err(db(op)(e))
+            }
+        }
+    }
+}
+
+impl Drop for InTransaction {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop(Object::take(client));
+        }
+    }
+}
+
 // Statements grouped by table; each file adds an `impl Store` block.
 /// The benchmark's statements (`postbox bench`).
 pub mod bench;
