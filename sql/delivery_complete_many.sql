@@ -6,8 +6,8 @@
 -- $12 endpoint_ok (true 2xx, false failed, NULL says nothing), $13-$15 the
 -- breaker rule (failures to open, first and longest probe interval, s),
 -- $16 leave_line (ordered delivery, skip_failed: a failed attempt takes the
--- delivery out of its key's line, ordering_seq NULL; the caller locked the
--- line's row before and promotes the next one after: store::delivery).
+-- delivery out of its key's line, ordering_seq NULL; the caller promotes the
+-- next one after, in the same transaction: store::delivery).
 -- $17, $18: the (webhook, ordering key) lines these outcomes free: their
 -- advisory locks are taken here, in key order (line_locks, as
 -- sql/ordering_lines_lock.sql takes them), and held until the transaction
