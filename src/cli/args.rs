@@ -421,10 +421,19 @@ pub struct BenchArgs {
     /// Length of the steady and producer-cost tests
     #[arg(long, env = "POSTBOX_BENCH_DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// Finished deliveries put in the tables before the scale test (0 skips it)
+    /// Successful deliveries put in the tables before the scale test
+    /// (default 500,000; 100,000 with --quick)
     #[arg(long, env = "POSTBOX_BENCH_SCALE_FINISHED")]
     pub scale_finished: Option<usize>,
-    /// Future retries put in the tables before the scale test
+    /// Dead letters put in the tables before the scale test (default 400,000;
+    /// 80,000 with --quick)
+    #[arg(long, env = "POSTBOX_BENCH_SCALE_DEAD")]
+    pub scale_dead: Option<usize>,
+    /// Due deliveries of one slow endpoint (it never answers) put in the
+    /// tables before the scale test (default 100,000; 20,000 with --quick)
+    #[arg(long, env = "POSTBOX_BENCH_SCALE_BACKLOG")]
+    pub scale_backlog: Option<usize>,
+    /// Future retries put in the tables before the scale test (default 0)
     #[arg(long, env = "POSTBOX_BENCH_SCALE_FUTURE")]
     pub scale_future: Option<usize>,
     /// Dispatcher concurrency

@@ -5,6 +5,20 @@ use uuid::Uuid;
 
 use super::{db, Store, StoreError};
 
+/// The rows `Store::bench_history_insert_many` puts in (each with its own
+/// event): a week of traffic as issue 12 describes it.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryShape {
+    /// Successful deliveries of the history webhook.
+    pub succeeded: i32,
+    /// Its retries due a day later.
+    pub future: i32,
+    /// Its dead letters.
+    pub dead: i32,
+    /// Deliveries due now for the slow endpoint's webhook.
+    pub backlog: i32,
+}
+
 /// Creates the database `name` on the server of `admin_url`.
 pub async fn bench_database_create(admin_url: &str, name: &str) -> Result<(), StoreError> {
     let sql = format!("CREATE DATABASE {}", quote_identifier(name)?);
@@ -145,12 +159,15 @@ impl Store {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    /// Fills history in chunks, with the events trigger off, then vacuums.
+    /// Fills history in chunks of at most 500,000 rows of each kind, with
+    /// the events trigger off (`shape`: what webhook `history` and the slow
+    /// endpoint's webhook `slow` get; see sql/bench_history_insert_many.sql),
+    /// then vacuums.
     pub async fn bench_history_insert_many(
         &self,
-        webhook: Uuid,
-        finished: i32,
-        future: i32,
+        history: Uuid,
+        slow: Uuid,
+        shape: HistoryShape,
     ) -> Result<(), StoreError> {
         let client = self.client().await?;
         client
@@ -158,14 +175,13 @@ impl Store {
             .await
             .map_err(db("bench_history_insert_many: disable trigger"))?;
         let chunk = 500_000;
-        let (mut f, mut r) = (finished, future);
-        while f > 0 || r > 0 {
-            let (cf, cr) = (f.min(chunk), r.min(chunk));
+        let mut left = [shape.succeeded, shape.future, shape.dead, shape.backlog];
+        while left.iter().any(|n| *n > 0) {
+            let [s, f, d, b] = left.map(|n| n.min(chunk));
             statement!("bench_history_insert_many")
-                .execute(&client, &[&webhook, &cf, &cr])
+                .execute(&client, &[&history, &s, &f, &d, &slow, &b])
                 .await?;
-            f -= cf;
-            r -= cr;
+            left = [left[0] - s, left[1] - f, left[2] - d, left[3] - b];
         }
         // One statement per call: VACUUM cannot run inside the implicit
         // transaction of a multi-statement query.
@@ -183,6 +199,17 @@ impl Store {
                 .map_err(db("bench_history_insert_many: vacuum"))?;
         }
         Ok(())
+    }
+
+    /// As `delivery_next_due`, leaving out webhook `except`'s deliveries.
+    pub async fn bench_next_due_except(
+        &self,
+        except: Uuid,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        let row = self
+            .row(statement!("bench_next_due_except"), &[&except])
+            .await?;
+        Ok(row.get(0))
     }
 
     /// Creates the producer-cost baseline table (no trigger).

@@ -11,7 +11,7 @@ use postbox::store::Store;
 use super::pgcpu::PgCpu;
 use super::receiver::BenchReceiver;
 use super::report::DrainFigures;
-use super::{add_endpoints, wait_for_idle};
+use super::{add_endpoints, wait_for_idle_except};
 
 /// Fresh runs per drain figure.
 pub const RUNS: usize = 3;
@@ -40,6 +40,9 @@ pub struct Bench<'a> {
     pub store: &'a Store,
     pub receiver: &'a BenchReceiver,
     pub secret: &'a str,
+    /// A webhook whose backlog stays due through the runs (the scale part's
+    /// slow endpoint): the wait for a quiet queue leaves it out.
+    pub backlog_of: Option<uuid::Uuid>,
 }
 
 impl Bench<'_> {
@@ -48,7 +51,7 @@ impl Bench<'_> {
     /// received, then until the database has recorded each as a success.
     pub async fn drain(&self, part: &Part, run: usize) -> anyhow::Result<DrainFigures> {
         let (store, receiver) = (self.store, self.receiver);
-        wait_for_idle(store, Duration::from_secs(120)).await?;
+        wait_for_idle_except(store, Duration::from_secs(120), self.backlog_of).await?;
         let prefix = format!("{}{run}", part.prefix);
         let healthy_prefix = format!("{prefix}_ok");
         let healthy_n = part.endpoints - usize::from(part.hang);

@@ -15,6 +15,7 @@ mod ratelimit;
 mod receiver;
 mod recover;
 mod report;
+mod scale;
 mod shaping;
 
 use std::sync::atomic::Ordering;
@@ -31,6 +32,7 @@ use postbox::store::bench::{bench_database_create, bench_database_drop};
 use postbox::store::Store;
 use receiver::BenchReceiver;
 use report::*;
+use scale::ScaleDb;
 
 /// Ordering keys of the keyed drain's backlog (issue 16's target: at least
 /// 70 % of the unkeyed one-endpoint drain).
@@ -49,6 +51,8 @@ struct Sizes {
     rate: u32,
     duration: Duration,
     scale_finished: usize,
+    scale_dead: usize,
+    scale_backlog: usize,
     scale_future: usize,
     concurrency: usize,
 }
@@ -65,14 +69,26 @@ impl Sizes {
             duration: args
                 .duration
                 .unwrap_or(Duration::from_secs(if q { 4 } else { 10 })),
+            // Issue 12's database: 1 M deliveries, 400k of them dead
+            // letters, and a 100k backlog of one slow endpoint (a fifth of
+            // it with --quick).
             scale_finished: args
                 .scale_finished
-                .unwrap_or(if q { 200_000 } else { 5_000_000 }),
-            scale_future: args
-                .scale_future
-                .unwrap_or(if q { 40_000 } else { 1_000_000 }),
+                .unwrap_or(if q { 100_000 } else { 500_000 }),
+            scale_dead: args.scale_dead.unwrap_or(if q { 80_000 } else { 400_000 }),
+            scale_backlog: args
+                .scale_backlog
+                .unwrap_or(if q { 20_000 } else { 100_000 }),
+            scale_future: args.scale_future.unwrap_or(0),
             concurrency: args.concurrency.max(1),
         }
+    }
+}
+
+impl Sizes {
+    /// Rows the scale part puts in its database.
+    fn history(&self) -> usize {
+        self.scale_finished + self.scale_dead + self.scale_backlog + self.scale_future
     }
 }
 
@@ -99,11 +115,32 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let sizes = Sizes::from(&args);
     let suffix: u32 = rand::rng().random();
     let name = format!("postbox_bench_{suffix:08x}");
-    bench_database_create(&args.db.database_url, &name).await?;
-    let url = with_db(&args.db.database_url, &name);
-    let outcome = run_in(&url, &sizes, &args).await;
-    if let Err(e) = bench_database_drop(&args.db.database_url, &name).await {
-        eprintln!("bench: could not drop {name}: {e}");
+    let admin = &args.db.database_url;
+    bench_database_create(admin, &name).await?;
+    // The scale part drains a filled database of its own, its runs
+    // alternating with the drains of the empty one (so the machine's drift
+    // hits the scale figure and its baseline alike).
+    let scale_name =
+        (wants(&args, "scale") && sizes.history() > 0).then(|| format!("{name}_scale"));
+    let mut created = vec![name.clone()];
+    let mut outcome = Ok(());
+    if let Some(n) = &scale_name {
+        outcome = bench_database_create(admin, n).await;
+        if outcome.is_ok() {
+            created.push(n.clone());
+        }
+    }
+    let outcome = match outcome {
+        Ok(()) => {
+            let scale_url = scale_name.as_ref().map(|n| with_db(admin, n));
+            run_in(&with_db(admin, &name), scale_url.as_deref(), &sizes, &args).await
+        }
+        Err(e) => Err(e.into()),
+    };
+    for db in created {
+        if let Err(e) = bench_database_drop(admin, &db).await {
+            eprintln!("bench: could not drop {db}: {e}");
+        }
     }
     let report = outcome?;
     if args.json {
@@ -114,7 +151,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Report> {
+async fn run_in(
+    url: &str,
+    scale_url: Option<&str>,
+    sizes: &Sizes,
+    args: &BenchArgs,
+) -> anyhow::Result<Report> {
     let store = Store::connect(url, 16)?;
     store.migrate().await?;
     let secret = generate_secret(&mut rand::rng());
@@ -210,8 +252,19 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
         store: &store,
         receiver: &receiver,
         secret: &secret,
+        backlog_of: None,
     };
-    // The drains and the isolation part, each run three times with fresh
+    // The scale part's database, filled, with a dispatcher of its own.
+    let scale = match scale_url {
+        Some(u) => Some(ScaleDb::fill(u, sizes, &receiver, &secret, &env, &say).await?),
+        None => None,
+    };
+    let scale_bench = scale.as_ref().map(|s| Bench {
+        store: &s.store,
+        backlog_of: Some(s.slow),
+        ..bench
+    });
+    // The drains, the isolation and the scale parts, each run three times with fresh
     // webhooks and events, alternating between the parts so that the
     // machine's noise hits each alike.
     let ten = Part {
@@ -257,19 +310,25 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
         batch: None,
         keys: 0,
     };
-    let parts: Vec<Part> = [
-        (wants_drain(args, "drain10"), ten),
-        (wants_drain(args, "drain1"), one),
-        (wants_drain(args, "keyed"), keyed),
-        (wants(args, "isolation"), iso),
-        (wants_drain(args, "batched"), batched),
+    let scaled = Part {
+        prefix: "scale",
+        ..ten
+    };
+    let parts: Vec<(Part, &Bench)> = [
+        // The scale part's baseline is this drain, in the same run.
+        (wants_drain(args, "drain10") || scale.is_some(), ten, &bench),
+        (wants_drain(args, "drain1"), one, &bench),
+        (wants_drain(args, "keyed"), keyed, &bench),
+        (wants(args, "isolation"), iso, &bench),
+        (wants_drain(args, "batched"), batched, &bench),
     ]
     .into_iter()
-    .filter_map(|(wanted, p)| wanted.then_some(p))
+    .filter_map(|(wanted, p, b)| wanted.then_some((p, b)))
+    .chain(scale_bench.as_ref().map(|b| (scaled, b)))
     .collect();
     let mut runs: Vec<Vec<DrainFigures>> = parts.iter().map(|_| Vec::new()).collect();
     for run in 0..RUNS {
-        for (part, figures) in parts.iter().zip(&mut runs) {
+        for ((part, on), figures) in parts.iter().zip(&mut runs) {
             say(&format!(
                 "{} run {}/{RUNS}: {} events for {} endpoints{}{}",
                 part.prefix,
@@ -287,13 +346,24 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
                     String::new()
                 }
             ));
-            let d = bench.drain(part, run).await?;
+            let d = on.drain(part, run).await?;
             delivered_total += d.deliveries;
             figures.push(d);
         }
     }
-    for (part, figures) in parts.iter().zip(runs) {
-        let r = Some(DrainRuns::new(part.endpoints, figures));
+    for ((part, _), figures) in parts.iter().zip(runs) {
+        let runs = DrainRuns::new(part.endpoints, figures);
+        if part.prefix == scaled.prefix {
+            report.scale = Some(ScaleFigures {
+                finished_rows: sizes.scale_finished,
+                dead_rows: sizes.scale_dead,
+                backlog_rows: sizes.scale_backlog,
+                future_rows: sizes.scale_future,
+                drain: runs,
+            });
+            continue;
+        }
+        let r = Some(runs);
         if part.hang {
             report.isolation = r;
         } else if part.batch.is_some() {
@@ -314,40 +384,6 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
         let s = steady(&store, &receiver, sizes, &secret).await?;
         delivered_total += s.events as u64;
         report.steady = Some(s);
-    }
-    if wants(args, "scale") && sizes.scale_finished + sizes.scale_future > 0 {
-        say(&format!(
-            "scale: filling {} finished deliveries and {} future retries",
-            sizes.scale_finished, sizes.scale_future
-        ));
-        let hooks = add_endpoints(&store, &receiver, "history", 1, &secret, false).await?;
-        let t = Instant::now();
-        store
-            .bench_history_insert_many(
-                hooks[0],
-                sizes.scale_finished as i32,
-                sizes.scale_future as i32,
-            )
-            .await?;
-        say(&format!(
-            "scale: filled in {:.0} s; draining again",
-            t.elapsed().as_secs_f64()
-        ));
-        let part = Part {
-            prefix: "scale",
-            ..ten
-        };
-        let mut figures = Vec::new();
-        for run in 0..RUNS {
-            let d = bench.drain(&part, run).await?;
-            delivered_total += d.deliveries;
-            figures.push(d);
-        }
-        report.scale = Some(ScaleFigures {
-            finished_rows: sizes.scale_finished,
-            future_rows: sizes.scale_future,
-            drain: DrainRuns::new(part.endpoints, figures),
-        });
     }
     if wants(args, "recover") {
         let n = if args.quick {
@@ -399,8 +435,14 @@ async fn run_in(url: &str, sizes: &Sizes, args: &BenchArgs) -> anyhow::Result<Re
         report.ordering = Some(r);
     }
     let usage = dispatcher.usage();
-    let cpu = usage.cpu_seconds - cpu_start - cpu_elsewhere;
-    let usage = dispatcher.stop()?;
+    let mut cpu = usage.cpu_seconds - cpu_start - cpu_elsewhere;
+    let mut usage = dispatcher.stop()?;
+    if let Some(mut s) = scale {
+        // The scale runs' dispatcher: its CPU and memory count alike.
+        cpu += s.dispatcher.usage().cpu_seconds - s.cpu_start;
+        let theirs = s.dispatcher.stop()?;
+        usage.peak_rss_kib = usage.peak_rss_kib.max(theirs.peak_rss_kib);
+    }
     report.dispatcher = DispatcherFigures {
         peak_rss_mib: usage.peak_rss_kib as f64 / 1024.0,
         cpu_seconds_per_10k: if delivered_total > 0 {
@@ -442,9 +484,22 @@ async fn add_endpoints(
 
 /// Waits until no event waits for fan-out and nothing is due.
 async fn wait_for_idle(store: &Store, limit: Duration) -> anyhow::Result<()> {
+    wait_for_idle_except(store, limit, None).await
+}
+
+/// As `wait_for_idle`, leaving out the deliveries of webhook `except`.
+async fn wait_for_idle_except(
+    store: &Store,
+    limit: Duration,
+    except: Option<Uuid>,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + limit;
     loop {
-        match store.delivery_next_due().await? {
+        let next = match except {
+            None => store.delivery_next_due().await?,
+            Some(id) => store.bench_next_due_except(id).await?,
+        };
+        match next {
             Some(due) if due <= chrono::Utc::now() => {}
             _ => return Ok(()),
         }

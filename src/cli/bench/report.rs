@@ -230,7 +230,13 @@ pub struct OrderingFigures {
 
 #[derive(Debug, Serialize)]
 pub struct ScaleFigures {
+    /// Successful deliveries in the tables before the drain.
     pub finished_rows: usize,
+    /// Dead letters in the tables.
+    pub dead_rows: usize,
+    /// Due deliveries of one endpoint that never answers.
+    pub backlog_rows: usize,
+    /// Retries due a day later.
     pub future_rows: usize,
     pub drain: DrainRuns,
 }
@@ -549,9 +555,11 @@ impl Report {
         if let Some(s) = &self.scale {
             out += &s.drain.line("scale", None);
             out += &format!(
-                "              with {} finished + {} future rows{}\n",
+                "              with {} successes + {} dead letters + {} future retries + a due backlog of {} for a dead endpoint{}\n",
                 s.finished_rows,
+                s.dead_rows,
                 s.future_rows,
+                s.backlog_rows,
                 of_drain(s.drain.median_per_second)
             );
         }
