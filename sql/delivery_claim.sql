@@ -189,4 +189,5 @@ RETURNING d.id, d.webhook_id, d.event_id, d.event_type, d.attempts, d.lease_expi
           c.payload, c.event_created_at, d.ordering_key, w.ordering_policy,
           w.url, w.secret,
           CASE WHEN w.previous_secret_expires_at > $2 THEN w.previous_secret END AS previous_secret,
-          w.headers, w.max_retries, w.retry_delay_seconds, w.active, w.template, w.retry_schedule
+          w.headers, w.max_retries, w.retry_delay_seconds, w.active, w.template, w.retry_schedule,
+          w.max_in_flight IS NOT NULL AS in_flight_limited

@@ -27,5 +27,7 @@ SELECT d.id, d.lease_expires_at, w.id AS webhook_id, ev.id AS event_id, ev.event
        w.url, w.secret, w.previous_secret, w.headers, w.max_retries, w.retry_delay_seconds, w.active,
        w.template, w.retry_schedule,
        -- A test send is never ordered.
-       NULL::text AS ordering_key, NULL::text AS ordering_policy
+       NULL::text AS ordering_key, NULL::text AS ordering_policy,
+       -- Nor counted in flight (delivery_complete_many skips test sends).
+       false AS in_flight_limited
 FROM w, ev, d

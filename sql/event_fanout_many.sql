@@ -384,7 +384,8 @@ LEFT JOIN (
     SELECT i.id, i.webhook_id, i.event_id, i.lease_expires_at, e.event_type, e.payload::text AS payload,
            e.created_at AS event_created_at, i.ordering_key, w.ordering_policy, w.url, w.secret,
            CASE WHEN w.previous_secret_expires_at > $2 THEN w.previous_secret END AS previous_secret,
-           w.headers, w.max_retries, w.retry_delay_seconds, w.template, w.retry_schedule
+           w.headers, w.max_retries, w.retry_delay_seconds, w.template, w.retry_schedule,
+           w.max_in_flight IS NOT NULL AS in_flight_limited
     FROM inserted i
     JOIN postbox.events e ON e.id = i.event_id
     JOIN postbox.webhooks w ON w.id = i.webhook_id

@@ -388,9 +388,17 @@ async fn run_attempt(
     // flush sees every finished attempt. The completer drains the channel
     // even while it cannot write, so this does not wait for the database.
     for completion in spread(&d, completion) {
+        // Written at once (no wait for company): what a line's next
+        // delivery, a `maxInFlight` webhook's next claim, or the breaker
+        // and a Retry-After hold wait on.
+        let urgent = completion.ordering_key.is_some()
+            || d.in_flight_limited
+            || completion.endpoint_ok == Some(false)
+            || completion.throttle_until.is_some();
         let outcome = Outcome {
             completion,
             lease_ends,
+            urgent,
         };
         let _ = handover.completions.send(outcome).await;
     }

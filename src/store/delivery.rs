@@ -123,6 +123,7 @@ pub(super) fn claimed_from_row(r: &Row, attempt: i32, webhook_active: bool) -> C
         template: r.get("template"),
         ordering_key: r.get("ordering_key"),
         skip_failed: r.get::<_, Option<&str>>("ordering_policy") == Some("skip_failed"),
+        in_flight_limited: r.get("in_flight_limited"),
         batch: None,
     }
 }

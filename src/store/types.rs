@@ -108,6 +108,10 @@ pub struct ClaimedDelivery {
     /// The webhook's `ordering_policy` is `skip_failed`: a failed attempt
     /// takes this delivery out of its key's line.
     pub skip_failed: bool,
+    /// The webhook has a `maxInFlight` (issue 15): its in-flight count in
+    /// `postbox.webhook_state` drops only when the outcome is written, so the
+    /// completer writes such outcomes without delay.
+    pub in_flight_limited: bool,
     /// Set when this claim is a batch request: its events, the first of
     /// which is the claim's own (`id`, `event_id`, ... above; `attempt` is
     /// the highest of the members').
@@ -163,6 +167,7 @@ impl ClaimedDelivery {
             template: None,
             ordering_key: None,
             skip_failed: false,
+            in_flight_limited: false,
             batch: None,
         }
     }

@@ -162,6 +162,7 @@ fn claimed(url: String) -> ClaimedDelivery {
         template: None,
         ordering_key: None,
         skip_failed: false,
+        in_flight_limited: false,
         batch: None,
         lease_expires_at: chrono::Utc::now() + chrono::Duration::seconds(60),
     }

@@ -256,7 +256,9 @@ async fn run_in(
     };
     // The scale part's database, filled, with a dispatcher of its own.
     let scale = match scale_url {
-        Some(u) => Some(ScaleDb::fill(u, sizes, &receiver, &secret, &env, &say).await?),
+        Some(u) => {
+            Some(ScaleDb::fill(u, sizes, &receiver, &secret, &env, REQUEST_TIMEOUT, &say).await?)
+        }
         None => None,
     };
     let scale_bench = scale.as_ref().map(|s| Bench {
@@ -376,6 +378,14 @@ async fn run_in(
             report.drain = r;
         }
     }
+    // The scale database's dispatcher stops with its runs: its CPU during
+    // them counts with the others', and it adds nothing to the parts after.
+    drop(parts);
+    let (mut scale_cpu, mut scale_rss_kib) = (0.0, 0);
+    if let Some(mut s) = scale {
+        scale_cpu = s.dispatcher.usage().cpu_seconds - s.cpu_start;
+        scale_rss_kib = s.dispatcher.stop()?.peak_rss_kib;
+    }
     if wants(args, "steady") {
         say(&format!(
             "steady: {} events/s from {} producers for {:?}",
@@ -435,14 +445,9 @@ async fn run_in(
         report.ordering = Some(r);
     }
     let usage = dispatcher.usage();
-    let mut cpu = usage.cpu_seconds - cpu_start - cpu_elsewhere;
+    let cpu = usage.cpu_seconds - cpu_start - cpu_elsewhere + scale_cpu;
     let mut usage = dispatcher.stop()?;
-    if let Some(mut s) = scale {
-        // The scale runs' dispatcher: its CPU and memory count alike.
-        cpu += s.dispatcher.usage().cpu_seconds - s.cpu_start;
-        let theirs = s.dispatcher.stop()?;
-        usage.peak_rss_kib = usage.peak_rss_kib.max(theirs.peak_rss_kib);
-    }
+    usage.peak_rss_kib = usage.peak_rss_kib.max(scale_rss_kib);
     report.dispatcher = DispatcherFigures {
         peak_rss_mib: usage.peak_rss_kib as f64 / 1024.0,
         cpu_seconds_per_10k: if delivered_total > 0 {

@@ -132,6 +132,14 @@ impl BenchReceiver {
                     warp::reply()
                 }
             });
+        // The scale part's slow endpoint: never answers, counted nowhere (its
+        // requests run beside the isolation part's, which counts /hang).
+        let stall = warp::post()
+            .and(warp::path!("stall" / u32))
+            .then(|_n: u32| async {
+                futures_util::future::pending::<()>().await;
+                warp::reply()
+            });
         let c = counters.clone();
         let flaky_route = warp::post()
             .and(warp::path!("flaky"))
@@ -163,7 +171,7 @@ impl BenchReceiver {
             .context("bench receiver: binding a loopback port")?;
         let addr = listener.local_addr()?;
         tokio::spawn(
-            warp::serve(ok.or(hang).or(flaky_route))
+            warp::serve(ok.or(hang).or(stall).or(flaky_route))
                 .incoming(listener)
                 .run(),
         );
@@ -176,6 +184,11 @@ impl BenchReceiver {
 
     pub fn hang_url(&self, n: usize) -> String {
         format!("http://{}/hang/{n}", self.addr)
+    }
+
+    /// A URL that never answers and counts in none of the counters.
+    pub fn stall_url(&self, n: usize) -> String {
+        format!("http://{}/stall/{n}", self.addr)
     }
 
     /// The URL of the flaky path (see [`Flakiness`]).
