@@ -355,6 +355,9 @@ async fn run_in(
     // baseline; its dispatcher runs only meanwhile.
     let (mut scale_cpu, mut scale_rss_kib) = (0.0, 0);
     if let Some(u) = scale_url {
+        // Both databases start vacuumed: the scale one after its fill, this
+        // one after the drains before (as autovacuum would).
+        store.bench_vacuum().await?;
         let mut s =
             ScaleDb::fill(u, sizes, &receiver, &secret, &env, REQUEST_TIMEOUT, &say).await?;
         let on_scale = Bench {
