@@ -30,7 +30,7 @@ use crate::store::{Completion, Store};
 const BATCH: usize = 1024;
 /// Below this many outcomes in hand, the completer waits up to `LINGER` for
 /// more before it writes: at a steady trickle (1,000 deliveries/s) one
-/// statement per outcome cost about a third of a core of database time,
+/// statement per outcome cost about a quarter of a core of database time,
 /// taken from the next event's fan-out and request. Under a backlog batches
 /// fill at once and nothing waits.
 const LINGER_BELOW: usize = 64;
